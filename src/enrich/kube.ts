@@ -1,0 +1,245 @@
+// Parsing of Kubernetes object lists (as `kubectl get pods,services,namespaces,nodes -A
+// -o yaml|json` prints them, multi-document YAML, or a bare array) into the plain
+// metadata the resolver needs. Validation happens here, in TypeScript: objects that lack
+// what we need are skipped and reported as warnings; only an unreadable document throws.
+
+import { parseAllDocuments } from 'yaml';
+import { canonicalIp, parseCidr } from './ip.ts';
+
+export type Labels = Readonly<Record<string, string>>;
+
+export interface PodMeta {
+  readonly name: string;
+  readonly namespace: string;
+  readonly generateName: string | null;
+  readonly labels: Labels;
+  /** Canonical IP strings (v4 and v6). Empty for hostNetwork pods (they use the node's IPs). */
+  readonly ips: readonly string[];
+  readonly nodeName: string | null;
+  readonly hostNetwork: boolean;
+}
+
+export interface ServicePortMeta {
+  readonly name: string;
+  readonly port: number;
+  /** 'TCP' | 'UDP' | 'SCTP' */
+  readonly protocol: string;
+  readonly targetPort: number | string | null;
+}
+
+export interface ServiceMeta {
+  readonly name: string;
+  readonly namespace: string;
+  readonly clusterIps: readonly string[];
+  readonly ports: readonly ServicePortMeta[];
+}
+
+export interface NodeMeta {
+  readonly name: string;
+  readonly labels: Labels;
+  readonly ips: readonly string[];
+}
+
+export interface NamespaceMeta {
+  readonly name: string;
+  readonly labels: Labels;
+}
+
+export interface NetworkSetMeta {
+  readonly name: string;
+  /** null for a GlobalNetworkSet. */
+  readonly namespace: string | null;
+  readonly labels: Labels;
+  /** Canonical CIDR strings. */
+  readonly nets: readonly string[];
+}
+
+export interface ClusterMetadata {
+  readonly pods: readonly PodMeta[];
+  readonly services: readonly ServiceMeta[];
+  readonly nodes: readonly NodeMeta[];
+  readonly namespaces: readonly NamespaceMeta[];
+  readonly networkSets: readonly NetworkSetMeta[];
+}
+
+export interface ParseResult {
+  readonly metadata: ClusterMetadata;
+  /** Objects skipped or fields ignored, one human-readable line each. */
+  readonly warnings: readonly string[];
+}
+
+export const EMPTY_METADATA: ClusterMetadata = Object.freeze({
+  pods: [],
+  services: [],
+  nodes: [],
+  namespaces: [],
+  networkSets: [],
+});
+
+export class MetadataParseError extends Error {
+  override name = 'MetadataParseError';
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function str(v: unknown): string | null {
+  return typeof v === 'string' && v !== '' ? v : null;
+}
+
+function labelsOf(v: unknown): Labels {
+  if (!isObj(v)) return {};
+  const out: Record<string, string> = {};
+  for (const [k, val] of Object.entries(v)) if (typeof val === 'string') out[k] = val;
+  return Object.freeze(out);
+}
+
+function ipsOf(values: unknown[], where: string, warnings: string[]): string[] {
+  const out: string[] = [];
+  for (const v of values) {
+    if (typeof v !== 'string' || v === '' || v === 'None') continue;
+    const c = canonicalIp(v);
+    if (c === null) warnings.push(`${where}: ignoring invalid IP ${JSON.stringify(v)}`);
+    else if (!out.includes(c)) out.push(c);
+  }
+  return out;
+}
+
+/** Flattens the accepted document shapes into a list of objects. */
+function itemsOf(doc: unknown, out: Obj[]): void {
+  if (doc === null || doc === undefined) return;
+  if (Array.isArray(doc)) {
+    for (const d of doc) itemsOf(d, out);
+    return;
+  }
+  if (!isObj(doc)) return;
+  if (Array.isArray(doc.items) && (doc.kind === undefined || String(doc.kind).endsWith('List'))) {
+    for (const d of doc.items) itemsOf(d, out);
+    return;
+  }
+  out.push(doc);
+}
+
+export function parseClusterMetadata(text: string, source = 'metadata'): ParseResult {
+  let docs: unknown[];
+  const trimmed = text.trimStart();
+  if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
+    try {
+      docs = [JSON.parse(text)];
+    } catch (err) {
+      throw new MetadataParseError(`${source}: invalid JSON: ${(err as Error).message}`);
+    }
+  } else {
+    const parsed = parseAllDocuments(text);
+    const list = Array.isArray(parsed) ? parsed : [parsed];
+    docs = [];
+    for (const d of list) {
+      if (d.errors.length > 0)
+        throw new MetadataParseError(`${source}: invalid YAML: ${d.errors[0]!.message}`);
+      docs.push(d.toJS({ maxAliasCount: 1000 }));
+    }
+  }
+  const items: Obj[] = [];
+  for (const d of docs) itemsOf(d, items);
+
+  const warnings: string[] = [];
+  const pods: PodMeta[] = [];
+  const services: ServiceMeta[] = [];
+  const nodes: NodeMeta[] = [];
+  const namespaces: NamespaceMeta[] = [];
+  const networkSets: NetworkSetMeta[] = [];
+
+  items.forEach((item, index) => {
+    const kind = str(item.kind);
+    const md = isObj(item.metadata) ? item.metadata : {};
+    const name = str(md.name);
+    const where = `${source}: item ${index} (${kind ?? 'no kind'} ${name ?? 'unnamed'})`;
+    if (kind === null || name === null) {
+      warnings.push(`${where}: skipped, needs kind and metadata.name`);
+      return;
+    }
+    const spec = isObj(item.spec) ? item.spec : {};
+    const status = isObj(item.status) ? item.status : {};
+    const labels = labelsOf(md.labels);
+    switch (kind) {
+      case 'Pod': {
+        const hostNetwork = spec.hostNetwork === true;
+        const raw: unknown[] = [];
+        if (Array.isArray(status.podIPs)) for (const p of status.podIPs) if (isObj(p)) raw.push(p.ip);
+        raw.push(status.podIP);
+        pods.push({
+          name,
+          namespace: str(md.namespace) ?? 'default',
+          generateName: str(md.generateName),
+          labels,
+          ips: hostNetwork ? [] : ipsOf(raw, where, warnings),
+          nodeName: str(spec.nodeName),
+          hostNetwork,
+        });
+        return;
+      }
+      case 'Service': {
+        const raw: unknown[] = Array.isArray(spec.clusterIPs) ? [...spec.clusterIPs] : [];
+        raw.push(spec.clusterIP);
+        const ports: ServicePortMeta[] = [];
+        if (Array.isArray(spec.ports)) {
+          for (const p of spec.ports) {
+            if (!isObj(p) || typeof p.port !== 'number' || !Number.isInteger(p.port)) continue;
+            const tp = p.targetPort;
+            ports.push({
+              name: typeof p.name === 'string' ? p.name : '',
+              port: p.port,
+              protocol: typeof p.protocol === 'string' ? p.protocol.toUpperCase() : 'TCP',
+              targetPort: typeof tp === 'number' || typeof tp === 'string' ? tp : null,
+            });
+          }
+        }
+        services.push({
+          name,
+          namespace: str(md.namespace) ?? 'default',
+          clusterIps: ipsOf(raw, where, warnings),
+          ports,
+        });
+        return;
+      }
+      case 'Node': {
+        const raw: unknown[] = [];
+        if (Array.isArray(status.addresses)) {
+          for (const a of status.addresses) {
+            if (isObj(a) && (a.type === 'InternalIP' || a.type === 'ExternalIP')) raw.push(a.address);
+          }
+        }
+        nodes.push({ name, labels, ips: ipsOf(raw, where, warnings) });
+        return;
+      }
+      case 'Namespace':
+        namespaces.push({ name, labels });
+        return;
+      case 'NetworkSet':
+      case 'GlobalNetworkSet': {
+        const nets: string[] = [];
+        if (Array.isArray(spec.nets)) {
+          for (const n of spec.nets) {
+            const c = typeof n === 'string' ? parseCidr(n) : null;
+            if (c === null) warnings.push(`${where}: ignoring invalid CIDR ${JSON.stringify(n)}`);
+            else nets.push(n as string);
+          }
+        }
+        networkSets.push({
+          name,
+          namespace: kind === 'NetworkSet' ? (str(md.namespace) ?? 'default') : null,
+          labels,
+          nets,
+        });
+        return;
+      }
+      default:
+        // Other kinds (Endpoints, Deployments, …) are not needed: ignore quietly.
+        return;
+    }
+  });
+  return { metadata: { pods, services, nodes, namespaces, networkSets }, warnings };
+}

@@ -1,0 +1,197 @@
+// Where cluster metadata comes from. A source pushes whole snapshots to one listener; the
+// file source re-reads its file when it changes (fs.watch on the directory, because
+// editors and `kubectl … > file` replace the file, plus a periodic stat as a fallback for
+// filesystems without inotify). A later Kubernetes API watcher implements the same shape.
+
+import { type FSWatcher, watch as fsWatch } from 'node:fs';
+import { readFile as fsReadFile, stat as fsStat } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { type ClusterMetadata, EMPTY_METADATA, parseClusterMetadata } from './kube.ts';
+
+export type MetadataListener = (md: ClusterMetadata) => void;
+
+export interface MetadataSource {
+  /** Delivers the first snapshot (before resolving) and later ones as they change. Rejects if the first load fails. */
+  start(listener: MetadataListener): Promise<void>;
+  /** Re-reads now (SIGHUP). Resolves false when the new data was rejected (previous kept). */
+  reload(): Promise<boolean>;
+  close(): void;
+}
+
+/** Minimal logger shape (pino-compatible). */
+export interface Logger {
+  info(obj: object, msg?: string): void;
+  warn(obj: object, msg?: string): void;
+  error(obj: object, msg?: string): void;
+}
+
+export const silentLogger: Logger = { info() {}, warn() {}, error() {} };
+
+/** No cluster metadata: the node's own IPs (resolver options) are the only known endpoint. */
+export class EmptyMetadataSource implements MetadataSource {
+  async start(listener: MetadataListener): Promise<void> {
+    listener(EMPTY_METADATA);
+  }
+  async reload(): Promise<boolean> {
+    return true;
+  }
+  close(): void {}
+}
+
+export interface FileMetadataSourceOptions {
+  readonly logger?: Logger;
+  /** Stat fallback period; default 5000 ms. 0 disables polling. */
+  readonly pollMs?: number;
+  /** Use fs.watch as well; default true. */
+  readonly watch?: boolean;
+  /** Injected for tests. */
+  readonly readFile?: (path: string) => Promise<string>;
+  readonly stat?: (path: string) => Promise<{ mtimeMs: number; size: number; ino: number }>;
+}
+
+export class FileMetadataSource implements MetadataSource {
+  readonly #path: string;
+  readonly #log: Logger;
+  readonly #pollMs: number;
+  readonly #useWatch: boolean;
+  readonly #readFile: (path: string) => Promise<string>;
+  readonly #stat: (path: string) => Promise<{ mtimeMs: number; size: number; ino: number }>;
+  #listener: MetadataListener | null = null;
+  #watcher: FSWatcher | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #debounce: NodeJS.Timeout | null = null;
+  #lastText: string | null = null;
+  #lastStat = '';
+  #loading: Promise<boolean> | null = null;
+  #closed = false;
+  /** Counters for metrics. */
+  readonly counters = { loads: 0, rejected: 0, unchanged: 0 };
+
+  constructor(path: string, opts: FileMetadataSourceOptions = {}) {
+    this.#path = path;
+    this.#log = opts.logger ?? silentLogger;
+    this.#pollMs = opts.pollMs ?? 5000;
+    this.#useWatch = opts.watch ?? true;
+    this.#readFile = opts.readFile ?? ((p) => fsReadFile(p, 'utf8'));
+    this.#stat = opts.stat ?? ((p) => fsStat(p));
+  }
+
+  async start(listener: MetadataListener): Promise<void> {
+    this.#listener = listener;
+    const text = await this.#readFile(this.#path);
+    const { metadata, warnings } = parseClusterMetadata(text, this.#path); // throws on a bad first file
+    this.#deliver(text, metadata, warnings);
+    try {
+      this.#lastStat = await this.#statKey();
+    } catch {
+      // polling will notice
+    }
+    if (this.#useWatch) {
+      try {
+        const name = basename(this.#path);
+        this.#watcher = fsWatch(dirname(this.#path), { persistent: false }, (_event, file) => {
+          if (file === null || file === name) this.#schedule();
+        });
+        this.#watcher.on('error', (err) =>
+          this.#log.warn({ err, path: this.#path }, 'metadata watch failed'),
+        );
+      } catch (err) {
+        this.#log.warn({ err, path: this.#path }, 'cannot watch metadata directory; polling only');
+      }
+    }
+    if (this.#pollMs > 0) {
+      this.#timer = setInterval(() => void this.#poll(), this.#pollMs);
+      this.#timer.unref();
+    }
+  }
+
+  async #statKey(): Promise<string> {
+    const s = await this.#stat(this.#path);
+    return `${s.ino}:${s.size}:${s.mtimeMs}`;
+  }
+
+  async #poll(): Promise<void> {
+    try {
+      const key = await this.#statKey();
+      if (key !== this.#lastStat) {
+        this.#lastStat = key;
+        this.#schedule();
+      }
+    } catch {
+      // The file may be in the middle of being replaced; the next poll sees it.
+    }
+  }
+
+  #schedule(): void {
+    if (this.#closed || this.#debounce !== null) return;
+    this.#debounce = setTimeout(() => {
+      this.#debounce = null;
+      void this.reload();
+    }, 100);
+    this.#debounce.unref();
+  }
+
+  reload(): Promise<boolean> {
+    // One load at a time; a reload requested during a load runs after it.
+    const run = async (): Promise<boolean> => {
+      if (this.#closed || this.#listener === null) return false;
+      let text: string;
+      try {
+        text = await this.#readFile(this.#path);
+      } catch (err) {
+        this.counters.rejected++;
+        this.#log.error({ err, path: this.#path }, 'cannot read metadata file; keeping previous metadata');
+        return false;
+      }
+      if (text === this.#lastText) {
+        this.counters.unchanged++;
+        return true;
+      }
+      try {
+        const { metadata, warnings } = parseClusterMetadata(text, this.#path);
+        this.#deliver(text, metadata, warnings);
+        return true;
+      } catch (err) {
+        this.counters.rejected++;
+        this.#log.error({ err, path: this.#path }, 'invalid metadata file; keeping previous metadata');
+        return false;
+      }
+    };
+    const prev = this.#loading ?? Promise.resolve(true);
+    const next = prev.then(run, run);
+    this.#loading = next;
+    return next;
+  }
+
+  #deliver(text: string, md: ClusterMetadata, warnings: readonly string[]): void {
+    this.#lastText = text;
+    this.counters.loads++;
+    if (warnings.length > 0) {
+      this.#log.warn(
+        { path: this.#path, warnings: warnings.slice(0, 20), count: warnings.length },
+        'metadata warnings',
+      );
+    }
+    this.#log.info(
+      {
+        path: this.#path,
+        pods: md.pods.length,
+        services: md.services.length,
+        nodes: md.nodes.length,
+        networkSets: md.networkSets.length,
+      },
+      'metadata loaded',
+    );
+    this.#listener?.(md);
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#watcher?.close();
+    this.#watcher = null;
+    if (this.#timer !== null) clearInterval(this.#timer);
+    if (this.#debounce !== null) clearTimeout(this.#debounce);
+    this.#timer = null;
+    this.#debounce = null;
+  }
+}
