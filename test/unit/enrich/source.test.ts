@@ -1,0 +1,108 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import type { ClusterMetadata } from '../../../src/enrich/kube.ts';
+import { EmptyMetadataSource, FileMetadataSource, type Logger } from '../../../src/enrich/source.ts';
+
+function podList(...names: string[]): string {
+  return JSON.stringify({
+    kind: 'List',
+    items: names.map((n, i) => ({
+      kind: 'Pod',
+      metadata: { name: n, namespace: 'x' },
+      status: { podIP: `10.0.0.${i + 1}` },
+    })),
+  });
+}
+
+function recordingLogger() {
+  const errors: string[] = [];
+  const logger: Logger = { info() {}, warn() {}, error: (_o, msg) => errors.push(msg ?? '') };
+  return { logger, errors };
+}
+
+test('FileMetadataSource: initial load, reload on change, bad file keeps previous metadata', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowlogd-md-'));
+  try {
+    const path = join(dir, 'md.json');
+    writeFileSync(path, podList('a'));
+    const { logger, errors } = recordingLogger();
+    const seen: ClusterMetadata[] = [];
+    const src = new FileMetadataSource(path, { logger, pollMs: 0, watch: false });
+    await src.start((md) => seen.push(md));
+    assert.deepEqual(
+      seen.map((m) => m.pods.map((p) => p.name)),
+      [['a']],
+    );
+
+    writeFileSync(path, podList('a', 'b'));
+    assert.equal(await src.reload(), true);
+    writeFileSync(path, '{ not json');
+    assert.equal(await src.reload(), false);
+    assert.equal(await src.reload(), false);
+    writeFileSync(path, podList('a', 'b')); // same as the last good content: no new snapshot
+    assert.equal(await src.reload(), true);
+    rmSync(path);
+    assert.equal(await src.reload(), false);
+    src.close();
+
+    assert.deepEqual(
+      seen.map((m) => m.pods.map((p) => p.name)),
+      [['a'], ['a', 'b']],
+    );
+    assert.deepEqual(src.counters, { loads: 2, rejected: 3, unchanged: 1 });
+    assert.equal(errors.length, 3);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('FileMetadataSource: a changed file is picked up by the watcher/poller without a reload call', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowlogd-md-'));
+  const path = join(dir, 'md.json');
+  writeFileSync(path, podList('a'));
+  const src = new FileMetadataSource(path, { pollMs: 20 });
+  try {
+    let resolveNext: (md: ClusterMetadata) => void = () => {};
+    let first = true;
+    const next = new Promise<ClusterMetadata>((res) => {
+      resolveNext = res;
+    });
+    await src.start((md) => {
+      if (first) first = false;
+      else resolveNext(md);
+    });
+    // Replace the file the way `kubectl … > tmp && mv tmp md.json` does.
+    writeFileSync(join(dir, 'tmp'), podList('a', 'b', 'c'));
+    const { renameSync } = await import('node:fs');
+    renameSync(join(dir, 'tmp'), path);
+    const md = await Promise.race([
+      next,
+      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no reload within 3 s')), 3000)),
+    ]);
+    assert.deepEqual(
+      md.pods.map((p) => p.name),
+      ['a', 'b', 'c'],
+    );
+  } finally {
+    src.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('FileMetadataSource: a bad first file rejects start()', async () => {
+  const src = new FileMetadataSource('/nonexistent/flowlogd/md.yaml', { pollMs: 0, watch: false });
+  await assert.rejects(
+    src.start(() => {}),
+    { code: 'ENOENT' },
+  );
+  src.close();
+});
+
+test('EmptyMetadataSource delivers one empty snapshot', async () => {
+  const seen: ClusterMetadata[] = [];
+  await new EmptyMetadataSource().start((md) => seen.push(md));
+  assert.deepEqual(seen, [{ pods: [], services: [], nodes: [], namespaces: [], networkSets: [] }]);
+});
