@@ -1,0 +1,243 @@
+// Thin Node-API binding over flowlogd::Datapath. Options arrive already validated by
+// src/datapath/native.ts; this file only converts types and errors.
+#include <napi.h>
+
+#include <functional>
+#include <memory>
+
+#include "datapath.h"
+
+namespace {
+
+using flowlogd::Datapath;
+using flowlogd::DatapathError;
+using flowlogd::DatapathEvent;
+
+const char* kStatNames[FLOW_STAT_MAX] = {
+    "nonIp",          "parseL2",      "parseL3",      "parseL4",     "fragments",
+    "insertE2big",    "insertEbusy",  "insertEnomem", "insertOther", "lostPackets",
+    "lostBytes",      "ctLookups",    "ctHits",
+};
+static_assert(FLOW_STAT_MAX == 13, "name every flow_stat in kStatNames");
+
+const char* kEventNames[] = {"records", "cycle", "attached", "detached", "attach-failed", "error", "stopped"};
+
+Napi::Error to_js(Napi::Env env, const DatapathError& e) {
+  Napi::Error err = Napi::Error::New(env, e.message);
+  err.Set("code", Napi::String::New(env, e.code));
+  err.Set("errno", Napi::Number::New(env, e.err));
+  return err;
+}
+
+class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Datapath",
+                       {
+                           InstanceMethod<&DatapathHandle::RequestDrain>("requestDrain"),
+                           InstanceMethod<&DatapathHandle::Read>("read"),
+                           InstanceMethod<&DatapathHandle::Stop>("stop"),
+                           InstanceMethod<&DatapathHandle::Close>("close"),
+                           InstanceMethod<&DatapathHandle::Stats>("stats"),
+                           InstanceMethod<&DatapathHandle::Interfaces>("interfaces"),
+                           InstanceMethod<&DatapathHandle::ProgIds>("progIds"),
+                           InstanceMethod<&DatapathHandle::TestRun>("testRun"),
+                           InstanceAccessor<&DatapathHandle::AttachMode>("attachMode"),
+                       });
+  }
+
+  // new Datapath({ interfaces, attachMode, maxFlows, drainIntervalMs, ringRecords,
+  //                useConntrack }, onEvent(kind, info))
+  explicit DatapathHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DatapathHandle>(info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = info[0].As<Napi::Object>();
+    flowlogd::DatapathOptions opts;
+    Napi::Array globs = o.Get("interfaces").As<Napi::Array>();
+    for (uint32_t i = 0; i < globs.Length(); i++) opts.interface_globs.push_back(globs.Get(i).As<Napi::String>());
+    std::string mode = o.Get("attachMode").As<Napi::String>();
+    opts.attach_mode = mode == "tcx"      ? flowlogd::AttachMode::Tcx
+                       : mode == "clsact" ? flowlogd::AttachMode::Clsact
+                                          : flowlogd::AttachMode::Auto;
+    opts.max_flows = o.Get("maxFlows").As<Napi::Number>().Uint32Value();
+    opts.drain_interval_ms = o.Get("drainIntervalMs").As<Napi::Number>().Uint32Value();
+    opts.ring_records = o.Get("ringRecords").As<Napi::Number>().Uint32Value();
+    opts.use_conntrack = o.Get("useConntrack").As<Napi::Boolean>();
+
+    tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "flowlogd-datapath", 0, 1);
+    // The daemon's own timers keep the process alive; an open datapath alone should not.
+    tsfn_.Unref(env);
+    auto tsfn = tsfn_;
+    try {
+      core_ = std::make_unique<Datapath>(opts, [tsfn](DatapathEvent&& ev) mutable {
+        auto* heap = new DatapathEvent(std::move(ev));
+        if (tsfn.NonBlockingCall(heap, Deliver) != napi_ok) delete heap;
+      });
+    } catch (const DatapathError& e) {
+      tsfn_.Release();
+      throw to_js(env, e);
+    }
+    // Process exit without close(): still detach (clsact filters would outlive us).
+    cleanup_ = env.AddCleanupHook(std::function<void()>([this] {
+      cleanup_ran_ = true;  // node-addon-api frees the hook's data after it runs
+      Shutdown();
+    }));
+  }
+
+  ~DatapathHandle() override {
+    Shutdown();
+    if (!cleanup_ran_ && !cleanup_.IsEmpty()) cleanup_.Remove(Env());
+  }
+
+ private:
+  static void Deliver(Napi::Env env, Napi::Function cb, DatapathEvent* ev) {
+    std::unique_ptr<DatapathEvent> owned(ev);
+    if (!env || !cb) return;
+    Napi::Object info = Napi::Object::New(env);
+    if (ev->kind == DatapathEvent::Cycle) info.Set("cycle", Napi::Number::New(env, double(ev->cycle)));
+    if (ev->ifindex) {
+      info.Set("ifindex", Napi::Number::New(env, ev->ifindex));
+      info.Set("name", Napi::String::New(env, ev->ifname));
+      info.Set("mode", Napi::String::New(env, ev->mode));
+    }
+    if (ev->err) info.Set("errno", Napi::Number::New(env, ev->err));
+    if (!ev->message.empty()) info.Set("message", Napi::String::New(env, ev->message));
+    cb.Call({Napi::String::New(env, kEventNames[ev->kind]), info});
+  }
+
+  void Shutdown() {
+    if (core_) {
+      core_->close();
+      core_.reset();
+      tsfn_.Release();
+    }
+  }
+
+  Datapath& core(Napi::Env env) {
+    if (!core_) throw to_js(env, DatapathError{"ERR_CLOSED", 9, "the datapath is closed"});
+    return *core_;
+  }
+
+  Napi::Value RequestDrain(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(core(info.Env()).request_drain()));
+  }
+
+  // read(into: Uint8Array): number of 128-byte records copied into `into`.
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Napi::Uint8Array into = info[0].As<Napi::Uint8Array>();
+    size_t n = core(info.Env()).read_records(into.Data(), into.ByteLength() / RING_RECORD_SIZE);
+    return Napi::Number::New(info.Env(), double(n));
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    core(info.Env()).stop();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    flowlogd::DatapathStats s = core(env).stats();
+    Napi::Object kernel = Napi::Object::New(env);
+    for (int i = 0; i < FLOW_STAT_MAX; i++) kernel.Set(kStatNames[i], Napi::Number::New(env, double(s.kernel[i])));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("kernel", kernel);
+    o.Set("drainCycles", Napi::Number::New(env, double(s.drain_cycles)));
+    o.Set("recordsDrained", Napi::Number::New(env, double(s.records_drained)));
+    o.Set("drainNs", Napi::Number::New(env, double(s.drain_ns_total)));
+    o.Set("ringFullWaits", Napi::Number::New(env, double(s.ring_full_waits)));
+    o.Set("attachFailures", Napi::Number::New(env, double(s.attach_failures)));
+    return o;
+  }
+
+  Napi::Value Interfaces(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto list = core(env).interfaces();
+    Napi::Array out = Napi::Array::New(env, list.size());
+    for (size_t i = 0; i < list.size(); i++) {
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("ifindex", list[i].ifindex);
+      o.Set("name", list[i].name);
+      o.Set("mode", list[i].mode);
+      out.Set(uint32_t(i), o);
+    }
+    return out;
+  }
+
+  Napi::Value ProgIds(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto ids = core(env).prog_ids();
+    Napi::Array out = Napi::Array::New(env, ids.size());
+    for (size_t i = 0; i < ids.size(); i++) out.Set(uint32_t(i), ids[i]);
+    return out;
+  }
+
+  Napi::Value TestRun(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Uint8Array pkt = info[0].As<Napi::Uint8Array>();
+    bool egress = info[1].ToBoolean();
+    try {
+      return Napi::Number::New(env, core(env).test_run(pkt.Data(), pkt.ByteLength(), egress));
+    } catch (const DatapathError& e) {
+      throw to_js(env, e);
+    }
+  }
+
+  Napi::Value AttachMode(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), core(info.Env()).attach_mode());
+  }
+
+  std::unique_ptr<Datapath> core_;
+  Napi::ThreadSafeFunction tsfn_;
+  Napi::Env::CleanupHook<std::function<void()>> cleanup_;
+  bool cleanup_ran_ = false;
+};
+
+// Offsets of every shared field, for the test that keeps src/datapath/layout.ts honest.
+Napi::Object Layout(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+#define F(name, expr) o.Set(name, Napi::Number::New(env, double(expr)))
+  F("RING_RECORD_SIZE", RING_RECORD_SIZE);
+  F("RING_RECORD_FLOW", RING_RECORD_FLOW);
+  F("ring.type", offsetof(ring_flow_record, hdr.type));
+  F("ring.key", offsetof(ring_flow_record, key));
+  F("ring.counters", offsetof(ring_flow_record, counters));
+  F("key.ifindex", offsetof(flow_key, ifindex));
+  F("key.addr_a", offsetof(flow_key, addr_a));
+  F("key.addr_b", offsetof(flow_key, addr_b));
+  F("key.port_a", offsetof(flow_key, port_a));
+  F("key.port_b", offsetof(flow_key, port_b));
+  F("key.proto", offsetof(flow_key, proto));
+  F("key.family", offsetof(flow_key, family));
+  F("key.size", sizeof(flow_key));
+  F("counters.packets", offsetof(flow_counters, packets));
+  F("counters.bytes", offsetof(flow_counters, bytes));
+  F("counters.first_seen_ns", offsetof(flow_counters, first_seen_ns));
+  F("counters.last_seen_ns", offsetof(flow_counters, last_seen_ns));
+  F("counters.tcp_flags", offsetof(flow_counters, tcp_flags));
+  F("counters.initiator", offsetof(flow_counters, initiator));
+  F("counters.initiator_how", offsetof(flow_counters, initiator_how));
+  F("counters.first_hook", offsetof(flow_counters, first_hook));
+  F("counters.first_dir", offsetof(flow_counters, first_dir));
+  F("counters.icmp_type", offsetof(flow_counters, icmp_type));
+  F("counters.icmp_code", offsetof(flow_counters, icmp_code));
+  F("counters.size", sizeof(flow_counters));
+#undef F
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("Datapath", DatapathHandle::Define(env));
+  exports.Set("layout", Layout(env));
+  Napi::Array names = Napi::Array::New(env, FLOW_STAT_MAX);
+  for (uint32_t i = 0; i < FLOW_STAT_MAX; i++) names.Set(i, kStatNames[i]);
+  exports.Set("statNames", names);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(flowlogd, Init)

@@ -1,0 +1,18 @@
+{
+  "targets": [
+    {
+      "target_name": "flowlogd",
+      "sources": ["addon/src/datapath.cc", "addon/src/binding.cc"],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "bpf/include",
+        "bpf/.output"
+      ],
+      "defines": ["NAPI_VERSION=9", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "libraries": ["-lbpf", "-lelf", "-lz"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=gnu++20", "-fexceptions", "-Wall", "-Wextra", "-Wno-missing-field-initializers", "-Wno-unused-parameter", "-Wno-unused-result"]
+    }
+  ]
+}

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: Apache-2.0
+/*
+ * TC hook (tcx or clsact, ingress and egress) on chosen interfaces: one hash entry per
+ * (interface, connection), both directions in the same entry, packets and IP-layer
+ * bytes per direction, TCP flags per direction, first/last seen, and who initiated.
+ * Observe only: every path returns "next", so the packet's fate is decided by whatever
+ * else is attached.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "flow_record.h"
+#include "maps.h"
+#include "parse.h"
+
+#define TC_NEXT -1 /* TCX_NEXT for tcx, TC_ACT_UNSPEC for clsact: both mean "go on" */
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_ACK 0x10
+#define EEXIST_ 17
+#define ENOMEM_ 12
+#define EBUSY_ 16
+#define E2BIG_ 7
+#define BPF_F_CURRENT_NETNS_ (-1)
+
+/* Flipped by the addon; see maps.h. */
+volatile __u32 generation;
+
+/* Conntrack lookup (CONFIG_NF_CONNTRACK); weak so a kernel without it still loads. */
+struct bpf_ct_opts___local {
+	__s32 netns_id;
+	__s32 error;
+	__u8 l4proto;
+	__u8 dir;
+	__u8 reserved[2];
+}; /* the 12-byte layout every kernel with these kfuncs accepts */
+
+#ifndef bpf_ksym_exists /* libbpf < 1.2 */
+#define bpf_ksym_exists(sym) (!!(sym))
+#endif
+
+extern struct nf_conn *bpf_skb_ct_lookup(struct __sk_buff *skb, struct bpf_sock_tuple *tuple,
+					 __u32 tuple__sz, struct bpf_ct_opts___local *opts,
+					 __u32 opts__sz) __ksym __weak;
+extern void bpf_ct_release(struct nf_conn *ct) __ksym __weak;
+
+const volatile __u8 use_conntrack = 1;
+
+char LICENSE[] SEC("license") = "GPL";
+
+static __always_inline void stat_add(__u32 idx, __u64 n)
+{
+	__u64 *v = bpf_map_lookup_elem(&flow_stats, &idx);
+	if (v)
+		*v += n; /* per-CPU slot: no atomics needed */
+}
+
+/* Total order on (address, port) pairs; only consistency matters. */
+static __always_inline int endpoint_before(const struct packet *p)
+{
+	const __u64 *s = (const __u64 *)p->saddr, *d = (const __u64 *)p->daddr;
+
+	if (s[0] != d[0])
+		return s[0] < d[0];
+	if (s[1] != d[1])
+		return s[1] < d[1];
+	return p->sport <= p->dport;
+}
+
+/*
+ * A mid-stream first packet (connection older than this map generation, or than
+ * flowlogd): ask the host's conntrack which way the connection was opened.
+ * Returns 1 if the packet's sender initiated, 0 if its receiver did, -1 if unknown.
+ */
+static __always_inline int conntrack_sender_initiated(struct __sk_buff *skb, const struct packet *p)
+{
+	struct bpf_ct_opts___local opts = { .netns_id = BPF_F_CURRENT_NETNS_, .l4proto = p->proto };
+	struct bpf_sock_tuple tuple = {};
+	struct nf_conn *ct;
+	__u32 tuple_sz;
+	int sender = -1;
+
+	if (!use_conntrack || !bpf_ksym_exists(bpf_skb_ct_lookup))
+		return -1;
+	if (p->proto != IPPROTO_TCP_ && p->proto != IPPROTO_UDP_)
+		return -1;
+	if (p->family == 4) {
+		__builtin_memcpy(&tuple.ipv4.saddr, &p->saddr[12], 4);
+		__builtin_memcpy(&tuple.ipv4.daddr, &p->daddr[12], 4);
+		tuple.ipv4.sport = bpf_htons(p->sport);
+		tuple.ipv4.dport = bpf_htons(p->dport);
+		tuple_sz = sizeof(tuple.ipv4);
+	} else {
+		__builtin_memcpy(tuple.ipv6.saddr, p->saddr, 16);
+		__builtin_memcpy(tuple.ipv6.daddr, p->daddr, 16);
+		tuple.ipv6.sport = bpf_htons(p->sport);
+		tuple.ipv6.dport = bpf_htons(p->dport);
+		tuple_sz = sizeof(tuple.ipv6);
+	}
+	stat_add(FLOW_STAT_CT_LOOKUPS, 1);
+	ct = bpf_skb_ct_lookup(skb, &tuple, tuple_sz, &opts, 12);
+	if (!ct)
+		return -1;
+	stat_add(FLOW_STAT_CT_HITS, 1);
+	/* The packet is in the original direction iff its source is the original source. */
+	{
+		struct nf_conntrack_tuple *orig = &ct->tuplehash[0].tuple;
+		if (p->family == 4)
+			sender = orig->src.u3.ip == tuple.ipv4.saddr && orig->src.u.all == tuple.ipv4.sport;
+		else
+			sender = orig->src.u3.ip6[0] == ((__u32 *)tuple.ipv6.saddr)[0] &&
+				 orig->src.u3.ip6[1] == ((__u32 *)tuple.ipv6.saddr)[1] &&
+				 orig->src.u3.ip6[2] == ((__u32 *)tuple.ipv6.saddr)[2] &&
+				 orig->src.u3.ip6[3] == ((__u32 *)tuple.ipv6.saddr)[3] &&
+				 orig->src.u.all == tuple.ipv6.sport;
+	}
+	bpf_ct_release(ct);
+	return sender;
+}
+
+/* Decide who opened a connection from its first packet in this generation. */
+static __always_inline void set_initiator(struct __sk_buff *skb, const struct packet *p, __u8 dir,
+					  struct flow_counters *c)
+{
+	__u8 other = dir ^ 1;
+	int sender;
+
+	if (p->proto == IPPROTO_TCP_ && (p->tcp_flags & TCP_SYN)) {
+		/* SYN: the sender opens; SYN+ACK: the sender answers. */
+		c->initiator = (p->tcp_flags & TCP_ACK) ? other : dir;
+		c->initiator_how = FLOW_INIT_SYN;
+		return;
+	}
+	sender = conntrack_sender_initiated(skb, p);
+	if (sender >= 0) {
+		c->initiator = sender ? dir : other;
+		c->initiator_how = FLOW_INIT_CONNTRACK;
+		return;
+	}
+	if (p->proto == IPPROTO_TCP_ && p->sport != p->dport) {
+		/* Mid-stream TCP with no conntrack: the ephemeral (higher) port is the client's. */
+		c->initiator = p->sport > p->dport ? dir : other;
+		c->initiator_how = FLOW_INIT_PORT_GUESS;
+		return;
+	}
+	c->initiator = dir;
+	c->initiator_how = FLOW_INIT_FIRST_PACKET;
+}
+
+static __always_inline void count_failed_insert(long err, __u64 bytes)
+{
+	__u32 idx;
+
+	switch (-err) {
+	case E2BIG_:
+		idx = FLOW_STAT_INSERT_E2BIG;
+		break;
+	case EBUSY_:
+		idx = FLOW_STAT_INSERT_EBUSY;
+		break;
+	case ENOMEM_:
+		idx = FLOW_STAT_INSERT_ENOMEM;
+		break;
+	default:
+		idx = FLOW_STAT_INSERT_OTHER;
+	}
+	stat_add(idx, 1);
+	stat_add(FLOW_STAT_LOST_PACKETS, 1);
+	stat_add(FLOW_STAT_LOST_BYTES, bytes);
+}
+
+static __always_inline void account(struct __sk_buff *skb, void *flows, const struct packet *p,
+				    struct flow_key *key, __u8 dir, __u8 hook)
+{
+	__u64 bytes = skb->len - p->l3_off;
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct flow_counters *c;
+
+	c = bpf_map_lookup_elem(flows, key);
+	if (!c) {
+		struct flow_counters init = {};
+		long err;
+
+		init.packets[dir] = 1;
+		init.bytes[dir] = bytes;
+		init.first_seen_ns = now;
+		init.last_seen_ns = now;
+		init.tcp_flags = (__u32)p->tcp_flags << (dir * 8);
+		init.first_hook = hook;
+		init.first_dir = dir;
+		init.icmp_type = p->icmp_type;
+		init.icmp_code = p->icmp_code;
+		set_initiator(skb, p, dir, &init);
+		err = bpf_map_update_elem(flows, key, &init, BPF_NOEXIST);
+		if (!err)
+			return;
+		if (err != -EEXIST_) {
+			count_failed_insert(err, bytes);
+			return;
+		}
+		/* Another CPU inserted the same connection first: add to its entry. */
+		c = bpf_map_lookup_elem(flows, key);
+		if (!c) {
+			count_failed_insert(err, bytes);
+			return;
+		}
+	}
+	__sync_fetch_and_add(&c->packets[dir], 1);
+	__sync_fetch_and_add(&c->bytes[dir], bytes);
+	c->last_seen_ns = now;
+	if (p->tcp_flags) {
+		__u32 bits = (__u32)p->tcp_flags << (dir * 8);
+		if ((c->tcp_flags & bits) != bits)
+			__sync_fetch_and_or(&c->tcp_flags, bits);
+		if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN && c->initiator_how < FLOW_INIT_SYN) {
+			c->initiator = dir;
+			c->initiator_how = FLOW_INIT_SYN;
+		}
+	}
+}
+
+static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct packet p = {};
+	struct flow_key key = {};
+	__u8 dir;
+	int res;
+
+	res = parse_packet(&p, data, end);
+	if (res != PARSE_OK && res != PARSE_NON_IP && skb->len > end - data) {
+		/* Headers not in the linear area: pull them in and parse again. */
+		__u32 want = skb->len < PARSE_MAX_OFFSET + 64 ? skb->len : PARSE_MAX_OFFSET + 64;
+		if (bpf_skb_pull_data(skb, want) == 0) {
+			__builtin_memset(&p, 0, sizeof(p));
+			data = (void *)(long)skb->data;
+			end = (void *)(long)skb->data_end;
+			res = parse_packet(&p, data, end);
+		}
+	}
+	switch (res) {
+	case PARSE_OK:
+		break;
+	case PARSE_NON_IP:
+		stat_add(FLOW_STAT_NON_IP, 1);
+		return TC_NEXT;
+	case PARSE_BAD_L2:
+		stat_add(FLOW_STAT_PARSE_L2, 1);
+		return TC_NEXT;
+	case PARSE_BAD_L3:
+		stat_add(FLOW_STAT_PARSE_L3, 1);
+		return TC_NEXT;
+	default:
+		stat_add(FLOW_STAT_PARSE_L4, 1);
+		return TC_NEXT;
+	}
+	if (p.nonfirst_fragment)
+		stat_add(FLOW_STAT_FRAGMENTS, 1);
+
+	key.ifindex = skb->ifindex;
+	key.proto = p.proto;
+	key.family = p.family;
+	if (endpoint_before(&p)) {
+		dir = FLOW_DIR_AB;
+		__builtin_memcpy(key.addr_a, p.saddr, 16);
+		__builtin_memcpy(key.addr_b, p.daddr, 16);
+		key.port_a = p.sport;
+		key.port_b = p.dport;
+	} else {
+		dir = FLOW_DIR_BA;
+		__builtin_memcpy(key.addr_a, p.daddr, 16);
+		__builtin_memcpy(key.addr_b, p.saddr, 16);
+		key.port_a = p.dport;
+		key.port_b = p.sport;
+	}
+	if (generation & 1)
+		account(skb, &flows_1, &p, &key, dir, hook);
+	else
+		account(skb, &flows_0, &p, &key, dir, hook);
+	return TC_NEXT;
+}
+
+SEC("tc")
+int flowlogd_in(struct __sk_buff *skb)
+{
+	return observe(skb, FLOW_HOOK_INGRESS);
+}
+
+SEC("tc")
+int flowlogd_eg(struct __sk_buff *skb)
+{
+	return observe(skb, FLOW_HOOK_EGRESS);
+}

@@ -1,0 +1,202 @@
+// The typed surface over the addon: validates options, pumps ring records through one
+// reusable view to the caller, and turns drain cycles into promises.
+import { EventEmitter } from 'node:events';
+import { FlowRecordView } from './decode.ts';
+import { RING_RECORD_FLOW, RING_RECORD_SIZE } from './layout.ts';
+import { loadNative, type NativeDatapath, type NativeEventInfo, type NativeEventKind } from './native.ts';
+import type { ConnectionUpdate } from './types.ts';
+
+export interface DatapathOptions {
+  /** Interface name globs (fnmatch), e.g. ['cali*', 'eth0']. */
+  interfaces: string[];
+  /** 'auto' probes for tcx and falls back to clsact. */
+  attachMode?: 'auto' | 'tcx' | 'clsact';
+  /** Entries per kernel map generation; connections beyond it are counted as lost. */
+  maxFlows?: number;
+  /** How often the addon drains the kernel map on its own. */
+  drainIntervalMs?: number;
+  /** Capacity of the addon's record ring (records of 128 bytes). */
+  ringRecords?: number;
+  /** Ask the host's conntrack who opened a connection first seen mid-stream. */
+  useConntrack?: boolean;
+}
+
+export interface InterfaceEvent {
+  ifindex: number;
+  name: string;
+  mode: 'tcx' | 'clsact';
+  errno?: number;
+  message?: string;
+}
+
+export class DatapathOptionError extends Error {
+  readonly code = 'ERR_DATAPATH_OPTION';
+  readonly field: string;
+  readonly value: unknown;
+  constructor(field: string, value: unknown, allowed: string) {
+    super(`datapath option ${field}=${JSON.stringify(value)}: ${allowed}`);
+    this.field = field;
+    this.value = value;
+  }
+}
+
+function intIn(field: string, value: unknown, min: number, max: number): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new DatapathOptionError(field, value, `must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+export function validateDatapathOptions(o: DatapathOptions) {
+  if (!Array.isArray(o.interfaces) || o.interfaces.length === 0) {
+    throw new DatapathOptionError('interfaces', o.interfaces, 'must list at least one interface glob');
+  }
+  for (const g of o.interfaces) {
+    if (typeof g !== 'string' || g.length === 0 || g.length > 64 || /[\s/]/.test(g)) {
+      throw new DatapathOptionError('interfaces', g, 'each glob must be a non-empty interface name pattern');
+    }
+  }
+  const attachMode = o.attachMode ?? 'auto';
+  if (!['auto', 'tcx', 'clsact'].includes(attachMode)) {
+    throw new DatapathOptionError('attachMode', attachMode, "must be 'auto', 'tcx' or 'clsact'");
+  }
+  return {
+    interfaces: [...o.interfaces],
+    attachMode,
+    maxFlows: intIn('maxFlows', o.maxFlows ?? 131072, 1024, 16 * 1024 * 1024),
+    drainIntervalMs: intIn('drainIntervalMs', o.drainIntervalMs ?? 1000, 10, 60000),
+    ringRecords: intIn('ringRecords', o.ringRecords ?? 65536, 1024, 16 * 1024 * 1024),
+    useConntrack: o.useConntrack ?? true,
+  } as const;
+}
+
+const READ_RECORDS = 8192;
+
+export class FlowDatapath extends EventEmitter {
+  readonly #native: NativeDatapath;
+  readonly #onUpdate: (u: ConnectionUpdate) => void;
+  readonly #buf = new Uint8Array(READ_RECORDS * RING_RECORD_SIZE);
+  readonly #view: FlowRecordView;
+  readonly #names = new Map<number, string>();
+  #forgetAfterCycle: number[] = [];
+  #completedCycle = 0;
+  #waiters: { cycle: number; resolve: () => void }[] = [];
+  #stopped?: { promise: Promise<void>; resolve: () => void };
+  #closed = false;
+
+  /**
+   * Loads and attaches the programs. `onUpdate` gets one reused view per record; copy
+   * what you keep, the view changes on the next record.
+   */
+  constructor(options: DatapathOptions, onUpdate: (u: ConnectionUpdate) => void) {
+    super();
+    const opts = validateDatapathOptions(options);
+    this.#onUpdate = onUpdate;
+    this.#view = new FlowRecordView(this.#buf, (i) => this.#names.get(i) ?? '');
+    const { Datapath } = loadNative();
+    this.#native = new Datapath(opts, (kind, info) => this.#onEvent(kind, info));
+    for (const i of this.#native.interfaces()) this.#names.set(i.ifindex, i.name);
+  }
+
+  get attachMode(): 'tcx' | 'clsact' {
+    return this.#native.attachMode;
+  }
+
+  interfaces() {
+    return this.#native.interfaces();
+  }
+
+  stats() {
+    return this.#native.stats();
+  }
+
+  progIds(): number[] {
+    return this.#native.progIds();
+  }
+
+  /** Runs the ingress (or egress) program once over a hand-built packet. */
+  testRun(packet: Uint8Array, egress = false): number {
+    return this.#native.testRun(packet, egress);
+  }
+
+  /** Resolves once every packet counted before the call has reached `onUpdate`. */
+  sync(): Promise<void> {
+    if (this.#closed) return Promise.reject(new Error('datapath is closed'));
+    const cycle = this.#native.requestDrain();
+    return new Promise((resolve) => this.#waiters.push({ cycle, resolve }));
+  }
+
+  /** Detaches from every interface, then delivers everything still counted. */
+  stop(): Promise<void> {
+    if (this.#stopped) return this.#stopped.promise;
+    let resolve!: () => void;
+    const promise = new Promise<void>((r) => {
+      resolve = r;
+    });
+    this.#stopped = { promise, resolve };
+    this.#native.stop();
+    return promise;
+  }
+
+  /** Frees the programs and maps; detaches first if stop() was not awaited. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#pump();
+    this.#native.close();
+    for (const w of this.#waiters) w.resolve();
+    this.#waiters = [];
+    this.#stopped?.resolve();
+  }
+
+  #pump(): void {
+    for (;;) {
+      const n = this.#native.read(this.#buf);
+      for (let i = 0; i < n; i++) {
+        if (this.#view.at(i) === RING_RECORD_FLOW) this.#onUpdate(this.#view);
+      }
+      if (n < READ_RECORDS) return;
+    }
+  }
+
+  #onEvent(kind: NativeEventKind, info: NativeEventInfo): void {
+    if (this.#closed) return;
+    switch (kind) {
+      case 'records':
+        this.#pump();
+        return;
+      case 'cycle': {
+        this.#pump();
+        this.#completedCycle = Math.max(this.#completedCycle, info.cycle ?? 0);
+        const due = this.#waiters.filter((w) => w.cycle <= this.#completedCycle);
+        this.#waiters = this.#waiters.filter((w) => w.cycle > this.#completedCycle);
+        // Names of interfaces gone before this cycle are no longer in any record.
+        for (const i of this.#forgetAfterCycle) this.#names.delete(i);
+        this.#forgetAfterCycle = [];
+        for (const w of due) w.resolve();
+        this.emit('cycle', this.#completedCycle);
+        return;
+      }
+      case 'attached':
+        this.#names.set(info.ifindex!, info.name!);
+        this.emit('attached', info as InterfaceEvent);
+        return;
+      case 'detached':
+        this.#forgetAfterCycle.push(info.ifindex!);
+        this.emit('detached', info as InterfaceEvent);
+        return;
+      case 'attach-failed':
+        this.emit('attach-failed', info as InterfaceEvent);
+        return;
+      case 'error':
+        this.emit('datapath-error', info);
+        return;
+      case 'stopped':
+        this.#pump();
+        for (const w of this.#waiters) w.resolve();
+        this.#waiters = [];
+        this.#stopped?.resolve();
+        return;
+    }
+  }
+}

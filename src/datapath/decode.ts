@@ -1,0 +1,153 @@
+// Decodes ring records in place: one reusable view over the caller's buffer, so no
+// object is made per record. Field getters read the DataView on demand.
+import type { ConnectionUpdate, Hook, InitiatorHow } from './types.ts';
+import { FlowCounters, FlowKey, Ring } from './layout.ts';
+
+const K = Ring.key;
+const C = Ring.counters;
+const TWO_32 = 2 ** 32;
+const IPPROTO_ICMP = 1;
+const IPPROTO_ICMPV6 = 58;
+
+/** Text form of a 16-byte address (IPv4-mapped when family is 4), RFC 5952 for IPv6. */
+export function formatAddress(bytes: Uint8Array, offset: number, family: number): string {
+  if (family === 4) {
+    return `${bytes[offset + 12]}.${bytes[offset + 13]}.${bytes[offset + 14]}.${bytes[offset + 15]}`;
+  }
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((bytes[offset + i]! << 8) | bytes[offset + i + 1]!);
+  // Longest run (length >= 2) of zero groups becomes '::'.
+  let bestStart = -1;
+  let bestLen = 1;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLen) {
+      bestStart = i;
+      bestLen = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+}
+
+export class FlowRecordView implements ConnectionUpdate {
+  private readonly bytes: Uint8Array;
+  private readonly dv: DataView;
+  private readonly buf: Buffer;
+  private base = 0;
+  private interfaceNames: (ifindex: number) => string;
+
+  constructor(into: Uint8Array, interfaceNames: (ifindex: number) => string = () => '') {
+    this.bytes = into;
+    this.dv = new DataView(into.buffer, into.byteOffset, into.byteLength);
+    this.buf = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
+    this.interfaceNames = interfaceNames;
+  }
+
+  /** Points the view at record `index` of the buffer; returns the record type. */
+  at(index: number): number {
+    this.base = index * 128;
+    return this.dv.getUint32(this.base + Ring.type, true);
+  }
+
+  private u8(off: number): number {
+    return this.bytes[this.base + off]!;
+  }
+  private u64(off: number): number {
+    const lo = this.dv.getUint32(this.base + off, true);
+    const hi = this.dv.getUint32(this.base + off + 4, true);
+    return hi * TWO_32 + lo;
+  }
+  /** 0 when side a initiated, 1 when side b did. */
+  private get initiatorSide(): number {
+    return this.u8(C + FlowCounters.initiator);
+  }
+  private isIcmp(): boolean {
+    const p = this.proto;
+    return p === IPPROTO_ICMP || p === IPPROTO_ICMPV6;
+  }
+
+  get key(): string {
+    return this.buf.toString('latin1', this.base + K, this.base + K + FlowKey.size);
+  }
+  get ifindex(): number {
+    return this.dv.getUint32(this.base + K + FlowKey.ifindex, true);
+  }
+  get interfaceName(): string {
+    return this.interfaceNames(this.ifindex);
+  }
+  get family(): 4 | 6 {
+    return this.u8(K + FlowKey.family) === 6 ? 6 : 4;
+  }
+  get proto(): number {
+    return this.u8(K + FlowKey.proto);
+  }
+  get srcIp(): string {
+    const off = this.initiatorSide === 0 ? FlowKey.addr_a : FlowKey.addr_b;
+    return formatAddress(this.bytes, this.base + K + off, this.family);
+  }
+  get dstIp(): string {
+    const off = this.initiatorSide === 0 ? FlowKey.addr_b : FlowKey.addr_a;
+    return formatAddress(this.bytes, this.base + K + off, this.family);
+  }
+  get srcPort(): number {
+    if (this.isIcmp()) return 0;
+    const off = this.initiatorSide === 0 ? FlowKey.port_a : FlowKey.port_b;
+    return this.dv.getUint16(this.base + K + off, true);
+  }
+  get dstPort(): number {
+    if (this.isIcmp()) return 0;
+    const off = this.initiatorSide === 0 ? FlowKey.port_b : FlowKey.port_a;
+    return this.dv.getUint16(this.base + K + off, true);
+  }
+  get icmpType(): number {
+    return this.isIcmp() ? this.u8(C + FlowCounters.icmp_type) : 0;
+  }
+  get icmpCode(): number {
+    return this.isIcmp() ? this.u8(C + FlowCounters.icmp_code) : 0;
+  }
+  /** ICMP echo identifier (both key ports carry it). */
+  get icmpId(): number {
+    return this.dv.getUint16(this.base + K + FlowKey.port_a, true);
+  }
+  get origPackets(): number {
+    return this.u64(C + FlowCounters.packets + 8 * this.initiatorSide);
+  }
+  get replyPackets(): number {
+    return this.u64(C + FlowCounters.packets + 8 * (1 - this.initiatorSide));
+  }
+  get origBytes(): number {
+    return this.u64(C + FlowCounters.bytes + 8 * this.initiatorSide);
+  }
+  get replyBytes(): number {
+    return this.u64(C + FlowCounters.bytes + 8 * (1 - this.initiatorSide));
+  }
+  get origTcpFlags(): number {
+    return (this.dv.getUint32(this.base + C + FlowCounters.tcp_flags, true) >>> (8 * this.initiatorSide)) & 0xff;
+  }
+  get replyTcpFlags(): number {
+    return (this.dv.getUint32(this.base + C + FlowCounters.tcp_flags, true) >>> (8 * (1 - this.initiatorSide))) & 0xff;
+  }
+  get firstSeenMs(): number {
+    return Math.floor(this.u64(C + FlowCounters.first_seen_ns) / 1e6);
+  }
+  get lastSeenMs(): number {
+    return Math.floor(this.u64(C + FlowCounters.last_seen_ns) / 1e6);
+  }
+  get initiatorHow(): InitiatorHow {
+    return this.u8(C + FlowCounters.initiator_how) as InitiatorHow;
+  }
+  get firstHook(): Hook {
+    return this.u8(C + FlowCounters.first_hook) as Hook;
+  }
+  get firstFromInitiator(): boolean {
+    return this.u8(C + FlowCounters.first_dir) === this.initiatorSide;
+  }
+}

@@ -1,0 +1,84 @@
+// Loads the addon and types exactly what it exports (addon/src/binding.cc).
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+export type NativeEventKind = 'records' | 'cycle' | 'attached' | 'detached' | 'attach-failed' | 'error' | 'stopped';
+
+export interface NativeEventInfo {
+  cycle?: number;
+  ifindex?: number;
+  name?: string;
+  mode?: 'tcx' | 'clsact';
+  errno?: number;
+  message?: string;
+}
+
+export interface NativeOptions {
+  interfaces: string[];
+  attachMode: 'auto' | 'tcx' | 'clsact';
+  maxFlows: number;
+  drainIntervalMs: number;
+  ringRecords: number;
+  useConntrack: boolean;
+}
+
+export interface NativeStats {
+  kernel: Record<string, number>;
+  drainCycles: number;
+  recordsDrained: number;
+  drainNs: number;
+  ringFullWaits: number;
+  attachFailures: number;
+}
+
+export interface NativeInterface {
+  ifindex: number;
+  name: string;
+  mode: 'tcx' | 'clsact';
+}
+
+export interface NativeDatapath {
+  requestDrain(): number;
+  read(into: Uint8Array): number;
+  stop(): void;
+  close(): void;
+  stats(): NativeStats;
+  interfaces(): NativeInterface[];
+  progIds(): number[];
+  testRun(packet: Uint8Array, egress: boolean): number;
+  readonly attachMode: 'tcx' | 'clsact';
+}
+
+export interface NativeModule {
+  Datapath: new (
+    options: NativeOptions,
+    onEvent: (kind: NativeEventKind, info: NativeEventInfo) => void,
+  ) => NativeDatapath;
+  layout: Record<string, number>;
+  statNames: string[];
+}
+
+const candidates = ['../../build/Release/flowlogd.node', '../../build/Debug/flowlogd.node'];
+
+let cached: NativeModule | undefined;
+
+/** The addon, from build/Release then build/Debug; the error lists every path tried. */
+export function loadNative(): NativeModule {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  const tried: string[] = [];
+  for (const rel of candidates) {
+    const path = fileURLToPath(new URL(rel, import.meta.url));
+    try {
+      cached = require(path) as NativeModule;
+      return cached;
+    } catch (err) {
+      tried.push(`${path}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  const err = new Error(
+    `flowlogd's native addon is not built (run scripts/setup.sh). Tried:\n  ${tried.join('\n  ')}`,
+  ) as Error & { code: string };
+  err.code = 'ERR_ADDON_MISSING';
+  throw err;
+}

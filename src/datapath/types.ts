@@ -1,0 +1,62 @@
+// The datapath's view of one (interface, connection) after one drain of the kernel map.
+//
+// Counters are deltas since the previous update for the same `key`: the kernel map is
+// emptied at every drain, so a long-lived connection yields one update per drain in
+// which it saw packets (and none while idle). Orientation is by initiator: `src` opened
+// the connection, `orig*` counts initiator -> responder, `reply*` the other way.
+// Bytes are IP-layer bytes as conntrack accounting counts them (SPEC §1).
+
+/** How the kernel program decided which side initiated the connection. Higher is surer. */
+export const InitiatorHow = {
+  /** Port heuristic (ephemeral port = client) on a mid-stream first packet. */
+  portGuess: 0,
+  /** Sender of the first packet the program saw (non-TCP, or TCP without SYN). */
+  firstPacket: 1,
+  /** The host's conntrack entry's original direction. */
+  conntrack: 2,
+  /** A TCP SYN without ACK. */
+  syn: 3,
+} as const;
+export type InitiatorHow = (typeof InitiatorHow)[keyof typeof InitiatorHow];
+
+/** Which TC hook saw the connection's first packet on this interface. */
+export const Hook = { ingress: 0, egress: 1 } as const;
+export type Hook = (typeof Hook)[keyof typeof Hook];
+
+export const TcpFlag = { FIN: 0x01, SYN: 0x02, RST: 0x04, PSH: 0x08, ACK: 0x10, URG: 0x20 } as const;
+
+export interface ConnectionUpdate {
+  /**
+   * Identity of the (interface, connection), independent of direction and stable across
+   * drains: equal keys are the same connection on the same interface.
+   */
+  readonly key: string;
+  readonly ifindex: number;
+  /** Interface name at the time of the drain ('' if unknown). */
+  readonly interfaceName: string;
+  readonly family: 4 | 6;
+  /** IANA protocol number (6 tcp, 17 udp, 1 icmp, 58 icmp6, 132 sctp). */
+  readonly proto: number;
+  readonly srcIp: string;
+  readonly dstIp: string;
+  /** 0 for ICMP/ICMPv6 and for non-first fragments. */
+  readonly srcPort: number;
+  readonly dstPort: number;
+  /** ICMP/ICMPv6 type and code of the first packet; 0 otherwise. */
+  readonly icmpType: number;
+  readonly icmpCode: number;
+  readonly origPackets: number;
+  readonly origBytes: number;
+  readonly replyPackets: number;
+  readonly replyBytes: number;
+  /** OR of TCP flags seen in each direction during this delta. */
+  readonly origTcpFlags: number;
+  readonly replyTcpFlags: number;
+  /** Unix epoch milliseconds. */
+  readonly firstSeenMs: number;
+  readonly lastSeenMs: number;
+  readonly initiatorHow: InitiatorHow;
+  /** Hook that saw the first packet of this delta, and whether the initiator sent it. */
+  readonly firstHook: Hook;
+  readonly firstFromInitiator: boolean;
+}

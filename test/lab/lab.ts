@@ -1,0 +1,229 @@
+// A lab of "pods" on this machine: each pod is a network namespace joined to the host by
+// a veth pair whose host side is named like Calico's (cali + 11 hex of
+// sha1("<namespace>.<pod>")), routed from the host Calico-style (/32 host routes,
+// 169.254.1.1 gateway answered by proxy ARP, link-local IPv6 gateway). Conntrack runs in
+// the host netns (an nft ct rule in a table of our own) with accounting on.
+//
+// Everything made here carries the lab's unique prefix and is recorded; destroy()
+// deletes exactly that and restores the host sysctls it changed.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+
+export interface PodSpec {
+  namespace: string;
+  name: string;
+  labels?: Record<string, string>;
+  generateName?: string;
+}
+
+export interface Pod extends PodSpec {
+  netns: string;
+  hostIf: string;
+  ipv4: string;
+  ipv6: string;
+}
+
+const TRAFFIC = fileURLToPath(new URL('./traffic.ts', import.meta.url));
+const HOST_MAC = 'ee:ee:ee:ee:ee:ee';
+const HOST_LL6 = 'fe80::ecee:eeff:feee:eeee';
+
+export function run(cmd: string, args: string[], input?: string): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+function tryRun(cmd: string, args: string[]): void {
+  try {
+    run(cmd, args);
+  } catch {
+    // already gone
+  }
+}
+
+/** Calico's host-side interface name for a pod. */
+export function caliName(namespace: string, name: string): string {
+  return `cali${createHash('sha1').update(`${namespace}.${name}`).digest('hex').slice(0, 11)}`;
+}
+
+function sysctl(key: string, value?: string): string {
+  if (value === undefined) return run('sysctl', ['-n', key]).trim();
+  run('sysctl', ['-qw', `${key}=${value}`]);
+  return value;
+}
+
+export class Lab {
+  readonly prefix: string;
+  readonly subnet4: string;
+  readonly subnet6: string;
+  readonly pods: Pod[] = [];
+  private readonly savedSysctls = new Map<string, string>();
+  private readonly children = new Set<ChildProcess>();
+  private nftTable: string | null = null;
+  private next = 2;
+
+  constructor() {
+    const id = randomBytes(3).toString('hex');
+    this.prefix = `fl${id}`;
+    // 10.213.X.0/24 and fd00:f10e:X::/64, X from the id: private to this machine's lab.
+    const x = Number.parseInt(id.slice(0, 2), 16);
+    this.subnet4 = `10.213.${x}`;
+    this.subnet6 = `fd00:f10e:${id.slice(0, 4)}`;
+    this.setHostSysctl('net.ipv4.ip_forward', '1');
+    this.setHostSysctl('net.ipv6.conf.all.forwarding', '1');
+    this.setHostSysctl('net.netfilter.nf_conntrack_acct', '1');
+  }
+
+  private setHostSysctl(key: string, value: string): void {
+    if (!this.savedSysctls.has(key)) this.savedSysctls.set(key, sysctl(key));
+    sysctl(key, value);
+  }
+
+  /** Makes the host netns track connections (conntrack only runs when a rule needs it). */
+  enableConntrack(): void {
+    if (this.nftTable) return;
+    this.nftTable = `${this.prefix}_ct`;
+    run('nft', ['-f', '-'], `table inet ${this.nftTable} {
+  chain forward_ct { type filter hook forward priority 0; policy accept; ct state established,related counter accept; }
+  chain output_ct { type filter hook output priority 0; policy accept; ct state established,related counter accept; }
+}\n`);
+  }
+
+  addPod(spec: PodSpec): Pod {
+    const n = this.next++;
+    const netns = `${this.prefix}-${n}`;
+    const hostIf = caliName(spec.namespace, spec.name);
+    const ipv4 = `${this.subnet4}.${n}`;
+    const ipv6 = `${this.subnet6}::${n.toString(16)}`;
+    run('ip', ['netns', 'add', netns]);
+    const pod: Pod = { ...spec, netns, hostIf, ipv4, ipv6 };
+    this.pods.push(pod);
+    const tmp = `${this.prefix}t${n}`;
+    run('ip', ['link', 'add', hostIf, 'address', HOST_MAC, 'type', 'veth', 'peer', 'name', tmp]);
+    run('ip', ['link', 'set', tmp, 'netns', netns]);
+    const inPod = (...args: string[]) => run('ip', ['-n', netns, ...args]);
+    inPod('link', 'set', tmp, 'name', 'eth0');
+    inPod('link', 'set', 'lo', 'up');
+    run('ip', ['netns', 'exec', netns, 'sysctl', '-qw', 'net.ipv6.conf.eth0.accept_dad=0']);
+    inPod('link', 'set', 'eth0', 'up');
+    inPod('addr', 'add', `${ipv4}/32`, 'dev', 'eth0');
+    inPod('-6', 'addr', 'add', `${ipv6}/128`, 'dev', 'eth0', 'nodad');
+    inPod('route', 'add', '169.254.1.1', 'dev', 'eth0', 'scope', 'link');
+    inPod('route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0');
+    inPod('-6', 'route', 'add', 'default', 'via', HOST_LL6, 'dev', 'eth0');
+    sysctl(`net.ipv4.conf.${hostIf}.proxy_arp`, '1');
+    // As Calico does: answer proxy ARP at once (the default waits up to 0.8 s, long
+    // enough for a SYN retransmit that conntrack then marks invalid and leaves uncounted).
+    sysctl(`net.ipv4.neigh.${hostIf}.proxy_delay`, '0');
+    sysctl(`net.ipv6.conf.${hostIf}.accept_dad`, '0');
+    run('ip', ['link', 'set', hostIf, 'up']);
+    run('ip', ['route', 'add', `${ipv4}/32`, 'dev', hostIf]);
+    run('ip', ['-6', 'route', 'add', `${ipv6}/128`, 'dev', hostIf]);
+    return pod;
+  }
+
+  /** Runs a command inside a pod and returns its stdout. */
+  exec(pod: Pod, cmd: string, args: string[]): string {
+    return run('ip', ['netns', 'exec', pod.netns, cmd, ...args]);
+  }
+
+  /** Starts a long-running process inside a pod; it is killed by destroy(). */
+  spawn(pod: Pod, cmd: string, args: string[]): ChildProcess {
+    const child = spawn('ip', ['netns', 'exec', pod.netns, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.children.add(child);
+    child.on('exit', () => this.children.delete(child));
+    return child;
+  }
+
+  /** Starts traffic.ts in a pod; resolves with the first JSON line it prints. */
+  async traffic(pod: Pod, args: string[], opts: { keep?: boolean } = {}): Promise<{ line: unknown; child: ChildProcess }> {
+    const child = this.spawn(pod, process.execPath, [TRAFFIC, ...args]);
+    let err = '';
+    child.stderr?.on('data', (c) => {
+      err += c;
+    });
+    const line = await new Promise<unknown>((resolve, reject) => {
+      let out = '';
+      child.stdout?.on('data', (c) => {
+        out += c;
+        const nl = out.indexOf('\n');
+        if (nl >= 0) resolve(JSON.parse(out.slice(0, nl)));
+      });
+      child.on('exit', (code) => reject(new Error(`traffic ${args.join(' ')} exited ${code}: ${err}`)));
+    });
+    if (!opts.keep) await new Promise((r) => (child.exitCode !== null ? r(null) : child.on('exit', r)));
+    return { line, child };
+  }
+
+  /** Starts a TCP+UDP server in a pod and waits until it listens. */
+  async serve(pod: Pod, port: number): Promise<ChildProcess> {
+    return (await this.traffic(pod, ['serve', '--port', String(port)], { keep: true })).child;
+  }
+
+  ping(pod: Pod, dst: string, count: number, size = 56): void {
+    this.exec(pod, 'ping', ['-q', '-n', '-c', String(count), '-i', '0.01', '-s', String(size), '-W', '1', dst]);
+  }
+
+  async destroy(): Promise<void> {
+    for (const child of this.children) child.kill('SIGKILL');
+    for (const pod of this.pods) tryRun('ip', ['netns', 'del', pod.netns]); // takes its veth pair along
+    if (this.nftTable) tryRun('nft', ['delete', 'table', 'inet', this.nftTable]);
+    for (const [k, v] of this.savedSysctls) sysctl(k, v);
+    this.pods.length = 0;
+  }
+}
+
+/** One conntrack entry's counters in its original and reply directions. */
+export interface ConntrackEntry {
+  proto: string;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  origPackets: number;
+  origBytes: number;
+  replyPackets: number;
+  replyBytes: number;
+  icmpId?: number;
+}
+
+/** `conntrack -L -o extended` of the host netns (both families), parsed. */
+export function conntrackEntries(): ConntrackEntry[] {
+  const out: ConntrackEntry[] = [];
+  for (const family of ['ipv4', 'ipv6']) {
+    let text = '';
+    try {
+      text = execFileSync('conntrack', ['-L', '-f', family, '-o', 'extended'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      });
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      const f = line.trim().split(/\s+/);
+      if (f.length < 5) continue;
+      const kv = (k: string) => f.filter((x) => x.startsWith(`${k}=`)).map((x) => x.slice(k.length + 1));
+      const src = kv('src');
+      const dst = kv('dst');
+      const packets = kv('packets').map(Number);
+      const bytes = kv('bytes').map(Number);
+      if (src.length < 1 || packets.length < 2) continue;
+      const sport = kv('sport');
+      const dport = kv('dport');
+      const id = kv('id');
+      out.push({
+        proto: f[2]!,
+        src: src[0]!,
+        dst: dst[0]!,
+        sport: Number(sport[0] ?? 0),
+        dport: Number(dport[0] ?? 0),
+        origPackets: packets[0]!,
+        origBytes: bytes[0]!,
+        replyPackets: packets[1]!,
+        replyBytes: bytes[1]!,
+        ...(id.length ? { icmpId: Number(id[0]) } : {}),
+      });
+    }
+  }
+  return out;
+}

@@ -1,0 +1,154 @@
+// Traffic generator run inside lab "pods" (ip netns exec ... node traffic.ts MODE ...).
+// Prints one JSON line describing what it did, so tests know every 5-tuple and byte.
+//
+//   serve  --port P                         TCP + UDP server on [::]:P
+//   tcp    --host H --port P --conns N --send B --recv B [--parallel K] [--hold]
+//   udp    --host H --port P --flows N --datagrams D --size S
+//
+// TCP protocol: the client sends an 8-byte header (u32 bytes it will send, u32 bytes it
+// wants back) and its payload; the server answers with the bytes asked for and closes.
+// --hold: open every connection, send half, print {"ready":...}, wait for a line on
+// stdin, then finish (for connections that predate flowlogd).
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+
+const { positionals, values } = parseArgs({
+  allowPositionals: true,
+  options: {
+    host: { type: 'string' },
+    port: { type: 'string' },
+    conns: { type: 'string', default: '1' },
+    flows: { type: 'string', default: '1' },
+    send: { type: 'string', default: '0' },
+    recv: { type: 'string', default: '0' },
+    parallel: { type: 'string', default: '16' },
+    datagrams: { type: 'string', default: '1' },
+    size: { type: 'string', default: '100' },
+    hold: { type: 'boolean', default: false },
+  },
+});
+const mode = positionals[0];
+const port = Number(values.port);
+
+function serve(): void {
+  const tcp = net.createServer((sock) => {
+    let pending: Buffer | null = Buffer.alloc(0);
+    let want = 0;
+    let reply = 0;
+    let got = 0;
+    sock.on('data', (chunk) => {
+      if (pending) {
+        pending = Buffer.concat([pending, chunk]);
+        if (pending.length < 8) return;
+        want = pending.readUInt32BE(0);
+        reply = pending.readUInt32BE(4);
+        got = pending.length - 8;
+        pending = null;
+      } else {
+        got += chunk.length;
+      }
+      if (got >= want) sock.end(Buffer.alloc(reply, 0x5a));
+    });
+    sock.on('error', () => {});
+  });
+  tcp.listen(port, '::');
+  const udp = dgram.createSocket({ type: 'udp6', ipv6Only: false });
+  udp.on('message', (msg, rinfo) => udp.send(msg, rinfo.port, rinfo.address));
+  udp.bind(port, '::');
+  tcp.on('listening', () => process.stdout.write(`${JSON.stringify({ listening: port })}\n`));
+}
+
+function tcpConn(host: string, send: number, recv: number, hold: Promise<void> | null) {
+  return new Promise<{ sport: number; sent: number; received: number }>((resolve, reject) => {
+    const sock = net.connect({ host, port });
+    let received = 0;
+    let sport = 0;
+    sock.on('connect', async () => {
+      sport = sock.localPort ?? 0;
+      const header = Buffer.alloc(8);
+      header.writeUInt32BE(send, 0);
+      header.writeUInt32BE(recv, 4);
+      const body = Buffer.alloc(send, 0xa5);
+      if (hold) {
+        const half = Math.floor(send / 2);
+        sock.write(Buffer.concat([header, body.subarray(0, half)]));
+        await hold;
+        sock.write(body.subarray(half));
+      } else {
+        sock.write(Buffer.concat([header, body]));
+      }
+    });
+    sock.on('data', (c) => {
+      received += c.length;
+    });
+    sock.on('end', () => sock.end());
+    sock.on('close', () => resolve({ sport, sent: send, received }));
+    sock.on('error', reject);
+  });
+}
+
+async function tcpClient(): Promise<void> {
+  const host = values.host!;
+  const conns = Number(values.conns);
+  const parallel = Number(values.parallel);
+  let release: () => void = () => {};
+  const hold = values.hold ? new Promise<void>((r) => (release = r)) : null;
+  const results: { sport: number; sent: number; received: number }[] = [];
+  if (hold) {
+    const all = Array.from({ length: conns }, () => tcpConn(host, Number(values.send), Number(values.recv), hold));
+    // Wait until every connection has written its first half.
+    await new Promise((r) => setTimeout(r, 300));
+    process.stdout.write(`${JSON.stringify({ ready: conns })}\n`);
+    const rl = createInterface({ input: process.stdin });
+    await new Promise<void>((r) => rl.once('line', () => r()));
+    rl.close();
+    release();
+    results.push(...(await Promise.all(all)));
+  } else {
+    for (let i = 0; i < conns; i += parallel) {
+      const batch = Array.from({ length: Math.min(parallel, conns - i) }, () =>
+        tcpConn(host, Number(values.send), Number(values.recv), null),
+      );
+      results.push(...(await Promise.all(batch)));
+    }
+  }
+  process.stdout.write(`${JSON.stringify({ tcp: results })}\n`);
+}
+
+async function udpClient(): Promise<void> {
+  const host = values.host!;
+  const flows = Number(values.flows);
+  const datagrams = Number(values.datagrams);
+  const size = Number(values.size);
+  const results: { sport: number; sent: number; received: number }[] = [];
+  for (let f = 0; f < flows; f++) {
+    const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+    await new Promise<void>((r) => sock.bind(0, () => r()));
+    let received = 0;
+    const done = new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, 3000);
+      sock.on('message', () => {
+        received++;
+        if (received === datagrams) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    for (let d = 0; d < datagrams; d++) sock.send(Buffer.alloc(size, 0x11), port, host);
+    await done;
+    results.push({ sport: sock.address().port, sent: datagrams, received });
+    sock.close();
+  }
+  process.stdout.write(`${JSON.stringify({ udp: results })}\n`);
+}
+
+if (mode === 'serve') serve();
+else if (mode === 'tcp') await tcpClient();
+else if (mode === 'udp') await udpClient();
+else {
+  process.stderr.write(`traffic: unknown mode ${JSON.stringify(mode)}\n`);
+  process.exit(2);
+}
