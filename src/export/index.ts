@@ -1,0 +1,3 @@
+export * from './file.ts';
+export * from './sink.ts';
+export * from './stdout.ts';
