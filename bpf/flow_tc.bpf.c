@@ -83,7 +83,7 @@ static __always_inline int conntrack_sender_initiated(struct __sk_buff *skb, con
 
 	if (!use_conntrack || !bpf_ksym_exists(bpf_skb_ct_lookup))
 		return -1;
-	if (p->proto != IPPROTO_TCP_ && p->proto != IPPROTO_UDP_)
+	if ((p->proto != IPPROTO_TCP_ && p->proto != IPPROTO_UDP_) || p->nonfirst_fragment)
 		return -1;
 	if (p->family == 4) {
 		__builtin_memcpy(&tuple.ipv4.saddr, &p->saddr[12], 4);
