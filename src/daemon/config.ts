@@ -1,0 +1,412 @@
+// Settings (SPEC §4) from four sources with ONE precedence:
+//
+//     command line  >  environment  >  config file  >  defaults
+//
+// - Command line: kebab-case of the Felix name, `--flow-logs-flush-interval 15s`.
+// - Environment: `FELIX_<FELIXNAME-UPPERCASE>` (`FELIX_FLOWLOGSFLUSHINTERVAL=15`); a plain
+//   integer duration means seconds, as in Felix. flowlogd's own settings use
+//   `FLOWLOGD_*` (and `NODENAME` for the node name).
+// - File: a FelixConfiguration-style YAML (`apiVersion: projectcalico.org/v3`,
+//   `kind: FelixConfiguration`, `spec.<camelCaseName>`), given by `--config FILE` or
+//   `FLOWLOGD_CONFIG`. Felix settings flowlogd does not use are ignored (listed in
+//   `warnings`); unknown `flowLogs*` keys are errors (likely typos).
+//
+// Every value is validated; all problems are reported at once in one ConfigError whose
+// lines name the setting, the source, the bad value and what is allowed. Nothing starts
+// half-configured.
+
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { Command, CommanderError, Option } from 'commander';
+import { parse as parseYaml } from 'yaml';
+import { DEFAULT_WORKLOAD_INTERFACES } from '../aggregate/interfaces.ts';
+import { parseDuration } from './duration.ts';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Interfaces attached by default: the host's usual uplinks and common CNIs' pod veths. */
+export const DEFAULT_INTERFACES: readonly string[] = Object.freeze([
+  'eth*',
+  'en*',
+  'bond*',
+  ...DEFAULT_WORKLOAD_INTERFACES,
+]);
+
+export interface Config {
+  readonly flowLogsFlushIntervalMs: number;
+  readonly flowLogsFileEnabled: boolean;
+  readonly flowLogsFileDirectory: string;
+  readonly flowLogsFileMaxFiles: number;
+  readonly flowLogsFileMaxFileSizeMB: number;
+  readonly flowLogsFileAggregationKindForAllowed: 0 | 1 | 2 | 3;
+  readonly flowLogsFileAggregationKindForDenied: 0 | 1 | 2 | 3;
+  readonly flowLogsFileEnabledForAllowed: boolean;
+  readonly flowLogsFileEnabledForDenied: boolean;
+  readonly flowLogsFileIncludeLabels: boolean;
+  readonly flowLogsFileIncludePolicies: boolean;
+  readonly flowLogsFileIncludeService: boolean;
+  /** Resolved: when unset, true without metadata and false with it (SPEC §4). */
+  readonly flowLogsEnableHostEndpoint: boolean;
+  readonly flowLogsEnableNetworkSets: boolean;
+  /** UDP, ICMP and other connectionless flows end after this long without packets. */
+  readonly flowLogsIdleTimeoutMs: number;
+  /** TCP connections without FIN/RST end after this long without packets. */
+  readonly flowLogsTcpIdleTimeoutMs: number;
+  /** Kubernetes List file (YAML or JSON); null = no cluster metadata. */
+  readonly metadata: string | null;
+  /** Globs of the interfaces to attach to. */
+  readonly interfaces: readonly string[];
+  /** Globs of the interfaces that are pods' veths (host side). */
+  readonly workloadInterfaces: readonly string[];
+  readonly nodeName: string;
+  readonly logLevel: LogLevel;
+  /** Config file used, if any. */
+  readonly configFile: string | null;
+  /** Where each setting's value came from. */
+  readonly sources: Readonly<Record<string, SourceName>>;
+  /** Ignored inputs (other Felix settings in the file), one line each. */
+  readonly warnings: readonly string[];
+}
+
+export type SourceName = 'default' | 'file' | 'environment' | 'command line';
+
+type ValueType = 'duration' | 'bool' | 'kind' | 'posint' | 'string' | 'path' | 'globs' | 'logLevel';
+
+interface SettingDef {
+  /** Key in Config. */
+  readonly key: keyof Config;
+  /** PascalCase name (Felix's, or ours in the same style). */
+  readonly name: string;
+  readonly type: ValueType;
+  readonly env: string;
+  readonly flag: string;
+  /** Key under `spec:` in the file. */
+  readonly fileKey: string;
+  /** Minimum for durations (ms) and integers. */
+  readonly min?: number;
+}
+
+function felix(key: keyof Config, name: string, type: ValueType, min?: number): SettingDef {
+  const camel = name[0]!.toLowerCase() + name.slice(1);
+  const kebab = name
+    .replace(/MB$/, 'Mb')
+    .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+    .toLowerCase();
+  return { key, name, type, env: `FELIX_${name.toUpperCase()}`, flag: `--${kebab}`, fileKey: camel, min };
+}
+
+function own(key: keyof Config, name: string, type: ValueType, env: string, flag: string): SettingDef {
+  return { key, name, type, env, flag, fileKey: name[0]!.toLowerCase() + name.slice(1) };
+}
+
+export const SETTINGS: readonly SettingDef[] = [
+  felix('flowLogsFlushIntervalMs', 'FlowLogsFlushInterval', 'duration', 1000),
+  felix('flowLogsFileEnabled', 'FlowLogsFileEnabled', 'bool'),
+  felix('flowLogsFileDirectory', 'FlowLogsFileDirectory', 'path'),
+  felix('flowLogsFileMaxFiles', 'FlowLogsFileMaxFiles', 'posint', 1),
+  felix('flowLogsFileMaxFileSizeMB', 'FlowLogsFileMaxFileSizeMB', 'posint', 1),
+  felix('flowLogsFileAggregationKindForAllowed', 'FlowLogsFileAggregationKindForAllowed', 'kind'),
+  felix('flowLogsFileAggregationKindForDenied', 'FlowLogsFileAggregationKindForDenied', 'kind'),
+  felix('flowLogsFileEnabledForAllowed', 'FlowLogsFileEnabledForAllowed', 'bool'),
+  felix('flowLogsFileEnabledForDenied', 'FlowLogsFileEnabledForDenied', 'bool'),
+  felix('flowLogsFileIncludeLabels', 'FlowLogsFileIncludeLabels', 'bool'),
+  felix('flowLogsFileIncludePolicies', 'FlowLogsFileIncludePolicies', 'bool'),
+  felix('flowLogsFileIncludeService', 'FlowLogsFileIncludeService', 'bool'),
+  felix('flowLogsEnableHostEndpoint', 'FlowLogsEnableHostEndpoint', 'bool'),
+  felix('flowLogsEnableNetworkSets', 'FlowLogsEnableNetworkSets', 'bool'),
+  felix('flowLogsIdleTimeoutMs', 'FlowLogsIdleTimeout', 'duration', 1000),
+  felix('flowLogsTcpIdleTimeoutMs', 'FlowLogsTcpIdleTimeout', 'duration', 1000),
+  own('metadata', 'Metadata', 'path', 'FLOWLOGD_METADATA', '--metadata'),
+  own('interfaces', 'Interfaces', 'globs', 'FLOWLOGD_INTERFACES', '--interfaces'),
+  own(
+    'workloadInterfaces',
+    'WorkloadInterfaces',
+    'globs',
+    'FLOWLOGD_WORKLOAD_INTERFACES',
+    '--workload-interfaces',
+  ),
+  own('nodeName', 'NodeName', 'string', 'NODENAME', '--node-name'),
+  own('logLevel', 'LogLevel', 'logLevel', 'FLOWLOGD_LOG_LEVEL', '--log-level'),
+];
+
+const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
+  flowLogsFlushIntervalMs: 300_000,
+  flowLogsFileEnabled: true,
+  flowLogsFileDirectory: '/var/log/calico/flowlogs',
+  flowLogsFileMaxFiles: 5,
+  flowLogsFileMaxFileSizeMB: 100,
+  flowLogsFileAggregationKindForAllowed: 2,
+  flowLogsFileAggregationKindForDenied: 1,
+  flowLogsFileEnabledForAllowed: true,
+  flowLogsFileEnabledForDenied: true,
+  flowLogsFileIncludeLabels: true,
+  flowLogsFileIncludePolicies: true,
+  flowLogsFileIncludeService: true,
+  // flowLogsEnableHostEndpoint: depends on metadata, resolved below
+  flowLogsEnableNetworkSets: false,
+  flowLogsIdleTimeoutMs: 60_000,
+  flowLogsTcpIdleTimeoutMs: 3_600_000,
+  metadata: null,
+  interfaces: DEFAULT_INTERFACES,
+  workloadInterfaces: DEFAULT_WORKLOAD_INTERFACES,
+  logLevel: 'info',
+};
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.problems = problems;
+  }
+}
+
+export interface LoadConfigInput {
+  /** Arguments of `flowlogd run` (without node, script and subcommand). */
+  readonly argv?: readonly string[];
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Config file path, or its path and text (tests); `--config`/`FLOWLOGD_CONFIG` win. */
+  readonly file?: string | { readonly path: string; readonly text: string };
+  /** For the nodeName default when neither --node-name nor NODENAME is set. */
+  readonly hostname?: string;
+}
+
+const GLOB_RE = /^[A-Za-z0-9_.:@*?+-]{1,15}$/;
+
+/**
+ * Converts one raw value to the setting's type. `raw` is a string from the command line
+ * or environment, or any YAML value from the file. Returns the value or a problem text.
+ */
+function convert(
+  def: SettingDef,
+  raw: unknown,
+  source: SourceName,
+): { ok: true; value: unknown } | { ok: false; why: string } {
+  const text = typeof raw === 'string' ? raw.trim() : raw;
+  switch (def.type) {
+    case 'duration': {
+      let ms: number | null = null;
+      if (typeof text === 'string') {
+        ms = source === 'environment' && /^\d+$/.test(text) ? Number(text) * 1000 : parseDuration(text);
+      }
+      const plain = source === 'environment' ? ' or a whole number of seconds' : '';
+      if (ms === null) return { ok: false, why: `must be a duration such as 15s, 5m or 1h30m${plain}` };
+      if (ms < (def.min ?? 0)) return { ok: false, why: `must be at least ${(def.min ?? 0) / 1000}s` };
+      return { ok: true, value: ms };
+    }
+    case 'bool': {
+      if (typeof text === 'boolean') return { ok: true, value: text };
+      if (typeof text === 'string' && /^(true|false)$/i.test(text))
+        return { ok: true, value: text.toLowerCase() === 'true' };
+      return { ok: false, why: 'must be true or false' };
+    }
+    case 'kind': {
+      const n =
+        typeof text === 'number'
+          ? text
+          : typeof text === 'string' && /^\d+$/.test(text)
+            ? Number(text)
+            : Number.NaN;
+      if (Number.isInteger(n) && n >= 0 && n <= 3) return { ok: true, value: n };
+      return { ok: false, why: 'must be an integer 0–3' };
+    }
+    case 'posint': {
+      const n =
+        typeof text === 'number'
+          ? text
+          : typeof text === 'string' && /^\d+$/.test(text)
+            ? Number(text)
+            : Number.NaN;
+      if (Number.isSafeInteger(n) && n >= (def.min ?? 0)) return { ok: true, value: n };
+      return { ok: false, why: `must be an integer ≥ ${def.min ?? 0}` };
+    }
+    case 'string':
+    case 'path': {
+      if (typeof text !== 'string' || text === '') return { ok: false, why: 'must be a non-empty string' };
+      return { ok: true, value: text };
+    }
+    case 'globs': {
+      const list = Array.isArray(text) ? text : typeof text === 'string' ? text.split(',') : null;
+      const globs = list?.map((g) => (typeof g === 'string' ? g.trim() : '')).filter((g) => g !== '');
+      if (!globs || globs.length === 0 || !globs.every((g) => GLOB_RE.test(g))) {
+        return {
+          ok: false,
+          why: 'must be a comma-separated list of interface names or globs (*, ?), each at most 15 characters',
+        };
+      }
+      return { ok: true, value: Object.freeze(globs) };
+    }
+    case 'logLevel': {
+      if (typeof text === 'string' && (LOG_LEVELS as readonly string[]).includes(text.toLowerCase())) {
+        return { ok: true, value: text.toLowerCase() };
+      }
+      return { ok: false, why: `must be one of ${LOG_LEVELS.join(', ')}` };
+    }
+  }
+}
+
+function show(v: unknown): string {
+  return typeof v === 'string' ? v : JSON.stringify(v);
+}
+
+/** Registers every setting as an option of `cmd` (for `flowlogd run --help`). */
+export function addConfigOptions(cmd: Command): Command {
+  cmd.addOption(new Option('--config <file>', 'FelixConfiguration-style YAML file (env FLOWLOGD_CONFIG)'));
+  for (const d of SETTINGS) {
+    const arg = d.type === 'bool' ? '[bool]' : `<${d.type === 'globs' ? 'globs' : d.type}>`;
+    const def = DEFAULTS[d.key];
+    const shown =
+      d.key === 'flowLogsEnableHostEndpoint'
+        ? 'true without --metadata, else false'
+        : d.key === 'nodeName'
+          ? '$NODENAME, else the hostname'
+          : def === undefined || def === null
+            ? 'none'
+            : Array.isArray(def)
+              ? def.join(',')
+              : d.type === 'duration'
+                ? `${Number(def) / 1000}s`
+                : String(def);
+    cmd.addOption(new Option(`${d.flag} ${arg}`, `${d.name} (env ${d.env}; default ${shown})`));
+  }
+  return cmd;
+}
+
+function parseArgv(argv: readonly string[], problems: string[]): Record<string, unknown> {
+  const cmd = addConfigOptions(new Command('run'))
+    .exitOverride()
+    .configureOutput({ writeOut: () => {}, writeErr: () => {} })
+    .allowExcessArguments(false)
+    .helpOption(false);
+  try {
+    cmd.parse([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) problems.push(`${err.message.replace(/^error: /, '')} (command line)`);
+    else throw err;
+    return {};
+  }
+  return cmd.opts();
+}
+
+function attrName(flag: string): string {
+  return flag.replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+}
+
+export function loadConfig(input: LoadConfigInput = {}): Config {
+  const env = input.env ?? {};
+  const problems: string[] = [];
+  const warnings: string[] = [];
+  const values = new Map<keyof Config, unknown>();
+  const sources: Record<string, SourceName> = {};
+
+  const cli = parseArgv(input.argv ?? [], problems);
+
+  // File: --config > FLOWLOGD_CONFIG > input.file.
+  let filePath: string | null = null;
+  let fileText: string | null = null;
+  if (typeof cli.config === 'string') filePath = cli.config;
+  else if (env.FLOWLOGD_CONFIG) filePath = env.FLOWLOGD_CONFIG;
+  else if (typeof input.file === 'string') filePath = input.file;
+  else if (input.file !== undefined) {
+    filePath = input.file.path;
+    fileText = input.file.text;
+  }
+  let spec: Record<string, unknown> = {};
+  if (filePath !== null) {
+    try {
+      fileText ??= readFileSync(filePath, 'utf8');
+      spec = fileSpec(parseYaml(fileText), filePath, problems, warnings);
+    } catch (err) {
+      problems.push(`config file ${filePath}: ${(err as Error).message}`);
+    }
+  }
+
+  const fileKeys = new Set(SETTINGS.map((d) => d.fileKey));
+  for (const k of Object.keys(spec)) {
+    if (fileKeys.has(k)) continue;
+    if (/^flowLogs/i.test(k)) problems.push(`spec.${k} (file ${filePath}): unknown flow logs setting`);
+    else warnings.push(`spec.${k} (file ${filePath}): not used by flowlogd, ignored`);
+  }
+  const envNames = new Set(SETTINGS.map((d) => d.env));
+  for (const k of Object.keys(env)) {
+    if (/^FELIX_FLOWLOGS/.test(k) && !envNames.has(k))
+      problems.push(`${k} (environment): unknown flow logs setting`);
+  }
+
+  for (const d of SETTINGS) {
+    const attempts: [SourceName, unknown, string][] = [];
+    const c = cli[attrName(d.flag)];
+    if (c !== undefined)
+      attempts.push(['command line', c === true && d.type === 'bool' ? 'true' : c, d.flag]);
+    const e = env[d.env];
+    if (e !== undefined && e !== '') attempts.push(['environment', e, d.env]);
+    if (spec[d.fileKey] !== undefined && spec[d.fileKey] !== null) {
+      attempts.push(['file', spec[d.fileKey], `spec.${d.fileKey}`]);
+    }
+    // Validate every source given (a bad lower-precedence value is still an error:
+    // it would bite as soon as the higher one is removed), use the highest.
+    let chosen = false;
+    for (const [source, raw, label] of attempts) {
+      const r = convert(d, raw, source);
+      if (!r.ok) {
+        const where = source === 'file' ? `file ${filePath}` : source;
+        problems.push(`${label}=${show(raw)} (${where}): ${r.why}`);
+      } else if (!chosen) {
+        values.set(d.key, r.value);
+        sources[d.key] = source;
+        chosen = true;
+      }
+    }
+    if (!chosen && !values.has(d.key) && DEFAULTS[d.key] !== undefined) {
+      values.set(d.key, DEFAULTS[d.key]);
+      sources[d.key] = 'default';
+    }
+  }
+
+  if (!values.has('nodeName')) {
+    values.set('nodeName', input.hostname ?? hostname());
+    sources.nodeName = 'default';
+  }
+  if (!values.has('flowLogsEnableHostEndpoint')) {
+    values.set('flowLogsEnableHostEndpoint', values.get('metadata') === null);
+    sources.flowLogsEnableHostEndpoint = 'default';
+  }
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  const config = Object.fromEntries(values) as Record<string, unknown>;
+  config.configFile = filePath;
+  config.sources = Object.freeze(sources);
+  config.warnings = Object.freeze(warnings);
+  return Object.freeze(config) as unknown as Config;
+}
+
+function fileSpec(
+  doc: unknown,
+  path: string,
+  problems: string[],
+  warnings: string[],
+): Record<string, unknown> {
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) {
+    problems.push(`config file ${path}: must be a FelixConfiguration mapping`);
+    return {};
+  }
+  const d = doc as Record<string, unknown>;
+  if (d.kind !== undefined && d.kind !== 'FelixConfiguration') {
+    problems.push(`kind=${show(d.kind)} (file ${path}): must be FelixConfiguration`);
+    return {};
+  }
+  if (
+    d.apiVersion !== undefined &&
+    !/^(projectcalico\.org|crd\.projectcalico\.org)\/v\d+$/.test(String(d.apiVersion))
+  ) {
+    warnings.push(`apiVersion=${show(d.apiVersion)} (file ${path}): expected projectcalico.org/v3`);
+  }
+  if (d.spec === undefined || d.spec === null) return {};
+  if (typeof d.spec !== 'object' || Array.isArray(d.spec)) {
+    problems.push(`spec (file ${path}): must be a mapping`);
+    return {};
+  }
+  return d.spec as Record<string, unknown>;
+}
