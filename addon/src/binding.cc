@@ -42,6 +42,7 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
                            InstanceMethod<&DatapathHandle::Interfaces>("interfaces"),
                            InstanceMethod<&DatapathHandle::ProgIds>("progIds"),
                            InstanceMethod<&DatapathHandle::TestRun>("testRun"),
+                           InstanceMethod<&DatapathHandle::SetRef>("setRef"),
                            InstanceAccessor<&DatapathHandle::AttachMode>("attachMode"),
                        });
   }
@@ -92,16 +93,29 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
   static void Deliver(Napi::Env env, Napi::Function cb, DatapathEvent* ev) {
     std::unique_ptr<DatapathEvent> owned(ev);
     if (!env || !cb) return;
-    Napi::Object info = Napi::Object::New(env);
-    if (ev->kind == DatapathEvent::Cycle) info.Set("cycle", Napi::Number::New(env, double(ev->cycle)));
-    if (ev->ifindex) {
-      info.Set("ifindex", Napi::Number::New(env, ev->ifindex));
-      info.Set("name", Napi::String::New(env, ev->ifname));
-      info.Set("mode", Napi::String::New(env, ev->mode));
+    try {
+      Napi::Object info = Napi::Object::New(env);
+      if (ev->kind == DatapathEvent::Cycle) info.Set("cycle", Napi::Number::New(env, double(ev->cycle)));
+      if (ev->ifindex) {
+        info.Set("ifindex", Napi::Number::New(env, ev->ifindex));
+        info.Set("name", Napi::String::New(env, ev->ifname));
+        info.Set("mode", Napi::String::New(env, ev->mode));
+      }
+      if (ev->err) info.Set("errno", Napi::Number::New(env, ev->err));
+      if (!ev->message.empty()) info.Set("message", Napi::String::New(env, ev->message));
+      napi_value argv[2] = {Napi::String::New(env, kEventNames[ev->kind]), info};
+      napi_value result;
+      napi_status st = napi_call_function(env, env.Undefined(), cb, 2, argv, &result);
+      if (st == napi_pending_exception) {
+        // A throwing listener: report it as an uncaught exception, as an emitter would.
+        napi_value exc;
+        napi_get_and_clear_last_exception(env, &exc);
+        napi_fatal_exception(env, exc);
+      }
+      // Any other failure means the environment is shutting down: nothing to tell.
+    } catch (...) {
+      // Same: an event arriving during teardown has no one to go to.
     }
-    if (ev->err) info.Set("errno", Napi::Number::New(env, ev->err));
-    if (!ev->message.empty()) info.Set("message", Napi::String::New(env, ev->message));
-    cb.Call({Napi::String::New(env, kEventNames[ev->kind]), info});
   }
 
   void Shutdown() {
@@ -184,6 +198,15 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
     } catch (const DatapathError& e) {
       throw to_js(env, e);
     }
+  }
+
+  // setRef(true) while JavaScript awaits a drain, so the loop stays alive for it.
+  Napi::Value SetRef(const Napi::CallbackInfo& info) {
+    if (core_) {
+      if (info[0].ToBoolean()) tsfn_.Ref(info.Env());
+      else tsfn_.Unref(info.Env());
+    }
+    return info.Env().Undefined();
   }
 
   Napi::Value AttachMode(const Napi::CallbackInfo& info) {

@@ -228,6 +228,45 @@ function labelsField(l: Labels | null): LabelsField {
   return f;
 }
 
+const labelsJsonCache = new WeakMap<Labels, string>();
+function labelsJson(l: Labels | null): string {
+  const key = l ?? EMPTY_LABELS;
+  let j = labelsJsonCache.get(key);
+  if (j === undefined) {
+    j = JSON.stringify(labelsField(key));
+    labelsJsonCache.set(key, j);
+  }
+  return j;
+}
+
+interface BaseJson {
+  readonly src: string;
+  readonly dst: string;
+  readonly rest: string;
+}
+const baseJsonCache = new WeakMap<RecordBase, BaseJson>();
+/** JSON fragments of a record's key fields, cached per record base (one per connection and kind). */
+function baseJson(b: RecordBase): BaseJson {
+  let j = baseJsonCache.get(b);
+  if (j === undefined) {
+    const s = JSON.stringify;
+    j = {
+      src:
+        `"source_ip":${s(b.source_ip)},"source_name":${s(b.source_name)},"source_name_aggr":${s(b.source_name_aggr)},` +
+        `"source_namespace":${s(b.source_namespace)},"source_port":${b.source_port},"source_type":${s(b.source_type)}`,
+      dst:
+        `"dest_ip":${s(b.dest_ip)},"dest_name":${s(b.dest_name)},"dest_name_aggr":${s(b.dest_name_aggr)},` +
+        `"dest_namespace":${s(b.dest_namespace)},"dest_port":${b.dest_port},"dest_type":${s(b.dest_type)}`,
+      rest:
+        `"dest_service_namespace":${s(b.dest_service_namespace)},"dest_service_name":${s(b.dest_service_name)},` +
+        `"dest_service_port":${s(b.dest_service_port)},"dest_service_port_num":${b.dest_service_port_num},` +
+        `"proto":${s(b.proto)},"action":${s(b.action)},"reporter":${s(b.reporter)}`,
+    };
+    baseJsonCache.set(b, j);
+  }
+  return j;
+}
+
 function isIcmp(proto: number): boolean {
   return proto === 1 || proto === 58;
 }
@@ -385,14 +424,7 @@ export class FlowAggregator {
    * in the interval is in exactly one record; counters restart at zero.
    */
   flush(endTimeMs: number): FlowLogRecord[] {
-    const startS = Math.floor(this.#intervalStartMs / 1000);
-    let endS = Math.floor(endTimeMs / 1000);
-    if (endS <= startS) endS = startS + 1; // end_time is never equal to start_time
-    const groups = new Map<string, Group>();
-    this.#collect(this.#allow, 0, endTimeMs, groups);
-    this.#collect(this.#deny, 1, endTimeMs, groups);
-    this.#intervalStartMs = endTimeMs;
-
+    const { groups, startS, endS } = this.#close(endTimeMs);
     const out: FlowLogRecord[] = new Array(groups.size);
     const policies = this.#includePolicies ? NO_POLICY_HITS : null;
     const labels = this.#includeLabels;
@@ -440,9 +472,46 @@ export class FlowAggregator {
         '@timestamp': endS * 1000,
       };
     }
-    this.#stats.flushes++;
-    this.#stats.records += out.length;
     return out;
+  }
+
+  /**
+   * Like flush(), but returns the JSON lines directly: the same records, byte for byte
+   * what JSON.stringify(flush()[i]) gives, built from per-connection cached fragments
+   * (the hot path to the sinks; no intermediate objects).
+   */
+  flushLines(endTimeMs: number): string[] {
+    const { groups, startS, endS } = this.#close(endTimeMs);
+    const out: string[] = new Array(groups.size);
+    const head = `{"start_time":${startS},"end_time":${endS},`;
+    const policies = this.#includePolicies ? JSON.stringify(NO_POLICY_HITS) : 'null';
+    const tail =
+      ',"http_requests_allowed_in":0,"http_requests_denied_in":0,"original_source_ips":null,' +
+      `"num_original_source_ips":0,"host":${JSON.stringify(this.#nodeName)},"@timestamp":${endS * 1000}}`;
+    const labels = this.#includeLabels;
+    let i = 0;
+    for (const g of groups.values()) {
+      const j = baseJson(g.base);
+      out[i++] =
+        `${head}${j.src},"source_labels":${labels ? labelsJson(g.srcLabels) : 'null'},${j.dst},` +
+        `"dest_labels":${labels ? labelsJson(g.dstLabels) : 'null'},${j.rest},"policies":${policies},` +
+        `"bytes_in":${g.bytesIn},"bytes_out":${g.bytesOut},"packets_in":${g.packetsIn},"packets_out":${g.packetsOut},` +
+        `"num_flows":${g.numFlows},"num_flows_started":${g.started},"num_flows_completed":${g.completed}${tail}`;
+    }
+    return out;
+  }
+
+  #close(endTimeMs: number): { groups: Map<string, Group>; startS: number; endS: number } {
+    const startS = Math.floor(this.#intervalStartMs / 1000);
+    let endS = Math.floor(endTimeMs / 1000);
+    if (endS <= startS) endS = startS + 1; // end_time is never equal to start_time
+    const groups = new Map<string, Group>();
+    this.#collect(this.#allow, 0, endTimeMs, groups);
+    this.#collect(this.#deny, 1, endTimeMs, groups);
+    this.#intervalStartMs = endTimeMs;
+    this.#stats.flushes++;
+    this.#stats.records += groups.size;
+    return { groups, startS, endS };
   }
 
   #collect(table: Map<string, Conn>, a: 0 | 1, endMs: number, groups: Map<string, Group>): void {

@@ -123,6 +123,7 @@ export class FlowDatapath extends EventEmitter {
   sync(): Promise<void> {
     if (this.#closed) return Promise.reject(new Error('datapath is closed'));
     const cycle = this.#native.requestDrain();
+    this.#native.setRef(true);
     return new Promise((resolve) => this.#waiters.push({ cycle, resolve }));
   }
 
@@ -134,6 +135,7 @@ export class FlowDatapath extends EventEmitter {
       resolve = r;
     });
     this.#stopped = { promise, resolve };
+    this.#native.setRef(true);
     this.#native.stop();
     return promise;
   }
@@ -173,6 +175,7 @@ export class FlowDatapath extends EventEmitter {
         // Names of interfaces gone before this cycle are no longer in any record.
         for (const i of this.#forgetAfterCycle) this.#names.delete(i);
         this.#forgetAfterCycle = [];
+        if (this.#waiters.length === 0 && !this.#stopped) this.#native.setRef(false);
         for (const w of due) w.resolve();
         this.emit('cycle', this.#completedCycle);
         return;
@@ -195,6 +198,7 @@ export class FlowDatapath extends EventEmitter {
         this.#pump();
         for (const w of this.#waiters) w.resolve();
         this.#waiters = [];
+        this.#native.setRef(false);
         this.#stopped?.resolve();
         return;
     }

@@ -46,6 +46,8 @@ export interface NativeDatapath {
   interfaces(): NativeInterface[];
   progIds(): number[];
   testRun(packet: Uint8Array, egress: boolean): number;
+  /** Keep the event loop alive for the worker's events (while a drain is awaited). */
+  setRef(ref: boolean): void;
   readonly attachMode: 'tcx' | 'clsact';
 }
 

@@ -146,6 +146,19 @@ const PRIVATE_CIDRS: readonly Cidr[] = [
 
 /** SPEC §2: `pvt` for RFC 1918, CGNAT, ULA, link-local (and loopback); `pub` otherwise. */
 export function privacyOf(ip: string): 'pvt' | 'pub' {
+  if (!ip.includes(':')) {
+    // IPv4 fast path (once per new connection to an unknown peer): no BigInt.
+    const m = V4_RE.exec(ip);
+    if (m === null) return 'pub';
+    const a = Number(m[1]);
+    const b = Number(m[2]);
+    if (a === 10 || a === 127) return 'pvt';
+    if (a === 172 && b >= 16 && b <= 31) return 'pvt';
+    if (a === 192 && b === 168) return 'pvt';
+    if (a === 100 && b >= 64 && b <= 127) return 'pvt';
+    if (a === 169 && b === 254) return 'pvt';
+    return 'pub';
+  }
   const p = parseIp(ip);
   if (p === null) return 'pub';
   // IPv4-mapped IPv6 (::ffff:a.b.c.d) is judged as the IPv4 address it carries.

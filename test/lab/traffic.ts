@@ -1,14 +1,16 @@
 // Traffic generator run inside lab "pods" (ip netns exec ... node traffic.ts MODE ...).
 // Prints one JSON line describing what it did, so tests know every 5-tuple and byte.
 //
-//   serve  --port P                         TCP + UDP server on [::]:P
+//   serve  --port P [--hold]                TCP + UDP server on [::]:P
 //   tcp    --host H --port P --conns N --send B --recv B [--parallel K] [--hold]
 //   udp    --host H --port P --flows N --datagrams D --size S
 //
 // TCP protocol: the client sends an 8-byte header (u32 bytes it will send, u32 bytes it
 // wants back) and its payload; the server answers with the bytes asked for and closes.
-// --hold: open every connection, send half, print {"ready":...}, wait for a line on
-// stdin, then finish (for connections that predate flowlogd).
+// serve --hold: keep every TCP reply until a line arrives on stdin, so the server sends
+// the first packet a late-started flowlogd sees (connections that predate flowlogd).
+// tcp --hold: open every connection, send half, print {"ready":...}, wait for a line on
+// stdin, then finish.
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { createInterface } from 'node:readline';
@@ -33,6 +35,13 @@ const mode = positionals[0];
 const port = Number(values.port);
 
 function serve(): void {
+  const held: (() => void)[] | null = values.hold ? [] : null;
+  if (held) {
+    const rl = createInterface({ input: process.stdin });
+    rl.on('line', () => {
+      for (const release of held.splice(0)) release();
+    });
+  }
   const tcp = net.createServer((sock) => {
     let pending: Buffer | null = Buffer.alloc(0);
     let want = 0;
@@ -49,7 +58,10 @@ function serve(): void {
       } else {
         got += chunk.length;
       }
-      if (got >= want) sock.end(Buffer.alloc(reply, 0x5a));
+      if (got < want) return;
+      const answer = () => sock.end(Buffer.alloc(reply, 0x5a));
+      if (held) held.push(answer);
+      else answer();
     });
     sock.on('error', () => {});
   });
