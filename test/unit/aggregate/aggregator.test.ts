@@ -342,3 +342,27 @@ describe('IP moves between pods', () => {
     assert.deepEqual(names, ['new-*', 'old-*']);
   });
 });
+
+describe('flushLines', () => {
+  test('equals JSON.stringify of flush() with labels, policies and services off', () => {
+    const md = metadata({ pods: [pod('ns', 'a-1', '10.1.0.1', 'a-', { app: 'a"quoted"' })] });
+    const make = () =>
+      k0(resolverWith(md), {
+        includeLabels: false,
+        includePolicies: false,
+        includeService: false,
+        nodeName: 'n"1',
+      } as never);
+    const [a, b] = [make(), make()];
+    for (const x of [a, b]) {
+      x.observe(upd({ srcIp: '10.1.0.1', dstIp: '8.8.8.8', proto: 1, srcPort: 0, dstPort: 0, ...AT_SRC }));
+      x.observe(upd({ srcIp: '10.1.0.1', dstIp: '10.1.0.9', origBytes: 3 }), 'deny');
+    }
+    const lines = b.flushLines(F1);
+    assert.equal(lines.length, 2);
+    assert.deepEqual(
+      lines,
+      a.flush(F1).map((r) => JSON.stringify(r)),
+    );
+  });
+});

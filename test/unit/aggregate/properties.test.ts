@@ -83,18 +83,19 @@ test('conservation across kinds, flow counts consistent, each connection started
       fc.array(updArb, { maxLength: 80 }),
       (conns, upds) => {
         const kinds: AggregationKind[] = [0, 1, 2, 3];
-        const aggs = kinds.map(
-          (k) =>
-            new FlowAggregator({
-              nodeName: 'n',
-              resolver: resolverWith(MD),
-              startTimeMs: T0,
-              kindForAllowed: k,
-              kindForDenied: k,
-              idleTimeoutMs: 100 * INTERVAL,
-              tcpIdleTimeoutMs: 100 * INTERVAL,
-            }),
-        );
+        const make = (k: AggregationKind) =>
+          new FlowAggregator({
+            nodeName: 'n',
+            resolver: resolverWith(MD),
+            startTimeMs: T0,
+            kindForAllowed: k,
+            kindForDenied: k,
+            idleTimeoutMs: 100 * INTERVAL,
+            tcpIdleTimeoutMs: 100 * INTERVAL,
+          });
+        const aggs = kinds.map(make);
+        // Twins fed the same updates, flushed to lines: must equal JSON.stringify of the records.
+        const twins = kinds.map(make);
         const byInterval: ConnectionUpdate[][] = [[], [], [], [], []];
         const distinct = new Set<string>();
         const inputTotals = [0, 0, 0, 0, 0].map(() => [0, 0]);
@@ -154,6 +155,13 @@ test('conservation across kinds, flow counts consistent, each connection started
             for (const u of byInterval[i] ?? [])
               a.observe(u, (u as { deny?: boolean }).deny ? 'deny' : 'allow');
             const recs = a.flush(end);
+            const twin = twins[k]!;
+            for (const u of byInterval[i] ?? [])
+              twin.observe(u, (u as { deny?: boolean }).deny ? 'deny' : 'allow');
+            assert.deepEqual(
+              twin.flushLines(end),
+              recs.map((r) => JSON.stringify(r)),
+            );
             for (const r of recs) {
               assert.ok(
                 r.num_flows >= r.num_flows_started && r.num_flows >= r.num_flows_completed,
