@@ -282,9 +282,14 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 	return TC_NEXT;
 }
 
+#define LOOPBACK_IFINDEX 1
+
 SEC("tc")
 int flowlogd_in(struct __sk_buff *skb)
 {
+	/* Loopback delivers what it just sent: counted once, at egress. */
+	if (skb->ifindex == LOOPBACK_IFINDEX)
+		return TC_NEXT;
 	return observe(skb, FLOW_HOOK_INGRESS);
 }
 

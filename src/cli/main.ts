@@ -1,0 +1,50 @@
+// flowlogd's command line.
+import { Command, InvalidArgumentError } from 'commander';
+import { dump } from './dump.ts';
+
+function globs(value: string): string[] {
+  const list = value.split(',').map((s) => s.trim()).filter(Boolean);
+  if (list.length === 0) throw new InvalidArgumentError(`--interfaces ${JSON.stringify(value)}: give at least one glob`);
+  return list;
+}
+
+function seconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n <= 0 || n > 86400) {
+    throw new InvalidArgumentError(`--seconds ${JSON.stringify(value)}: must be a number of seconds from 0 to 86400`);
+  }
+  return n;
+}
+
+function attachMode(value: string): 'auto' | 'tcx' | 'clsact' {
+  if (value !== 'auto' && value !== 'tcx' && value !== 'clsact') {
+    throw new InvalidArgumentError(`--attach-mode ${JSON.stringify(value)}: must be auto, tcx or clsact`);
+  }
+  return value;
+}
+
+const program = new Command('flowlogd').description('eBPF flow log collector').showHelpAfterError();
+
+program
+  .command('dump')
+  .description('count connections on interfaces and print one JSON line per (interface, connection)')
+  .requiredOption('--interfaces <globs>', 'comma-separated interface name globs, e.g. cali*,eth0', globs)
+  .option('--seconds <n>', 'stop after n seconds (default: until SIGINT)', seconds)
+  .option('--attach-mode <mode>', 'auto (tcx if the kernel has it), tcx or clsact', attachMode, 'auto')
+  .action(async (o: { interfaces: string[]; seconds?: number; attachMode: 'auto' | 'tcx' | 'clsact' }) => {
+    await dump({
+      interfaces: o.interfaces,
+      seconds: o.seconds ?? null,
+      attachMode: o.attachMode,
+      write: (s) => process.stdout.write(s),
+      log: (s) => process.stderr.write(`flowlogd: ${s}\n`),
+    });
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  const e = err as Error & { code?: string; errno?: number };
+  process.stderr.write(`flowlogd: ${e.message}${e.code ? ` (${e.code}${e.errno ? `, errno ${e.errno}` : ''})` : ''}\n`);
+  process.exitCode = 1;
+}
