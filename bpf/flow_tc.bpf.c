@@ -75,7 +75,7 @@ static __always_inline int endpoint_before(const struct packet *p)
  */
 static __always_inline int conntrack_sender_initiated(struct __sk_buff *skb, const struct packet *p)
 {
-	struct bpf_ct_opts___local opts = { .netns_id = BPF_F_CURRENT_NETNS_, .l4proto = p->proto };
+	struct bpf_ct_opts___local opts = {.netns_id = BPF_F_CURRENT_NETNS_, .l4proto = p->proto};
 	struct bpf_sock_tuple tuple = {};
 	struct nf_conn *ct;
 	__u32 tuple_sz;
@@ -107,7 +107,8 @@ static __always_inline int conntrack_sender_initiated(struct __sk_buff *skb, con
 	{
 		struct nf_conntrack_tuple *orig = &ct->tuplehash[0].tuple;
 		if (p->family == 4)
-			sender = orig->src.u3.ip == tuple.ipv4.saddr && orig->src.u.all == tuple.ipv4.sport;
+			sender = orig->src.u3.ip == tuple.ipv4.saddr &&
+				 orig->src.u.all == tuple.ipv4.sport;
 		else
 			sender = orig->src.u3.ip6[0] == ((__u32 *)tuple.ipv6.saddr)[0] &&
 				 orig->src.u3.ip6[1] == ((__u32 *)tuple.ipv6.saddr)[1] &&
@@ -213,7 +214,8 @@ static __always_inline void account(struct __sk_buff *skb, void *flows, const st
 		__u32 bits = (__u32)p->tcp_flags << (dir * 8);
 		if ((c->tcp_flags & bits) != bits)
 			__sync_fetch_and_or(&c->tcp_flags, bits);
-		if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN && c->initiator_how < FLOW_INIT_SYN) {
+		if ((p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN &&
+		    c->initiator_how < FLOW_INIT_SYN) {
 			c->initiator = dir;
 			c->initiator_how = FLOW_INIT_SYN;
 		}

@@ -14,9 +14,8 @@ using flowlogd::DatapathError;
 using flowlogd::DatapathEvent;
 
 const char* kStatNames[FLOW_STAT_MAX] = {
-    "nonIp",          "parseL2",      "parseL3",      "parseL4",     "fragments",
-    "insertE2big",    "insertEbusy",  "insertEnomem", "insertOther", "lostPackets",
-    "lostBytes",      "ctLookups",    "ctHits",
+    "nonIp",        "parseL2",     "parseL3",     "parseL4",   "fragments", "insertE2big", "insertEbusy",
+    "insertEnomem", "insertOther", "lostPackets", "lostBytes", "ctLookups", "ctHits",
 };
 static_assert(FLOW_STAT_MAX == 13, "name every flow_stat in kStatNames");
 
@@ -195,16 +194,16 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
     bool egress = info[1].ToBoolean();
     try {
       return Napi::Number::New(env, core(env).test_run(pkt.Data(), pkt.ByteLength(), egress));
-    } catch (const DatapathError& e) {
-      throw to_js(env, e);
-    }
+    } catch (const DatapathError& e) { throw to_js(env, e); }
   }
 
   // setRef(true) while JavaScript awaits a drain, so the loop stays alive for it.
   Napi::Value SetRef(const Napi::CallbackInfo& info) {
     if (core_) {
-      if (info[0].ToBoolean()) tsfn_.Ref(info.Env());
-      else tsfn_.Unref(info.Env());
+      if (info[0].ToBoolean())
+        tsfn_.Ref(info.Env());
+      else
+        tsfn_.Unref(info.Env());
     }
     return info.Env().Undefined();
   }

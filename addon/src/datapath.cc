@@ -70,7 +70,7 @@ struct Datapath::Attachment {
   int ifindex;
   std::string name;
   bool tcx;
-  int link_fd[2] = {-1, -1};         // tcx links: ingress, egress
+  int link_fd[2] = {-1, -1};  // tcx links: ingress, egress
   bool clsact_attached[2] = {false, false};
   bool created_qdisc = false;
 };
@@ -206,16 +206,23 @@ void Datapath::attach(int ifindex, const std::string& name) {
   } else {
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
     int r = bpf_tc_hook_create(&hook);
-    if (r == 0) a->created_qdisc = true;
-    else if (r != -EEXIST) { err = -r; failed = "clsact qdisc"; }
+    if (r == 0)
+      a->created_qdisc = true;
+    else if (r != -EEXIST) {
+      err = -r;
+      failed = "clsact qdisc";
+    }
     bpf_tc_attach_point points[2] = {BPF_TC_INGRESS, BPF_TC_EGRESS};
     for (int i = 0; i < 2 && !err; i++) {
       hook.attach_point = points[i];
       LIBBPF_OPTS(bpf_tc_opts, to, .prog_fd = progs[i], .flags = 0, .handle = kClsactHandle,
                   .priority = kClsactPriority);
       r = bpf_tc_attach(&hook, &to);
-      if (r) { err = -r; failed = i ? "clsact egress filter" : "clsact ingress filter"; }
-      else a->clsact_attached[i] = true;
+      if (r) {
+        err = -r;
+        failed = i ? "clsact egress filter" : "clsact ingress filter";
+      } else
+        a->clsact_attached[i] = true;
     }
   }
 
@@ -226,10 +233,19 @@ void Datapath::attach(int ifindex, const std::string& name) {
   if (err) {
     // Undo the half that did attach; a failure on one interface is not fatal.
     for (int& fd : a->link_fd)
-      if (fd >= 0) { ::close(fd); fd = -1; }
+      if (fd >= 0) {
+        ::close(fd);
+        fd = -1;
+      }
     LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = BPF_TC_INGRESS);
-    if (a->clsact_attached[0]) { LIBBPF_OPTS(bpf_tc_opts, d, .handle = kClsactHandle, .priority = kClsactPriority); bpf_tc_detach(&hook, &d); }
-    if (a->created_qdisc) { hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS); bpf_tc_hook_destroy(&hook); }
+    if (a->clsact_attached[0]) {
+      LIBBPF_OPTS(bpf_tc_opts, d, .handle = kClsactHandle, .priority = kClsactPriority);
+      bpf_tc_detach(&hook, &d);
+    }
+    if (a->created_qdisc) {
+      hook.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
+      bpf_tc_hook_destroy(&hook);
+    }
     ev.kind = DatapathEvent::AttachFailed;
     ev.err = err;
     ev.message = "attaching " + failed + " to " + name + ": " + std::strerror(err);
@@ -258,7 +274,10 @@ void Datapath::detach(int ifindex) {
     attachments_.erase(it);
   }
   for (int& fd : a->link_fd)
-    if (fd >= 0) { ::close(fd); fd = -1; }
+    if (fd >= 0) {
+      ::close(fd);
+      fd = -1;
+    }
   bpf_tc_attach_point points[2] = {BPF_TC_INGRESS, BPF_TC_EGRESS};
   for (int i = 0; i < 2; i++) {
     if (!a->clsact_attached[i]) continue;
@@ -309,8 +328,10 @@ void Datapath::handle_rtnetlink() {
         attached = it != attachments_.end();
         if (attached && !name.empty()) it->second->name = name;  // renamed
       }
-      if (!attached && matches(name)) attach(ifi->ifi_index, name);
-      else if (attached && !matches(name)) detach(ifi->ifi_index);
+      if (!attached && matches(name))
+        attach(ifi->ifi_index, name);
+      else if (attached && !matches(name))
+        detach(ifi->ifi_index);
     }
   }
 }
@@ -464,7 +485,10 @@ void Datapath::release() {
   }
   for (int ifindex : all) detach(ifindex);
   for (int* fd : {&rtnl_fd_, &wake_fd_, &timer_fd_})
-    if (*fd >= 0) { ::close(*fd); *fd = -1; }
+    if (*fd >= 0) {
+      ::close(*fd);
+      *fd = -1;
+    }
   if (skel_) {
     flow_tc_bpf__destroy(skel_);
     skel_ = nullptr;

@@ -36,19 +36,19 @@ enum class AttachMode { Auto, Tcx, Clsact };
 struct DatapathOptions {
   std::vector<std::string> interface_globs;
   AttachMode attach_mode = AttachMode::Auto;
-  uint32_t max_flows = 131072;       // entries per map generation
+  uint32_t max_flows = 131072;  // entries per map generation
   uint32_t drain_interval_ms = 1000;
-  uint32_t ring_records = 65536;     // capacity of the record ring, in records
-  bool use_conntrack = true;         // ask conntrack for mid-stream initiators
+  uint32_t ring_records = 65536;  // capacity of the record ring, in records
+  bool use_conntrack = true;      // ask conntrack for mid-stream initiators
 };
 
 // What the worker tells JavaScript, in order.
 struct DatapathEvent {
   enum Kind { Records, Cycle, Attached, Detached, AttachFailed, Error, Stopped } kind;
-  uint64_t cycle = 0;   // Cycle: number of the drain that completed
+  uint64_t cycle = 0;  // Cycle: number of the drain that completed
   int ifindex = 0;
   std::string ifname;
-  std::string mode;     // "tcx" or "clsact"
+  std::string mode;  // "tcx" or "clsact"
   int err = 0;
   std::string message;
 };
@@ -63,7 +63,7 @@ struct DatapathStats {
   uint64_t kernel[FLOW_STAT_MAX] = {};
   uint64_t drain_cycles = 0;
   uint64_t records_drained = 0;
-  uint64_t drain_ns_total = 0;      // time spent in batched map reads
+  uint64_t drain_ns_total = 0;  // time spent in batched map reads
   uint64_t ring_full_waits = 0;
   uint64_t attach_failures = 0;
 };

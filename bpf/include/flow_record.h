@@ -36,66 +36,66 @@
  * (type << 8 | code) in both; non-first fragments: 0.
  */
 struct flow_key {
-	__u32 ifindex;      /*  0 */
-	__u8 addr_a[16];    /*  4, network order */
-	__u8 addr_b[16];    /* 20, network order */
-	__u16 port_a;       /* 36 */
-	__u16 port_b;       /* 38 */
-	__u8 proto;         /* 40, IANA protocol number */
-	__u8 family;        /* 41, 4 or 6 */
-	__u8 _pad[2];       /* 42 */
-};                          /* 44 */
+	__u32 ifindex;	 /*  0 */
+	__u8 addr_a[16]; /*  4, network order */
+	__u8 addr_b[16]; /* 20, network order */
+	__u16 port_a;	 /* 36 */
+	__u16 port_b;	 /* 38 */
+	__u8 proto;	 /* 40, IANA protocol number */
+	__u8 family;	 /* 41, 4 or 6 */
+	__u8 _pad[2];	 /* 42 */
+};			 /* 44 */
 
 /*
  * Counters for one key since the map generation it lives in was started (the addon
  * drains a generation as a whole, so these are deltas).
  */
 struct flow_counters {
-	__u64 packets[2];     /*  0, [FLOW_DIR_AB], [FLOW_DIR_BA] */
-	__u64 bytes[2];       /* 16, IP header + payload, as conntrack accounting counts */
-	__u64 first_seen_ns;  /* 32, map: CLOCK_MONOTONIC (coarse); ring: Unix ns */
-	__u64 last_seen_ns;   /* 40, same clock as first_seen_ns */
-	__u32 tcp_flags;      /* 48, bits 0-7 flags sent a -> b, bits 8-15 b -> a */
-	__u8 initiator;       /* 52, FLOW_DIR_AB: a initiated; FLOW_DIR_BA: b */
-	__u8 initiator_how;   /* 53, FLOW_INIT_* */
-	__u8 first_hook;      /* 54, FLOW_HOOK_* that saw the first packet */
-	__u8 first_dir;       /* 55, FLOW_DIR_* of the first packet */
-	__u8 icmp_type;       /* 56, first packet's ICMP type, else 0 */
-	__u8 icmp_code;       /* 57 */
-	__u8 _pad[6];         /* 58 */
-};                            /* 64 */
+	__u64 packets[2];    /*  0, [FLOW_DIR_AB], [FLOW_DIR_BA] */
+	__u64 bytes[2];	     /* 16, IP header + payload, as conntrack accounting counts */
+	__u64 first_seen_ns; /* 32, map: CLOCK_MONOTONIC (coarse); ring: Unix ns */
+	__u64 last_seen_ns;  /* 40, same clock as first_seen_ns */
+	__u32 tcp_flags;     /* 48, bits 0-7 flags sent a -> b, bits 8-15 b -> a */
+	__u8 initiator;	     /* 52, FLOW_DIR_AB: a initiated; FLOW_DIR_BA: b */
+	__u8 initiator_how;  /* 53, FLOW_INIT_* */
+	__u8 first_hook;     /* 54, FLOW_HOOK_* that saw the first packet */
+	__u8 first_dir;	     /* 55, FLOW_DIR_* of the first packet */
+	__u8 icmp_type;	     /* 56, first packet's ICMP type, else 0 */
+	__u8 icmp_code;	     /* 57 */
+	__u8 _pad[6];	     /* 58 */
+};			     /* 64 */
 
 /* Ring records from the addon to JavaScript: fixed 128-byte slots with a type tag. */
 #define RING_RECORD_SIZE 128
 #define RING_RECORD_FLOW 1
 
 struct ring_record_header {
-	__u32 type;           /*  0, RING_RECORD_* */
-	__u32 _reserved;      /*  4 */
+	__u32 type;	 /*  0, RING_RECORD_* */
+	__u32 _reserved; /*  4 */
 };
 
 struct ring_flow_record {
-	struct ring_record_header hdr;      /*   0 */
-	struct flow_key key;                /*   8 */
-	__u32 _pad;                         /*  52 */
-	struct flow_counters counters;      /*  56 */
+	struct ring_record_header hdr;	    /*   0 */
+	struct flow_key key;		    /*   8 */
+	__u32 _pad;			    /*  52 */
+	struct flow_counters counters;	    /*  56 */
 	__u8 _tail[RING_RECORD_SIZE - 120]; /* 120 */
-};                                          /* 128 */
+};					    /* 128 */
 
 /* Per-CPU failure and event counters (index into the flow_stats array map). */
 enum flow_stat {
-	FLOW_STAT_NON_IP = 0,        /* not IPv4/IPv6 (ARP, LLDP, ...) */
-	FLOW_STAT_PARSE_L2,          /* truncated Ethernet/VLAN header */
-	FLOW_STAT_PARSE_L3,          /* truncated or malformed IPv4/IPv6 header */
-	FLOW_STAT_PARSE_L4,          /* truncated TCP/UDP/SCTP/ICMP header */
-	FLOW_STAT_FRAGMENTS,         /* non-first fragments (counted without ports) */
-	FLOW_STAT_INSERT_E2BIG,      /* map full */
-	FLOW_STAT_INSERT_EBUSY,      /* bucket lock contention / re-entrancy */
+	FLOW_STAT_NON_IP = 0,	/* not IPv4/IPv6 (ARP, LLDP, ...) */
+	FLOW_STAT_PARSE_L2,	/* truncated Ethernet/VLAN header */
+	FLOW_STAT_PARSE_L3,	/* truncated or malformed IPv4/IPv6 header */
+	FLOW_STAT_PARSE_L4,	/* truncated TCP/UDP/SCTP/ICMP header */
+	FLOW_STAT_FRAGMENTS,	/* non-first fragments (counted without ports) */
+	FLOW_STAT_INSERT_E2BIG, /* map full */
+	FLOW_STAT_INSERT_EBUSY, /* bucket lock contention / re-entrancy */
 	FLOW_STAT_INSERT_ENOMEM,
 	FLOW_STAT_INSERT_OTHER,
-	FLOW_STAT_LOST_PACKETS,      /* packets of failed inserts (not in any flow) */
+	FLOW_STAT_LOST_PACKETS, /* packets of failed inserts (not in any flow) */
 	FLOW_STAT_LOST_BYTES,
-	FLOW_STAT_CT_LOOKUPS,        /* conntrack lookups to find a mid-stream initiator */
+	FLOW_STAT_CT_LOOKUPS, /* conntrack lookups to find a mid-stream initiator */
 	FLOW_STAT_CT_HITS,
 	FLOW_STAT_MAX,
 };

@@ -13,12 +13,12 @@
  * entry up just before the drain deleted it.
  * max_entries is set by the addon before load.
  */
-#define FLOW_MAP_DEF(name)                                   \
-	struct {                                             \
-		__uint(type, BPF_MAP_TYPE_HASH);             \
-		__uint(max_entries, 65536);                  \
-		__type(key, struct flow_key);                \
-		__type(value, struct flow_counters);         \
+#define FLOW_MAP_DEF(name)                                                                         \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_HASH);                                                   \
+		__uint(max_entries, 65536);                                                        \
+		__type(key, struct flow_key);                                                      \
+		__type(value, struct flow_counters);                                               \
 	} name SEC(".maps")
 
 FLOW_MAP_DEF(flows_0);

@@ -149,7 +149,7 @@ static __always_inline int parse_ipv6(struct packet *p, void *data, void *end, _
 			return PARSE_BAD_L3;
 		h = data + off;
 		switch (next) {
-		case 0:  /* hop-by-hop */
+		case 0:	 /* hop-by-hop */
 		case 43: /* routing */
 		case 60: /* destination options */
 			if ((void *)(h + 2) > end)

@@ -47,7 +47,12 @@ export class DumpTable {
       // A surer update says the other side opened the connection: turn the row round.
       const l = t.line;
       [l.src_ip, l.dst_ip, l.src_port, l.dst_port] = [l.dst_ip, l.src_ip, l.dst_port, l.src_port];
-      [l.orig_packets, l.reply_packets, l.orig_bytes, l.reply_bytes] = [l.reply_packets, l.orig_packets, l.reply_bytes, l.orig_bytes];
+      [l.orig_packets, l.reply_packets, l.orig_bytes, l.reply_bytes] = [
+        l.reply_packets,
+        l.orig_packets,
+        l.reply_bytes,
+        l.orig_bytes,
+      ];
       [t.origFlags, t.replyFlags] = [t.replyFlags, t.origFlags];
     }
     if (!t) {
@@ -104,7 +109,9 @@ export class DumpTable {
         ...t.line,
         first_seen: new Date(t.firstMs).toISOString(),
         last_seen: new Date(t.lastMs).toISOString(),
-        ...(t.line.proto === 'tcp' ? { tcp_flags: { orig: flagNames(t.origFlags), reply: flagNames(t.replyFlags) } } : {}),
+        ...(t.line.proto === 'tcp'
+          ? { tcp_flags: { orig: flagNames(t.origFlags), reply: flagNames(t.replyFlags) } }
+          : {}),
       }));
   }
 }
@@ -119,11 +126,14 @@ export interface DumpOptions {
 
 export async function dump(opts: DumpOptions): Promise<void> {
   const table = new DumpTable();
-  const dp = new FlowDatapath({ interfaces: opts.interfaces, attachMode: opts.attachMode }, (u) => table.add(u));
+  const dp = new FlowDatapath({ interfaces: opts.interfaces, attachMode: opts.attachMode }, (u) =>
+    table.add(u),
+  );
   dp.on('attached', (e) => opts.log(`attached to ${e.name} (${e.mode})`));
   dp.on('detached', (e) => opts.log(`detached from ${e.name}`));
   dp.on('attach-failed', (e) => opts.log(`could not attach to ${e.name}: ${e.message}`));
-  if (dp.interfaces().length === 0) opts.log(`no interface matches ${opts.interfaces.join(',')} yet; waiting for one`);
+  if (dp.interfaces().length === 0)
+    opts.log(`no interface matches ${opts.interfaces.join(',')} yet; waiting for one`);
   await new Promise<void>((resolve) => {
     const timer = opts.seconds === null ? null : setTimeout(resolve, opts.seconds * 1000);
     const onSignal = () => {

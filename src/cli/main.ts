@@ -3,15 +3,21 @@ import { Command, InvalidArgumentError } from 'commander';
 import { dump } from './dump.ts';
 
 function globs(value: string): string[] {
-  const list = value.split(',').map((s) => s.trim()).filter(Boolean);
-  if (list.length === 0) throw new InvalidArgumentError(`--interfaces ${JSON.stringify(value)}: give at least one glob`);
+  const list = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (list.length === 0)
+    throw new InvalidArgumentError(`--interfaces ${JSON.stringify(value)}: give at least one glob`);
   return list;
 }
 
 function seconds(value: string): number {
   const n = Number(value);
   if (!Number.isFinite(n) || n <= 0 || n > 86400) {
-    throw new InvalidArgumentError(`--seconds ${JSON.stringify(value)}: must be a number of seconds from 0 to 86400`);
+    throw new InvalidArgumentError(
+      `--seconds ${JSON.stringify(value)}: must be a number of seconds from 0 to 86400`,
+    );
   }
   return n;
 }
@@ -45,6 +51,8 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   const e = err as Error & { code?: string; errno?: number };
-  process.stderr.write(`flowlogd: ${e.message}${e.code ? ` (${e.code}${e.errno ? `, errno ${e.errno}` : ''})` : ''}\n`);
+  process.stderr.write(
+    `flowlogd: ${e.message}${e.code ? ` (${e.code}${e.errno ? `, errno ${e.errno}` : ''})` : ''}\n`,
+  );
   process.exitCode = 1;
 }

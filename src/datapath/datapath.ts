@@ -3,7 +3,13 @@
 import { EventEmitter } from 'node:events';
 import { FlowRecordView } from './decode.ts';
 import { RING_RECORD_FLOW, RING_RECORD_SIZE } from './layout.ts';
-import { loadNative, type NativeDatapath, type NativeEventInfo, type NativeEventKind } from './native.ts';
+import {
+  loadNative,
+  type NativeDatapath,
+  type NativeEventInfo,
+  type NativeEventKind,
+  type NativeOptions,
+} from './native.ts';
 import type { ConnectionUpdate } from './types.ts';
 
 export interface DatapathOptions {
@@ -47,7 +53,7 @@ function intIn(field: string, value: unknown, min: number, max: number): number 
   return value;
 }
 
-export function validateDatapathOptions(o: DatapathOptions) {
+export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
   if (!Array.isArray(o.interfaces) || o.interfaces.length === 0) {
     throw new DatapathOptionError('interfaces', o.interfaces, 'must list at least one interface glob');
   }
@@ -67,7 +73,7 @@ export function validateDatapathOptions(o: DatapathOptions) {
     drainIntervalMs: intIn('drainIntervalMs', o.drainIntervalMs ?? 1000, 10, 60000),
     ringRecords: intIn('ringRecords', o.ringRecords ?? 65536, 1024, 16 * 1024 * 1024),
     useConntrack: o.useConntrack ?? true,
-  } as const;
+  };
 }
 
 const READ_RECORDS = 8192;

@@ -1,7 +1,8 @@
 // Decodes ring records in place: one reusable view over the caller's buffer, so no
 // object is made per record. Field getters read the DataView on demand.
-import type { ConnectionUpdate, Hook, InitiatorHow } from './types.ts';
+
 import { FlowCounters, FlowKey, Ring } from './layout.ts';
+import type { ConnectionUpdate, Hook, InitiatorHow } from './types.ts';
 
 const K = Ring.key;
 const C = Ring.counters;
@@ -130,10 +131,15 @@ export class FlowRecordView implements ConnectionUpdate {
     return this.u64(C + FlowCounters.bytes + 8 * (1 - this.initiatorSide));
   }
   get origTcpFlags(): number {
-    return (this.dv.getUint32(this.base + C + FlowCounters.tcp_flags, true) >>> (8 * this.initiatorSide)) & 0xff;
+    return (
+      (this.dv.getUint32(this.base + C + FlowCounters.tcp_flags, true) >>> (8 * this.initiatorSide)) & 0xff
+    );
   }
   get replyTcpFlags(): number {
-    return (this.dv.getUint32(this.base + C + FlowCounters.tcp_flags, true) >>> (8 * (1 - this.initiatorSide))) & 0xff;
+    return (
+      (this.dv.getUint32(this.base + C + FlowCounters.tcp_flags, true) >>> (8 * (1 - this.initiatorSide))) &
+      0xff
+    );
   }
   get firstSeenMs(): number {
     return Math.floor(this.u64(C + FlowCounters.first_seen_ns) / 1e6);

@@ -2,7 +2,14 @@
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
-export type NativeEventKind = 'records' | 'cycle' | 'attached' | 'detached' | 'attach-failed' | 'error' | 'stopped';
+export type NativeEventKind =
+  | 'records'
+  | 'cycle'
+  | 'attached'
+  | 'detached'
+  | 'attach-failed'
+  | 'error'
+  | 'stopped';
 
 export interface NativeEventInfo {
   cycle?: number;

@@ -25,7 +25,10 @@ const BPF_LINK_TYPE_TCX = 11;
 
 /** Programs among `ids` that have a tcx link (Debian's bpftool 7.1 prints tcx links by number). */
 function tcxLinked(ids: number[]): number[] {
-  const links = JSON.parse(run('bpftool', ['-j', 'link', 'show'])) as { prog_id: number; type: string | number }[];
+  const links = JSON.parse(run('bpftool', ['-j', 'link', 'show'])) as {
+    prog_id: number;
+    type: string | number;
+  }[];
   return links
     .filter((l) => (l.type === BPF_LINK_TYPE_TCX || l.type === 'tcx') && ids.includes(l.prog_id))
     .map((l) => l.prog_id);
@@ -42,8 +45,40 @@ function progExists(id: number): boolean {
 
 function addForeign(ifname: string): void {
   run('tc', ['qdisc', 'add', 'dev', ifname, 'clsact']);
-  run('tc', ['filter', 'add', 'dev', ifname, 'ingress', 'prio', '5', 'handle', '1', 'bpf', 'da', 'obj', FOREIGN, 'sec', 'tc']);
-  run('tc', ['filter', 'add', 'dev', ifname, 'egress', 'prio', '5', 'handle', '1', 'bpf', 'da', 'obj', FOREIGN, 'sec', 'tc']);
+  run('tc', [
+    'filter',
+    'add',
+    'dev',
+    ifname,
+    'ingress',
+    'prio',
+    '5',
+    'handle',
+    '1',
+    'bpf',
+    'da',
+    'obj',
+    FOREIGN,
+    'sec',
+    'tc',
+  ]);
+  run('tc', [
+    'filter',
+    'add',
+    'dev',
+    ifname,
+    'egress',
+    'prio',
+    '5',
+    'handle',
+    '1',
+    'bpf',
+    'da',
+    'obj',
+    FOREIGN,
+    'sec',
+    'tc',
+  ]);
 }
 
 describe('attach, follow, detach', { skip }, () => {
@@ -64,11 +99,26 @@ describe('attach, follow, detach', { skip }, () => {
     dp.on('attached', (e: InterfaceEvent) => events.push(`+${e.name}`));
     dp.on('detached', (e: InterfaceEvent) => events.push(`-${e.name}`));
     try {
-      assert.ok(dp.interfaces().some((i) => i.name === server.hostIf), 'existing pod attached at start');
+      assert.ok(
+        dp.interfaces().some((i) => i.name === server.hostIf),
+        'existing pod attached at start',
+      );
       await lab.serve(server, 8080);
       const late = lab.addPod({ namespace: 'default', name: `${lab.prefix}-late` });
       // No waiting for the attach: the connection starts as soon as the pod exists.
-      await lab.traffic(late, ['tcp', '--host', server.ipv4, '--port', '8080', '--conns', '1', '--send', '1000', '--recv', '1000']);
+      await lab.traffic(late, [
+        'tcp',
+        '--host',
+        server.ipv4,
+        '--port',
+        '8080',
+        '--conns',
+        '1',
+        '--send',
+        '1000',
+        '--recv',
+        '1000',
+      ]);
       await dp.sync();
       assert.ok(events.includes(`+${late.hostIf}`), 'attach event for the new pod');
       const [ct] = conntrackEntries().filter((e) => e.src === late.ipv4 && e.proto === 'tcp');
@@ -85,7 +135,11 @@ describe('attach, follow, detach', { skip }, () => {
       await dp.sync();
       await new Promise((r) => setTimeout(r, 200));
       assert.ok(events.includes(`-${late.hostIf}`), 'detach event for the deleted pod');
-      assert.equal(dp.interfaces().some((i) => i.name === late.hostIf), false, 'forgotten');
+      assert.equal(
+        dp.interfaces().some((i) => i.name === late.hostIf),
+        false,
+        'forgotten',
+      );
     } finally {
       await dp.stop();
       dp.close();
@@ -113,7 +167,11 @@ describe('attach, follow, detach', { skip }, () => {
         await dp.sync();
         const icmp = [...flows.flows.values()].filter((f) => f.proto === 1);
         assert.equal(icmp.length, 1);
-        assert.deepEqual([icmp[0]!.origPackets, icmp[0]!.replyPackets], [3, 3], 'counted with the foreign program beside it');
+        assert.deepEqual(
+          [icmp[0]!.origPackets, icmp[0]!.replyPackets],
+          [3, 3],
+          'counted with the foreign program beside it',
+        );
       } finally {
         await dp.stop();
         dp.close();
@@ -123,7 +181,11 @@ describe('attach, follow, detach', { skip }, () => {
       // The kernel frees a detached classifier's program after an RCU grace period.
       for (let i = 0; i < 50 && ids.some(progExists); i++) await new Promise((r) => setTimeout(r, 50));
       for (const id of ids) assert.equal(progExists(id), false, `program ${id} freed`);
-      assert.deepEqual(readdirSync('/sys/fs/bpf').filter((n) => n.includes('flowlogd')), [], 'nothing pinned');
+      assert.deepEqual(
+        readdirSync('/sys/fs/bpf').filter((n) => n.includes('flowlogd')),
+        [],
+        'nothing pinned',
+      );
     });
   }
 
@@ -142,7 +204,9 @@ describe('attach, follow, detach', { skip }, () => {
     const pod = lab.addPod({ namespace: 'default', name: `${lab.prefix}-crash` });
     addForeign(pod.hostIf);
     const beforeState = tcState(pod.hostIf);
-    const child = spawn(process.execPath, [HOLD, pod.hostIf, 'clsact'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [HOLD, pod.hostIf, 'clsact'], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     await new Promise<void>((resolve, reject) => {
       child.stdout.once('data', () => resolve());
       child.once('exit', (code) => reject(new Error(`hold-datapath exited ${code}`)));

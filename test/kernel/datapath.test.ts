@@ -62,16 +62,91 @@ describe('datapath counts against conntrack', { skip }, () => {
     const tso = run('ip', ['netns', 'exec', client.netns, 'ethtool', '-k', 'eth0']);
     assert.match(tso, /tcp-segmentation-offload: on/, 'offloads stay on in the lab');
     const flows = new FlowCollector();
-    const dp = new FlowDatapath({ interfaces: [`${client.hostIf}`, `${server.hostIf}`], drainIntervalMs: 200 }, flows.onUpdate);
+    const dp = new FlowDatapath(
+      { interfaces: [`${client.hostIf}`, `${server.hostIf}`], drainIntervalMs: 200 },
+      flows.onUpdate,
+    );
     try {
       await lab.serve(server, 8080);
-      const tcp4 = lab.traffic(client, ['tcp', '--host', server.ipv4, '--port', '8080', '--conns', '60', '--send', '3000', '--recv', '20000']);
-      const tcp6 = lab.traffic(client, ['tcp', '--host', server.ipv6, '--port', '8080', '--conns', '20', '--send', '1500', '--recv', '700']);
+      const tcp4 = lab.traffic(client, [
+        'tcp',
+        '--host',
+        server.ipv4,
+        '--port',
+        '8080',
+        '--conns',
+        '60',
+        '--send',
+        '3000',
+        '--recv',
+        '20000',
+      ]);
+      const tcp6 = lab.traffic(client, [
+        'tcp',
+        '--host',
+        server.ipv6,
+        '--port',
+        '8080',
+        '--conns',
+        '20',
+        '--send',
+        '1500',
+        '--recv',
+        '700',
+      ]);
       await Promise.all([tcp4, tcp6]);
-      await lab.traffic(client, ['tcp', '--host', server.ipv4, '--port', '8080', '--conns', '1', '--send', '8000000', '--recv', '8000000']);
-      await lab.traffic(client, ['tcp', '--host', server.ipv6, '--port', '8080', '--conns', '1', '--send', '8000000', '--recv', '100']);
-      await lab.traffic(client, ['udp', '--host', server.ipv4, '--port', '8080', '--flows', '15', '--datagrams', '4', '--size', '300']);
-      await lab.traffic(client, ['udp', '--host', server.ipv6, '--port', '8080', '--flows', '10', '--datagrams', '3', '--size', '1200']);
+      await lab.traffic(client, [
+        'tcp',
+        '--host',
+        server.ipv4,
+        '--port',
+        '8080',
+        '--conns',
+        '1',
+        '--send',
+        '8000000',
+        '--recv',
+        '8000000',
+      ]);
+      await lab.traffic(client, [
+        'tcp',
+        '--host',
+        server.ipv6,
+        '--port',
+        '8080',
+        '--conns',
+        '1',
+        '--send',
+        '8000000',
+        '--recv',
+        '100',
+      ]);
+      await lab.traffic(client, [
+        'udp',
+        '--host',
+        server.ipv4,
+        '--port',
+        '8080',
+        '--flows',
+        '15',
+        '--datagrams',
+        '4',
+        '--size',
+        '300',
+      ]);
+      await lab.traffic(client, [
+        'udp',
+        '--host',
+        server.ipv6,
+        '--port',
+        '8080',
+        '--flows',
+        '10',
+        '--datagrams',
+        '3',
+        '--size',
+        '1200',
+      ]);
       lab.ping(client, server.ipv4, 5, 100);
       lab.ping(client, server.ipv6, 4, 1000);
       await dp.sync();
@@ -80,7 +155,8 @@ describe('datapath counts against conntrack', { skip }, () => {
       console.log(`compared ${checked} connections with conntrack`);
       const big = [...flows.flows.values()].filter((f) => f.origBytes > 8_000_000);
       assert.equal(big.length, 4, 'both 8 MB transfers on both interfaces');
-      for (const f of big) assert.ok(f.origPackets < 8_000_000 / 1448, 'GSO super-packets counted as conntrack counts them');
+      for (const f of big)
+        assert.ok(f.origPackets < 8_000_000 / 1448, 'GSO super-packets counted as conntrack counts them');
       const s = dp.stats().kernel;
       assert.equal(s.lostPackets, 0);
       assert.equal(s.parseL3! + s.parseL4!, 0);
@@ -92,14 +168,36 @@ describe('datapath counts against conntrack', { skip }, () => {
 
   for (const useConntrack of [true, false]) {
     test(`connections open before start get the right initiator (${useConntrack ? 'conntrack' : 'port guess'})`, async () => {
-      const client = lab.addPod({ namespace: 'default', name: `${lab.prefix}-early-c${useConntrack ? 1 : 0}` });
-      const server = lab.addPod({ namespace: 'default', name: `${lab.prefix}-early-s${useConntrack ? 1 : 0}` });
-      const serverProc = (await lab.traffic(server, ['serve', '--port', '9090', '--hold'], { keep: true })).child;
+      const client = lab.addPod({
+        namespace: 'default',
+        name: `${lab.prefix}-early-c${useConntrack ? 1 : 0}`,
+      });
+      const server = lab.addPod({
+        namespace: 'default',
+        name: `${lab.prefix}-early-s${useConntrack ? 1 : 0}`,
+      });
+      const serverProc = (await lab.traffic(server, ['serve', '--port', '9090', '--hold'], { keep: true }))
+        .child;
       // Clients connect and send everything; the server holds its replies.
-      const clients = lab.traffic(client, ['tcp', '--host', server.ipv4, '--port', '9090', '--conns', '5', '--send', '40000', '--recv', '5000']);
+      const clients = lab.traffic(client, [
+        'tcp',
+        '--host',
+        server.ipv4,
+        '--port',
+        '9090',
+        '--conns',
+        '5',
+        '--send',
+        '40000',
+        '--recv',
+        '5000',
+      ]);
       await new Promise((r) => setTimeout(r, 500));
       const flows = new FlowCollector();
-      const dp = new FlowDatapath({ interfaces: [client.hostIf, server.hostIf], useConntrack }, flows.onUpdate);
+      const dp = new FlowDatapath(
+        { interfaces: [client.hostIf, server.hostIf], useConntrack },
+        flows.onUpdate,
+      );
       try {
         // The first packet flowlogd sees of each connection is the server's reply.
         serverProc.stdin?.write('go\n');

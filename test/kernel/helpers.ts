@@ -4,7 +4,8 @@ import type { ConntrackEntry } from '../lab/lab.ts';
 
 /** Reason to skip a kernel test, or undefined when this machine can run it. */
 export function kernelSkipReason(): string | undefined {
-  if (process.getuid?.() !== 0) return 'needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) to load eBPF and build netns labs';
+  if (process.getuid?.() !== 0)
+    return 'needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) to load eBPF and build netns labs';
   return undefined;
 }
 

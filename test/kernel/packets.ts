@@ -23,7 +23,22 @@ export function ipv4(
   const options = opts.options ?? [];
   const ihl = opts.ihl ?? 5 + options.length / 4;
   const total = 20 + options.length + l4.length;
-  return [0x40 | ihl, 0, ...be16(total), 0, 1, ...be16(opts.fragOffset ?? 0), 64, proto, 0, 0, ...src, ...dst, ...options, ...l4];
+  return [
+    0x40 | ihl,
+    0,
+    ...be16(total),
+    0,
+    1,
+    ...be16(opts.fragOffset ?? 0),
+    64,
+    proto,
+    0,
+    0,
+    ...src,
+    ...dst,
+    ...options,
+    ...l4,
+  ];
 }
 
 export function ipv6(next: number, src: number[], dst: number[], rest: number[]): number[] {
@@ -31,7 +46,27 @@ export function ipv6(next: number, src: number[], dst: number[], rest: number[])
 }
 
 export function tcp(sport: number, dport: number, flags: number, payload = 0): number[] {
-  return [...be16(sport), ...be16(dport), 0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0, ...new Array(payload).fill(0)];
+  return [
+    ...be16(sport),
+    ...be16(dport),
+    0,
+    0,
+    0,
+    1,
+    0,
+    0,
+    0,
+    0,
+    0x50,
+    flags,
+    0xff,
+    0xff,
+    0,
+    0,
+    0,
+    0,
+    ...new Array(payload).fill(0),
+  ];
 }
 
 export function udp(sport: number, dport: number, payload = 0): number[] {

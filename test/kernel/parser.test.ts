@@ -45,14 +45,34 @@ describe('parser (BPF_PROG_TEST_RUN)', { skip }, () => {
     ['IPv4 IHL 4', ether(0x0800, ipv4(6, V4A, V4B, tcp(1, 2, 0x02), { ihl: 4 })), 'parseL3'],
     ['IPv4 options past the end', ether(0x0800, ipv4(17, V4A, V4B, [], { ihl: 15 })), 'parseL3'],
     ['IPv4 header cut at 12 bytes', ether(0x0800, ipv4(6, V4A, V4B, []).slice(0, 12), [0x8100]), 'parseL3'],
-    ['TCP header cut at 10 bytes', ether(0x0800, ipv4(6, V4A, V4B, tcp(1000, 80, 0x02).slice(0, 10))), 'parseL4'],
+    [
+      'TCP header cut at 10 bytes',
+      ether(0x0800, ipv4(6, V4A, V4B, tcp(1000, 80, 0x02).slice(0, 10))),
+      'parseL4',
+    ],
     ['UDP header cut at 3 bytes', ether(0x0800, ipv4(17, V4A, V4B, [0, 53, 0])), 'parseL4'],
     ['ICMP cut at 4 bytes', ether(0x0800, ipv4(1, V4A, V4B, [8, 0, 0, 0])), 'parseL4'],
     ['IPv6 header cut at 30 bytes', ether(0x86dd, ipv6(6, V6A, V6B, []).slice(0, 30), [0x8100]), 'parseL3'],
-    ['IPv6 version 4 in the header', ether(0x86dd, [0x40, ...ipv6(6, V6A, V6B, tcp(1, 2, 2)).slice(1)]), 'parseL3'],
+    [
+      'IPv6 version 4 in the header',
+      ether(0x86dd, [0x40, ...ipv6(6, V6A, V6B, tcp(1, 2, 2)).slice(1)]),
+      'parseL3',
+    ],
     [
       'IPv6 extension chain longer than walked',
-      ether(0x86dd, ipv6(0, V6A, V6B, [...ext8(60), ...ext8(60), ...ext8(60), ...ext8(60), ...ext8(60), ...ext8(60), ...ext8(6), ...tcp(1, 2, 2)])),
+      ether(
+        0x86dd,
+        ipv6(0, V6A, V6B, [
+          ...ext8(60),
+          ...ext8(60),
+          ...ext8(60),
+          ...ext8(60),
+          ...ext8(60),
+          ...ext8(60),
+          ...ext8(6),
+          ...tcp(1, 2, 2),
+        ]),
+      ),
       'parseL3',
     ],
     ['IPv6 extension header cut short', ether(0x86dd, ipv6(0, V6A, V6B, [6])), 'parseL3'],
@@ -93,7 +113,10 @@ describe('parser (BPF_PROG_TEST_RUN)', { skip }, () => {
     assert.equal(d.fragments, 2, 'two non-first fragments');
     assert.equal(d.parseL2! + d.parseL3! + d.parseL4! + d.nonIp!, 0, 'no parse failures');
     const got = [...flows.flows.values()]
-      .map((f) => `${f.proto} ${f.srcIp}:${f.srcPort} > ${f.dstIp}:${f.dstPort} ${f.origPackets}/${f.origBytes} ${f.replyPackets}/${f.replyBytes}`)
+      .map(
+        (f) =>
+          `${f.proto} ${f.srcIp}:${f.srcPort} > ${f.dstIp}:${f.dstPort} ${f.origPackets}/${f.origBytes} ${f.replyPackets}/${f.replyBytes}`,
+      )
       .sort();
     assert.deepEqual(got, [
       // ICMP echo request and reply in one flow, ports null-ed (0) in the view

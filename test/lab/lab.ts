@@ -6,7 +6,7 @@
 //
 // Everything made here carries the lab's unique prefix and is recorded; destroy()
 // deletes exactly that and restores the host sysctls it changed.
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 
@@ -82,10 +82,14 @@ export class Lab {
   enableConntrack(): void {
     if (this.nftTable) return;
     this.nftTable = `${this.prefix}_ct`;
-    run('nft', ['-f', '-'], `table inet ${this.nftTable} {
+    run(
+      'nft',
+      ['-f', '-'],
+      `table inet ${this.nftTable} {
   chain forward_ct { type filter hook forward priority 0; policy accept; ct state established,related counter accept; }
   chain output_ct { type filter hook output priority 0; policy accept; ct state established,related counter accept; }
-}\n`);
+}\n`,
+    );
   }
 
   addPod(spec: PodSpec): Pod {
@@ -128,14 +132,20 @@ export class Lab {
 
   /** Starts a long-running process inside a pod; it is killed by destroy(). */
   spawn(pod: Pod, cmd: string, args: string[]): ChildProcess {
-    const child = spawn('ip', ['netns', 'exec', pod.netns, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn('ip', ['netns', 'exec', pod.netns, cmd, ...args], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
     this.children.add(child);
     child.on('exit', () => this.children.delete(child));
     return child;
   }
 
   /** Starts traffic.ts in a pod; resolves with the first JSON line it prints. */
-  async traffic(pod: Pod, args: string[], opts: { keep?: boolean } = {}): Promise<{ line: unknown; child: ChildProcess }> {
+  async traffic(
+    pod: Pod,
+    args: string[],
+    opts: { keep?: boolean } = {},
+  ): Promise<{ line: unknown; child: ChildProcess }> {
     const child = this.spawn(pod, process.execPath, [TRAFFIC, ...args]);
     let err = '';
     child.stderr?.on('data', (c) => {
@@ -160,7 +170,19 @@ export class Lab {
   }
 
   ping(pod: Pod, dst: string, count: number, size = 56): void {
-    this.exec(pod, 'ping', ['-q', '-n', '-c', String(count), '-i', '0.01', '-s', String(size), '-W', '1', dst]);
+    this.exec(pod, 'ping', [
+      '-q',
+      '-n',
+      '-c',
+      String(count),
+      '-i',
+      '0.01',
+      '-s',
+      String(size),
+      '-W',
+      '1',
+      dst,
+    ]);
   }
 
   async destroy(): Promise<void> {

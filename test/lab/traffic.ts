@@ -109,7 +109,9 @@ async function tcpClient(): Promise<void> {
   const hold = values.hold ? new Promise<void>((r) => (release = r)) : null;
   const results: { sport: number; sent: number; received: number }[] = [];
   if (hold) {
-    const all = Array.from({ length: conns }, () => tcpConn(host, Number(values.send), Number(values.recv), hold));
+    const all = Array.from({ length: conns }, () =>
+      tcpConn(host, Number(values.send), Number(values.recv), hold),
+    );
     // Wait until every connection has written its first half.
     await new Promise((r) => setTimeout(r, 300));
     process.stdout.write(`${JSON.stringify({ ready: conns })}\n`);

@@ -1,7 +1,13 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FlowRecordView, formatAddress } from '../../../src/datapath/decode.ts';
-import { FlowCounters, FlowKey, Ring, RING_RECORD_FLOW, RING_RECORD_SIZE } from '../../../src/datapath/layout.ts';
+import {
+  FlowCounters,
+  FlowKey,
+  RING_RECORD_FLOW,
+  RING_RECORD_SIZE,
+  Ring,
+} from '../../../src/datapath/layout.ts';
 import { InitiatorHow } from '../../../src/datapath/types.ts';
 
 function addr(bytes: number[]): Uint8Array {
@@ -13,11 +19,18 @@ test('formatAddress: IPv4-mapped and RFC 5952 IPv6', () => {
   assert.equal(formatAddress(v4, 0, 4), '10.213.7.2');
   const v6 = (...g: number[]) => addr(g.flatMap((x) => [x >> 8, x & 0xff]));
   assert.equal(formatAddress(v6(0xfd00, 0xf10e, 0, 0, 0, 0, 0, 2), 0, 6), 'fd00:f10e::2');
-  assert.equal(formatAddress(v6(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee), 0, 6), 'fe80::ecee:eeff:feee:eeee');
+  assert.equal(
+    formatAddress(v6(0xfe80, 0, 0, 0, 0xecee, 0xeeff, 0xfeee, 0xeeee), 0, 6),
+    'fe80::ecee:eeff:feee:eeee',
+  );
   assert.equal(formatAddress(v6(1, 0, 0, 1, 0, 0, 0, 1), 0, 6), '1:0:0:1::1');
   assert.equal(formatAddress(v6(1, 2, 3, 4, 5, 6, 7, 8), 0, 6), '1:2:3:4:5:6:7:8');
   assert.equal(formatAddress(v6(0, 0, 0, 0, 0, 0, 0, 0), 0, 6), '::');
-  assert.equal(formatAddress(v6(1, 0, 2, 3, 4, 5, 6, 7), 0, 6), '1:0:2:3:4:5:6:7', 'a single zero group stays');
+  assert.equal(
+    formatAddress(v6(1, 0, 2, 3, 4, 5, 6, 7), 0, 6),
+    '1:0:2:3:4:5:6:7',
+    'a single zero group stays',
+  );
 });
 
 /** One ring record where side b (10.0.0.9:443) sent first but side a initiated. */

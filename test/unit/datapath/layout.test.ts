@@ -2,9 +2,15 @@
 // (offsetof) and the eBPF object (BTF) see it. Fails on any drift.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
-import { FlowCounters, FlowKey, Ring, RING_RECORD_FLOW, RING_RECORD_SIZE } from '../../../src/datapath/layout.ts';
+import { fileURLToPath } from 'node:url';
+import {
+  FlowCounters,
+  FlowKey,
+  RING_RECORD_FLOW,
+  RING_RECORD_SIZE,
+  Ring,
+} from '../../../src/datapath/layout.ts';
 import { loadNative } from '../../../src/datapath/native.ts';
 
 const BPF_OBJECT = fileURLToPath(new URL('../../../bpf/.output/flow_tc.bpf.o', import.meta.url));
@@ -22,7 +28,7 @@ function tsTable(): Record<string, number> {
   return t;
 }
 
-test('TypeScript offsets equal the addon\'s offsetof() of flow_record.h', () => {
+test("TypeScript offsets equal the addon's offsetof() of flow_record.h", () => {
   assert.deepEqual(tsTable(), loadNative().layout);
 });
 
@@ -41,7 +47,9 @@ function btfStruct(dump: string, name: string): Record<string, number> {
 }
 
 test('TypeScript offsets equal the BTF of the compiled eBPF object', () => {
-  const dump = execFileSync('bpftool', ['btf', 'dump', 'file', BPF_OBJECT, 'format', 'raw'], { encoding: 'utf8' });
+  const dump = execFileSync('bpftool', ['btf', 'dump', 'file', BPF_OBJECT, 'format', 'raw'], {
+    encoding: 'utf8',
+  });
   assert.deepEqual(btfStruct(dump, 'flow_key'), FlowKey);
   assert.deepEqual(btfStruct(dump, 'flow_counters'), FlowCounters);
 });
