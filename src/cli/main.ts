@@ -1,6 +1,8 @@
 // flowlogd's command line.
 import { Command, InvalidArgumentError } from 'commander';
+import { addConfigOptions } from '../daemon/config.ts';
 import { dump } from './dump.ts';
+import { run } from './run.ts';
 
 function globs(value: string): string[] {
   const list = value
@@ -46,6 +48,16 @@ program
       log: (s) => process.stderr.write(`flowlogd: ${s}\n`),
     });
   });
+
+addConfigOptions(
+  program
+    .command('run')
+    .description('collect flow logs on this node: the main job (settings: flags > FELIX_* env > --config file)'),
+).action(async () => {
+  // loadConfig is the one parser of settings: hand it the raw arguments after `run`.
+  const argv = process.argv.slice(process.argv.indexOf('run') + 1);
+  process.exitCode = await run(argv);
+});
 
 try {
   await program.parseAsync(process.argv);

@@ -61,6 +61,10 @@ export interface Config {
   readonly workloadInterfaces: readonly string[];
   readonly nodeName: string;
   readonly logLevel: LogLevel;
+  /** Also write flow log lines to stdout (JSON Lines). */
+  readonly stdout: boolean;
+  /** Port of the Prometheus /metrics endpoint; null = off. */
+  readonly metricsPort: number | null;
   /** Config file used, if any. */
   readonly configFile: string | null;
   /** Where each setting's value came from. */
@@ -128,6 +132,8 @@ export const SETTINGS: readonly SettingDef[] = [
   ),
   own('nodeName', 'NodeName', 'string', 'NODENAME', '--node-name'),
   own('logLevel', 'LogLevel', 'logLevel', 'FLOWLOGD_LOG_LEVEL', '--log-level'),
+  own('stdout', 'Stdout', 'bool', 'FLOWLOGD_STDOUT', '--stdout'),
+  own('metricsPort', 'MetricsPort', 'posint', 'FLOWLOGD_METRICS_PORT', '--metrics-port'),
 ];
 
 const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
@@ -151,6 +157,8 @@ const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
   interfaces: DEFAULT_INTERFACES,
   workloadInterfaces: DEFAULT_WORKLOAD_INTERFACES,
   logLevel: 'info',
+  stdout: false,
+  metricsPort: null,
 };
 
 export class ConfigError extends Error {

@@ -1,0 +1,57 @@
+// `flowlogd run`: settings, logging and signals around the Daemon.
+import pino from 'pino';
+import { ConfigError, loadConfig } from '../daemon/config.ts';
+import { Daemon } from '../daemon/daemon.ts';
+
+/** Runs until SIGTERM/SIGINT; resolves with the process exit code. */
+export async function run(argv: string[]): Promise<number> {
+  let config: ReturnType<typeof loadConfig>;
+  try {
+    config = loadConfig({ argv, env: process.env });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`flowlogd: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+  // Logs go to stderr: stdout may carry flow log lines (--stdout).
+  const log = pino({ level: config.logLevel, base: { node: config.nodeName } }, pino.destination(2));
+  for (const w of config.warnings) log.warn(w);
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start({ config, logger: log });
+  } catch (err) {
+    const e = err as Error & { code?: string; errno?: number };
+    log.fatal({ code: e.code, errno: e.errno }, e.message);
+    return 1;
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) {
+        log.warn({ signal }, 'second signal: exiting without waiting for the final flush');
+        process.exit(130);
+      }
+      stopping = true;
+      log.info({ signal }, 'stopping: draining the kernel and writing a final flush');
+      daemon.stop().then(
+        () => resolve(0),
+        (err) => {
+          log.error({ err }, 'final flush failed');
+          resolve(1);
+        },
+      );
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+    process.on('SIGHUP', () => {
+      try {
+        const next = loadConfig({ argv, env: process.env });
+        daemon.reload(next).catch((err) => log.error({ err }, 'reload failed'));
+      } catch (err) {
+        log.error({ problems: (err as ConfigError).problems ?? [String(err)] }, 'SIGHUP: new settings rejected; keeping the current ones');
+      }
+    });
+  });
+}

@@ -1,0 +1,297 @@
+// `flowlogd run`: datapath -> enrichment -> aggregation -> sinks, every flush interval.
+// Flushes never overlap; SIGTERM/SIGINT detach, drain the kernel and write a final flush;
+// SIGHUP re-reads the settings and the metadata.
+import { createServer, type Server } from 'node:http';
+import { networkInterfaces } from 'node:os';
+import type { Logger } from 'pino';
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { FlowAggregator } from '../aggregate/aggregator.ts';
+import { FlowDatapath } from '../datapath/datapath.ts';
+import { EndpointResolver } from '../enrich/resolver.ts';
+import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
+import { FileSink } from '../export/file.ts';
+import { FanoutSink, type Sink } from '../export/sink.ts';
+import { StreamSink } from '../export/stdout.ts';
+import type { Config } from './config.ts';
+
+/** Every address of this host, for host-endpoint resolution. */
+export function hostAddresses(): string[] {
+  return Object.values(networkInterfaces())
+    .flat()
+    .filter((a) => a !== undefined)
+    .map((a) => a.address);
+}
+
+export interface DaemonOptions {
+  config: Config;
+  logger: Logger;
+  /** Drain interval of the kernel map (the flush interval bounds it from above). */
+  drainIntervalMs?: number;
+}
+
+export class Daemon {
+  readonly #log: Logger;
+  #config: Config;
+  readonly #source: MetadataSource;
+  readonly #resolver: EndpointResolver;
+  readonly #aggregator: FlowAggregator;
+  readonly #datapath: FlowDatapath;
+  readonly #sink: FanoutSink;
+  readonly #registry = new Registry();
+  readonly #metrics: ReturnType<Daemon['registerMetrics']>;
+  #metricsServer: Server | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  #flushing: Promise<void> = Promise.resolve();
+  #stopping: Promise<void> | null = null;
+
+  private constructor(
+    opts: DaemonOptions,
+    source: MetadataSource,
+    resolver: EndpointResolver,
+    aggregator: FlowAggregator,
+    datapath: FlowDatapath,
+    sink: FanoutSink,
+  ) {
+    this.#config = opts.config;
+    this.#log = opts.logger;
+    this.#source = source;
+    this.#resolver = resolver;
+    this.#aggregator = aggregator;
+    this.#datapath = datapath;
+    this.#sink = sink;
+    this.#metrics = this.registerMetrics();
+  }
+
+  /** Loads metadata, attaches the datapath, opens the sinks and starts flushing. */
+  static async start(opts: DaemonOptions): Promise<Daemon> {
+    const { config: c, logger: log } = opts;
+    const startMs = Date.now();
+    const source: MetadataSource = c.metadata
+      ? new FileMetadataSource(c.metadata, { logger: log.child({ component: 'metadata' }) })
+      : new EmptyMetadataSource();
+    const resolver = new EndpointResolver({
+      nodeName: c.nodeName,
+      nodeIps: hostAddresses(),
+      hostEndpoints: c.flowLogsEnableHostEndpoint,
+      networkSets: c.flowLogsEnableNetworkSets,
+      historyMs: 2 * c.flowLogsFlushIntervalMs,
+    });
+    await source.start((md) => resolver.update(md, Date.now()));
+    const aggregator = new FlowAggregator({
+      nodeName: c.nodeName,
+      resolver,
+      startTimeMs: startMs,
+      ...Daemon.aggregationSettings(c),
+      hostEndpoints: c.flowLogsEnableHostEndpoint,
+      workloadInterfaces: c.workloadInterfaces,
+    });
+    const sinks: Sink[] = [];
+    const sinkLog = log.child({ component: 'sink' });
+    if (c.flowLogsFileEnabled) {
+      sinks.push(
+        new FileSink({
+          directory: c.flowLogsFileDirectory,
+          maxFileBytes: c.flowLogsFileMaxFileSizeMB * 1024 * 1024,
+          maxFiles: c.flowLogsFileMaxFiles,
+          logger: sinkLog,
+        }),
+      );
+    }
+    if (c.stdout) sinks.push(new StreamSink({ stream: process.stdout }));
+    const sink = new FanoutSink(sinks);
+    let datapath: FlowDatapath;
+    try {
+      datapath = new FlowDatapath(
+        {
+          interfaces: [...c.interfaces],
+          drainIntervalMs: Math.min(opts.drainIntervalMs ?? 1000, c.flowLogsFlushIntervalMs),
+        },
+        (u) => aggregator.observe(u),
+      );
+    } catch (err) {
+      source.close();
+      await sink.close();
+      throw err;
+    }
+    const d = new Daemon(opts, source, resolver, aggregator, datapath, sink);
+    datapath.on('attached', (e) => log.info({ interface: e.name, mode: e.mode }, 'attached'));
+    datapath.on('detached', (e) => log.info({ interface: e.name }, 'detached'));
+    datapath.on('attach-failed', (e) => log.warn({ interface: e.name, errno: e.errno }, e.message ?? 'attach failed'));
+    datapath.on('datapath-error', (e) => log.error({ errno: e.errno }, e.message ?? 'datapath error'));
+    log.info(
+      {
+        node: c.nodeName,
+        interfaces: c.interfaces,
+        attached: datapath.interfaces().map((i) => i.name),
+        attachMode: datapath.attachMode,
+        flushIntervalMs: c.flowLogsFlushIntervalMs,
+        directory: c.flowLogsFileEnabled ? c.flowLogsFileDirectory : null,
+        metadata: c.metadata,
+        hostEndpoints: c.flowLogsEnableHostEndpoint,
+      },
+      'flowlogd started',
+    );
+    if (c.metricsPort) await d.serveMetrics(c.metricsPort);
+    d.#schedule();
+    return d;
+  }
+
+  static aggregationSettings(c: Config) {
+    return {
+      kindForAllowed: c.flowLogsFileAggregationKindForAllowed,
+      kindForDenied: c.flowLogsFileAggregationKindForDenied,
+      enabledForAllowed: c.flowLogsFileEnabledForAllowed,
+      enabledForDenied: c.flowLogsFileEnabledForDenied,
+      includeLabels: c.flowLogsFileIncludeLabels,
+      includePolicies: c.flowLogsFileIncludePolicies,
+      includeService: c.flowLogsFileIncludeService,
+      idleTimeoutMs: c.flowLogsIdleTimeoutMs,
+      tcpIdleTimeoutMs: c.flowLogsTcpIdleTimeoutMs,
+    };
+  }
+
+  get datapath(): FlowDatapath {
+    return this.#datapath;
+  }
+
+  #schedule(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    // Not unref'd: this timer is what keeps the daemon running.
+    this.#timer = setInterval(() => {
+      this.flush().catch((err) => this.#log.error({ err }, 'flush failed'));
+    }, this.#config.flowLogsFlushIntervalMs);
+  }
+
+  /** Drains the kernel, writes one interval's records. Flushes run one after another. */
+  flush(): Promise<void> {
+    const run = this.#flushing.then(async () => {
+      const t0 = performance.now();
+      const endMs = Date.now();
+      await this.#datapath.sync();
+      const lines = this.#aggregator.flushLines(endMs);
+      this.#sink.write(lines);
+      const seconds = (performance.now() - t0) / 1000;
+      this.#metrics.flushes.inc();
+      this.#metrics.lines.inc(lines.length);
+      this.#metrics.flushSeconds.observe(seconds);
+      this.#log.debug({ records: lines.length, ms: Math.round(seconds * 1000) }, 'flushed');
+    });
+    this.#flushing = run.catch(() => {});
+    return run;
+  }
+
+  /** SIGHUP: new settings (flush interval, kinds, includes, timeouts) and fresh metadata. */
+  async reload(config: Config): Promise<void> {
+    const restartNeeded = (['interfaces', 'metadata', 'flowLogsFileDirectory', 'flowLogsFileEnabled', 'stdout'] as const).filter(
+      (k) => JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]),
+    );
+    if (restartNeeded.length) this.#log.warn({ settings: restartNeeded }, 'these settings take effect at the next start');
+    this.#aggregator.reconfigure(Daemon.aggregationSettings(config));
+    const flushChanged = config.flowLogsFlushIntervalMs !== this.#config.flowLogsFlushIntervalMs;
+    this.#config = { ...config, ...Object.fromEntries(restartNeeded.map((k) => [k, this.#config[k]])) } as Config;
+    if (flushChanged) this.#schedule();
+    const ok = await this.#source.reload();
+    this.#log.info({ metadataAccepted: ok }, 'reloaded');
+  }
+
+  /** Detach, drain everything counted, final flush, close the sinks. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      if (this.#timer) clearInterval(this.#timer);
+      this.#timer = null;
+      await this.#flushing;
+      const endMs = Date.now();
+      await this.#datapath.stop(); // detaches first: nothing is counted after this drain
+      const lines = this.#aggregator.flushLines(endMs);
+      this.#sink.write(lines);
+      this.#metrics.lines.inc(lines.length);
+      this.#datapath.close();
+      this.#source.close();
+      await this.#sink.close();
+      this.#metricsServer?.close();
+      this.#log.info({ records: lines.length, sinks: this.#sink.statsBySink() }, 'final flush written; stopped');
+    })();
+    return this.#stopping;
+  }
+
+  stats() {
+    return {
+      datapath: this.#datapath.stats(),
+      aggregator: this.#aggregator.stats(),
+      sinks: this.#sink.statsBySink(),
+    };
+  }
+
+  private registerMetrics() {
+    const r = this.#registry;
+    const dp = this.#datapath;
+    const agg = this.#aggregator;
+    const sink = this.#sink;
+    new Gauge({
+      name: 'flowlogd_datapath_kernel_events',
+      help: 'Kernel-side failure and event counters of the flow programs (parse failures, failed inserts by errno, lost packets/bytes, conntrack lookups)',
+      labelNames: ['counter'],
+      registers: [r],
+      collect() {
+        for (const [k, v] of Object.entries(dp.stats().kernel)) this.set({ counter: k }, v);
+      },
+    });
+    new Gauge({
+      name: 'flowlogd_datapath_attached_interfaces',
+      help: 'Interfaces the flow programs are attached to',
+      registers: [r],
+      collect() {
+        this.set(dp.interfaces().length);
+      },
+    });
+    new Gauge({
+      name: 'flowlogd_aggregator',
+      help: 'Aggregator counters (connections tracked, updates, dropped when the table was full, ...)',
+      labelNames: ['counter'],
+      registers: [r],
+      collect() {
+        for (const [k, v] of Object.entries(agg.stats())) this.set({ counter: k }, v);
+      },
+    });
+    new Gauge({
+      name: 'flowlogd_sink',
+      help: 'Flow log sink counters by sink (written, dropped, queued lines, healthy)',
+      labelNames: ['sink', 'counter'],
+      registers: [r],
+      collect() {
+        for (const [name, s] of Object.entries(sink.statsBySink())) {
+          for (const k of ['writtenLines', 'writtenBytes', 'droppedLines', 'queuedLines', 'rotations'] as const) {
+            this.set({ sink: name, counter: k }, s[k]);
+          }
+          this.set({ sink: name, counter: 'healthy' }, s.healthy ? 1 : 0);
+        }
+      },
+    });
+    return {
+      flushes: new Counter({ name: 'flowlogd_flushes_total', help: 'Flushes written', registers: [r] }),
+      lines: new Counter({ name: 'flowlogd_flow_log_records_total', help: 'Flow log records produced', registers: [r] }),
+      flushSeconds: new Histogram({
+        name: 'flowlogd_flush_duration_seconds',
+        help: 'Kernel drain plus aggregation per flush',
+        buckets: [0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
+        registers: [r],
+      }),
+    };
+  }
+
+  async serveMetrics(port: number): Promise<void> {
+    this.#metricsServer = createServer(async (req, res) => {
+      if (req.url !== '/metrics') {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { 'content-type': this.#registry.contentType });
+      res.end(await this.#registry.metrics());
+    });
+    await new Promise<void>((resolve, reject) => {
+      this.#metricsServer!.once('error', reject);
+      this.#metricsServer!.listen(port, resolve);
+    });
+    this.#log.info({ port }, 'metrics on /metrics');
+  }
+}
