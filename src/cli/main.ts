@@ -52,7 +52,9 @@ program
 addConfigOptions(
   program
     .command('run')
-    .description('collect flow logs on this node: the main job (settings: flags > FELIX_* env > --config file)'),
+    .description(
+      'collect flow logs on this node: the main job (settings: flags > FELIX_* env > --config file)',
+    ),
 ).action(async () => {
   // loadConfig is the one parser of settings: hand it the raw arguments after `run`.
   const argv = process.argv.slice(process.argv.indexOf('run') + 1);

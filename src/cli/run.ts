@@ -50,7 +50,10 @@ export async function run(argv: string[]): Promise<number> {
         const next = loadConfig({ argv, env: process.env });
         daemon.reload(next).catch((err) => log.error({ err }, 'reload failed'));
       } catch (err) {
-        log.error({ problems: (err as ConfigError).problems ?? [String(err)] }, 'SIGHUP: new settings rejected; keeping the current ones');
+        log.error(
+          { problems: (err as ConfigError).problems ?? [String(err)] },
+          'SIGHUP: new settings rejected; keeping the current ones',
+        );
       }
     });
   });

@@ -116,7 +116,9 @@ export class Daemon {
     const d = new Daemon(opts, source, resolver, aggregator, datapath, sink);
     datapath.on('attached', (e) => log.info({ interface: e.name, mode: e.mode }, 'attached'));
     datapath.on('detached', (e) => log.info({ interface: e.name }, 'detached'));
-    datapath.on('attach-failed', (e) => log.warn({ interface: e.name, errno: e.errno }, e.message ?? 'attach failed'));
+    datapath.on('attach-failed', (e) =>
+      log.warn({ interface: e.name, errno: e.errno }, e.message ?? 'attach failed'),
+    );
     datapath.on('datapath-error', (e) => log.error({ errno: e.errno }, e.message ?? 'datapath error'));
     log.info(
       {
@@ -182,13 +184,17 @@ export class Daemon {
 
   /** SIGHUP: new settings (flush interval, kinds, includes, timeouts) and fresh metadata. */
   async reload(config: Config): Promise<void> {
-    const restartNeeded = (['interfaces', 'metadata', 'flowLogsFileDirectory', 'flowLogsFileEnabled', 'stdout'] as const).filter(
-      (k) => JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]),
-    );
-    if (restartNeeded.length) this.#log.warn({ settings: restartNeeded }, 'these settings take effect at the next start');
+    const restartNeeded = (
+      ['interfaces', 'metadata', 'flowLogsFileDirectory', 'flowLogsFileEnabled', 'stdout'] as const
+    ).filter((k) => JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]));
+    if (restartNeeded.length)
+      this.#log.warn({ settings: restartNeeded }, 'these settings take effect at the next start');
     this.#aggregator.reconfigure(Daemon.aggregationSettings(config));
     const flushChanged = config.flowLogsFlushIntervalMs !== this.#config.flowLogsFlushIntervalMs;
-    this.#config = { ...config, ...Object.fromEntries(restartNeeded.map((k) => [k, this.#config[k]])) } as Config;
+    this.#config = {
+      ...config,
+      ...Object.fromEntries(restartNeeded.map((k) => [k, this.#config[k]])),
+    } as Config;
     if (flushChanged) this.#schedule();
     const ok = await this.#source.reload();
     this.#log.info({ metadataAccepted: ok }, 'reloaded');
@@ -209,7 +215,10 @@ export class Daemon {
       this.#source.close();
       await this.#sink.close();
       this.#metricsServer?.close();
-      this.#log.info({ records: lines.length, sinks: this.#sink.statsBySink() }, 'final flush written; stopped');
+      this.#log.info(
+        { records: lines.length, sinks: this.#sink.statsBySink() },
+        'final flush written; stopped',
+      );
     })();
     return this.#stopping;
   }
@@ -260,7 +269,13 @@ export class Daemon {
       registers: [r],
       collect() {
         for (const [name, s] of Object.entries(sink.statsBySink())) {
-          for (const k of ['writtenLines', 'writtenBytes', 'droppedLines', 'queuedLines', 'rotations'] as const) {
+          for (const k of [
+            'writtenLines',
+            'writtenBytes',
+            'droppedLines',
+            'queuedLines',
+            'rotations',
+          ] as const) {
             this.set({ sink: name, counter: k }, s[k]);
           }
           this.set({ sink: name, counter: 'healthy' }, s.healthy ? 1 : 0);
@@ -269,7 +284,11 @@ export class Daemon {
     });
     return {
       flushes: new Counter({ name: 'flowlogd_flushes_total', help: 'Flushes written', registers: [r] }),
-      lines: new Counter({ name: 'flowlogd_flow_log_records_total', help: 'Flow log records produced', registers: [r] }),
+      lines: new Counter({
+        name: 'flowlogd_flow_log_records_total',
+        help: 'Flow log records produced',
+        registers: [r],
+      }),
       flushSeconds: new Histogram({
         name: 'flowlogd_flush_duration_seconds',
         help: 'Kernel drain plus aggregation per flush',

@@ -2,8 +2,9 @@
 // Prints one JSON line describing what it did, so tests know every 5-tuple and byte.
 //
 //   serve  --port P [--hold]                TCP + UDP server on [::]:P
-//   tcp    --host H --port P --conns N --send B --recv B [--parallel K] [--hold]
-//   udp    --host H --port P --flows N --datagrams D --size S
+//   tcp    --host H[,H...] --port P --conns N --send B --recv B [--parallel K] [--hold]
+//   udp    --host H[,H...] --port P --flows N --datagrams D --size S
+// (one JSON line per host)
 //
 // TCP protocol: the client sends an 8-byte header (u32 bytes it will send, u32 bytes it
 // wants back) and its payload; the server answers with the bytes asked for and closes.
@@ -102,7 +103,10 @@ function tcpConn(host: string, send: number, recv: number, hold: Promise<void> |
 }
 
 async function tcpClient(): Promise<void> {
-  const host = values.host!;
+  for (const host of values.host!.split(',')) await tcpClientTo(host);
+}
+
+async function tcpClientTo(host: string): Promise<void> {
   const conns = Number(values.conns);
   const parallel = Number(values.parallel);
   let release: () => void = () => {};
@@ -132,7 +136,10 @@ async function tcpClient(): Promise<void> {
 }
 
 async function udpClient(): Promise<void> {
-  const host = values.host!;
+  for (const host of values.host!.split(',')) await udpClientTo(host);
+}
+
+async function udpClientTo(host: string): Promise<void> {
   const flows = Number(values.flows);
   const datagrams = Number(values.datagrams);
   const size = Number(values.size);
