@@ -19,6 +19,7 @@ import {
   type LabelsField,
   NO_POLICY_HITS,
   protoName,
+  type Reporter,
 } from './record.ts';
 
 export type ResolverLike = Pick<EndpointResolver, 'resolve' | 'service' | 'isNodeIp' | 'version'>;
@@ -115,8 +116,8 @@ class Conn {
   dstEp: Endpoint | null = null;
   svc: ServiceRef | null = null;
   keyStamp = -1;
-  key = '';
-  base: RecordBase | null = null;
+  /** The record this connection folds into (interned, shared with like connections). */
+  group: Group | null = null;
 
   constructor(u: ConnectionUpdate, localIsInitiator: boolean) {
     this.proto = u.proto;
@@ -164,33 +165,93 @@ class Conn {
   }
 }
 
-/** The key fields of a record (everything but counters and labels). */
-interface RecordBase {
-  source_ip: string | null;
-  source_name: string;
-  source_name_aggr: string;
-  source_namespace: string;
-  source_port: number | null;
-  source_type: string;
-  dest_ip: string | null;
-  dest_name: string;
-  dest_name_aggr: string;
-  dest_namespace: string;
-  dest_port: number | null;
-  dest_type: string;
-  dest_service_namespace: string;
-  dest_service_name: string;
-  dest_service_port: string;
-  dest_service_port_num: number | null;
-  proto: string;
-  action: Action;
-  reporter: 'src' | 'dst';
+const q = JSON.stringify;
+
+/**
+ * One side (source or destination) of a record key: type, namespace, aggregated name,
+ * name and IP as the kind leaves them. Interned by value, so connections between the
+ * same endpoints share one Side and its JSON fragments (endpoint pairs repeat a lot).
+ */
+class Side {
+  readonly id: number;
+  readonly ip: string | null;
+  readonly name: string;
+  readonly nameAggr: string;
+  readonly namespace: string;
+  readonly type: string;
+  /** Flush in which a record last used it; unused Sides are dropped after each flush. */
+  stamp = 0;
+  /** JSON from the side's first field up to the port value, and from after it to the labels value. */
+  readonly pre: string;
+  readonly post: string;
+  constructor(id: number, dest: boolean, ip: string | null, ep: Endpoint, aggregated: boolean) {
+    this.id = id;
+    this.ip = ip;
+    this.name = aggregated ? '-' : ep.name;
+    this.nameAggr = ep.nameAggr;
+    this.namespace = ep.namespace;
+    this.type = ep.type;
+    const f = dest ? '"dest_' : '"source_';
+    this.pre =
+      `${f}ip":${q(ip)},${f}name":${q(this.name)},${f}name_aggr":${q(this.nameAggr)},` +
+      `${f}namespace":${q(this.namespace)},${f}port":`;
+    this.post = `,${f}type":${q(this.type)},${f}labels":`;
+  }
 }
 
+/** The destination Service part of a record key (interned by value). */
+class SvcPart {
+  readonly id: number;
+  readonly namespace: string;
+  readonly name: string;
+  readonly portName: string;
+  readonly port: number | null;
+  stamp = 0;
+  readonly json: string;
+  constructor(id: number, namespace: string, name: string, portName: string, port: number | null) {
+    this.id = id;
+    this.namespace = namespace;
+    this.name = name;
+    this.portName = portName;
+    this.port = port;
+    this.json =
+      `"dest_service_namespace":${q(namespace)},"dest_service_name":${q(name)},` +
+      `"dest_service_port":${q(portName)},"dest_service_port_num":${port}`;
+  }
+}
+const NO_SVC = new SvcPart(0, '-', '-', '-', null);
+
+/** `"proto":…,"action":…,"reporter":…` for each combination (bounded: 256 × 2 × 2). */
+const parJsonCache = new Map<string, string>();
+function parJson(proto: string, action: Action, reporter: Reporter): string {
+  const k = `${proto}|${action}|${reporter}`;
+  let j = parJsonCache.get(k);
+  if (j === undefined) {
+    j = `"proto":${q(proto)},"action":${q(action)},"reporter":${q(reporter)}`;
+    parJsonCache.set(k, j);
+  }
+  return j;
+}
+
+/**
+ * One record key (everything but counters and labels), interned by value per action and
+ * kept while connections map to it; its counters and labels are the current flush's.
+ */
 class Group {
-  base: RecordBase;
-  srcLabels: Labels | null;
-  dstLabels: Labels | null;
+  readonly key: string;
+  readonly src: Side;
+  readonly dst: Side;
+  readonly srcPort: number | null;
+  readonly dstPort: number | null;
+  readonly svc: SvcPart;
+  readonly proto: string;
+  readonly action: Action;
+  readonly reporter: Reporter;
+  readonly par: string;
+  /** Flush whose record the counters below belong to. */
+  stamp = 0;
+  srcLabels: Labels | null = null;
+  dstLabels: Labels | null = null;
   numFlows = 0;
   started = 0;
   completed = 0;
@@ -198,10 +259,27 @@ class Group {
   bytesOut = 0;
   packetsIn = 0;
   packetsOut = 0;
-  constructor(base: RecordBase, srcLabels: Labels | null, dstLabels: Labels | null) {
-    this.base = base;
-    this.srcLabels = srcLabels;
-    this.dstLabels = dstLabels;
+  constructor(
+    key: string,
+    src: Side,
+    dst: Side,
+    srcPort: number | null,
+    dstPort: number | null,
+    svc: SvcPart,
+    proto: string,
+    action: Action,
+    reporter: Reporter,
+  ) {
+    this.key = key;
+    this.src = src;
+    this.dst = dst;
+    this.srcPort = srcPort;
+    this.dstPort = dstPort;
+    this.svc = svc;
+    this.proto = proto;
+    this.action = action;
+    this.reporter = reporter;
+    this.par = parJson(proto, action, reporter);
   }
 }
 
@@ -239,34 +317,6 @@ function labelsJson(l: Labels | null): string {
   return j;
 }
 
-interface BaseJson {
-  readonly src: string;
-  readonly dst: string;
-  readonly rest: string;
-}
-const baseJsonCache = new WeakMap<RecordBase, BaseJson>();
-/** JSON fragments of a record's key fields, cached per record base (one per connection and kind). */
-function baseJson(b: RecordBase): BaseJson {
-  let j = baseJsonCache.get(b);
-  if (j === undefined) {
-    const s = JSON.stringify;
-    j = {
-      src:
-        `"source_ip":${s(b.source_ip)},"source_name":${s(b.source_name)},"source_name_aggr":${s(b.source_name_aggr)},` +
-        `"source_namespace":${s(b.source_namespace)},"source_port":${b.source_port},"source_type":${s(b.source_type)}`,
-      dst:
-        `"dest_ip":${s(b.dest_ip)},"dest_name":${s(b.dest_name)},"dest_name_aggr":${s(b.dest_name_aggr)},` +
-        `"dest_namespace":${s(b.dest_namespace)},"dest_port":${b.dest_port},"dest_type":${s(b.dest_type)}`,
-      rest:
-        `"dest_service_namespace":${s(b.dest_service_namespace)},"dest_service_name":${s(b.dest_service_name)},` +
-        `"dest_service_port":${s(b.dest_service_port)},"dest_service_port_num":${b.dest_service_port_num},` +
-        `"proto":${s(b.proto)},"action":${s(b.action)},"reporter":${s(b.reporter)}`,
-    };
-    baseJsonCache.set(b, j);
-  }
-  return j;
-}
-
 function isIcmp(proto: number): boolean {
   return proto === 1 || proto === 58;
 }
@@ -288,6 +338,13 @@ export class FlowAggregator {
   #optsVersion = 0;
   readonly #allow = new Map<string, Conn>();
   readonly #deny = new Map<string, Conn>();
+  // Interned record keys and their parts, swept after every flush of what no connection uses.
+  readonly #groups: [Map<string, Group>, Map<string, Group>] = [new Map(), new Map()];
+  readonly #sides = new Map<string, Side>();
+  readonly #svcs = new Map<string, SvcPart>();
+  #nextId = 1;
+  /** Number of the flush in progress (stamps the groups it fills). */
+  #flushNo = 0;
   #intervalStartMs: number;
   readonly #stats: AggregatorStats = {
     updates: 0,
@@ -425,37 +482,39 @@ export class FlowAggregator {
    */
   flush(endTimeMs: number): FlowLogRecord[] {
     const { groups, startS, endS } = this.#close(endTimeMs);
-    const out: FlowLogRecord[] = new Array(groups.size);
+    const out: FlowLogRecord[] = new Array(groups.length);
     const policies = this.#includePolicies ? NO_POLICY_HITS : null;
     const labels = this.#includeLabels;
     const host = this.#nodeName;
-    let i = 0;
-    for (const g of groups.values()) {
-      const b = g.base;
-      out[i++] = {
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i]!;
+      const s = g.src;
+      const d = g.dst;
+      const v = g.svc;
+      out[i] = {
         start_time: startS,
         end_time: endS,
-        source_ip: b.source_ip,
-        source_name: b.source_name,
-        source_name_aggr: b.source_name_aggr,
-        source_namespace: b.source_namespace,
-        source_port: b.source_port,
-        source_type: b.source_type,
+        source_ip: s.ip,
+        source_name: s.name,
+        source_name_aggr: s.nameAggr,
+        source_namespace: s.namespace,
+        source_port: g.srcPort,
+        source_type: s.type,
         source_labels: labels ? labelsField(g.srcLabels) : null,
-        dest_ip: b.dest_ip,
-        dest_name: b.dest_name,
-        dest_name_aggr: b.dest_name_aggr,
-        dest_namespace: b.dest_namespace,
-        dest_port: b.dest_port,
-        dest_type: b.dest_type,
+        dest_ip: d.ip,
+        dest_name: d.name,
+        dest_name_aggr: d.nameAggr,
+        dest_namespace: d.namespace,
+        dest_port: g.dstPort,
+        dest_type: d.type,
         dest_labels: labels ? labelsField(g.dstLabels) : null,
-        dest_service_namespace: b.dest_service_namespace,
-        dest_service_name: b.dest_service_name,
-        dest_service_port: b.dest_service_port,
-        dest_service_port_num: b.dest_service_port_num,
-        proto: b.proto,
-        action: b.action,
-        reporter: b.reporter,
+        dest_service_namespace: v.namespace,
+        dest_service_name: v.name,
+        dest_service_port: v.portName,
+        dest_service_port_num: v.port,
+        proto: g.proto,
+        action: g.action,
+        reporter: g.reporter,
         policies,
         bytes_in: g.bytesIn,
         bytes_out: g.bytesOut,
@@ -477,44 +536,53 @@ export class FlowAggregator {
 
   /**
    * Like flush(), but returns the JSON lines directly: the same records, byte for byte
-   * what JSON.stringify(flush()[i]) gives, built from per-connection cached fragments
-   * (the hot path to the sinks; no intermediate objects).
+   * what JSON.stringify(flush()[i]) gives, each one template over JSON fragments cached
+   * per interned endpoint side, Service and record key (no intermediate objects).
    */
   flushLines(endTimeMs: number): string[] {
     const { groups, startS, endS } = this.#close(endTimeMs);
-    const out: string[] = new Array(groups.size);
+    const out: string[] = new Array(groups.length);
     const head = `{"start_time":${startS},"end_time":${endS},`;
-    const policies = this.#includePolicies ? JSON.stringify(NO_POLICY_HITS) : 'null';
+    const policies = `,"policies":${this.#includePolicies ? q(NO_POLICY_HITS) : 'null'},"bytes_in":`;
     const tail =
       ',"http_requests_allowed_in":0,"http_requests_denied_in":0,"original_source_ips":null,' +
-      `"num_original_source_ips":0,"host":${JSON.stringify(this.#nodeName)},"@timestamp":${endS * 1000}}`;
+      `"num_original_source_ips":0,"host":${q(this.#nodeName)},"@timestamp":${endS * 1000}}`;
     const labels = this.#includeLabels;
-    let i = 0;
-    for (const g of groups.values()) {
-      const j = baseJson(g.base);
-      out[i++] =
-        `${head}${j.src},"source_labels":${labels ? labelsJson(g.srcLabels) : 'null'},${j.dst},` +
-        `"dest_labels":${labels ? labelsJson(g.dstLabels) : 'null'},${j.rest},"policies":${policies},` +
-        `"bytes_in":${g.bytesIn},"bytes_out":${g.bytesOut},"packets_in":${g.packetsIn},"packets_out":${g.packetsOut},` +
-        `"num_flows":${g.numFlows},"num_flows_started":${g.started},"num_flows_completed":${g.completed}${tail}`;
+    for (let i = 0; i < groups.length; i++) {
+      const g = groups[i]!;
+      out[i] =
+        `${head}${g.src.pre}${g.srcPort}${g.src.post}${labels ? labelsJson(g.srcLabels) : 'null'},` +
+        `${g.dst.pre}${g.dstPort}${g.dst.post}${labels ? labelsJson(g.dstLabels) : 'null'},` +
+        `${g.svc.json},${g.par}${policies}${g.bytesIn},"bytes_out":${g.bytesOut},` +
+        `"packets_in":${g.packetsIn},"packets_out":${g.packetsOut},"num_flows":${g.numFlows},` +
+        `"num_flows_started":${g.started},"num_flows_completed":${g.completed}${tail}`;
     }
     return out;
   }
 
-  #close(endTimeMs: number): { groups: Map<string, Group>; startS: number; endS: number } {
+  #close(endTimeMs: number): { groups: Group[]; startS: number; endS: number } {
     const startS = Math.floor(this.#intervalStartMs / 1000);
     let endS = Math.floor(endTimeMs / 1000);
     if (endS <= startS) endS = startS + 1; // end_time is never equal to start_time
-    const groups = new Map<string, Group>();
-    this.#collect(this.#allow, 0, endTimeMs, groups);
-    this.#collect(this.#deny, 1, endTimeMs, groups);
+    const groups: Group[] = [];
+    const no = ++this.#flushNo;
+    this.#collect(this.#allow, 0, endTimeMs, groups, no);
+    this.#collect(this.#deny, 1, endTimeMs, groups, no);
+    this.#sweep(no);
     this.#intervalStartMs = endTimeMs;
     this.#stats.flushes++;
-    this.#stats.records += groups.size;
+    this.#stats.records += groups.length;
     return { groups, startS, endS };
   }
 
-  #collect(table: Map<string, Conn>, a: 0 | 1, endMs: number, groups: Map<string, Group>): void {
+  /** Forgets record keys, sides and Services that no connection used in flush `no`. */
+  #sweep(no: number): void {
+    for (const m of this.#groups) for (const [k, g] of m) if (g.stamp !== no) m.delete(k);
+    for (const [k, x] of this.#sides) if (x.stamp !== no) this.#sides.delete(k);
+    for (const [k, x] of this.#svcs) if (x.stamp !== no) this.#svcs.delete(k);
+  }
+
+  #collect(table: Map<string, Conn>, a: 0 | 1, endMs: number, groups: Group[], no: number): void {
     const kind = this.#kind[a];
     const action: Action = a === 0 ? 'allow' : 'deny';
     const resolver = this.#resolver;
@@ -541,10 +609,14 @@ export class FlowAggregator {
         c.resolvedVersion = version;
       }
       if (c.keyStamp !== stamp) this.#buildKey(c, kind, action, stamp);
-      let g = groups.get(c.key);
-      if (g === undefined) {
-        g = new Group(c.base!, c.srcEp!.labels, c.dstEp!.labels);
-        groups.set(c.key, g);
+      const g = c.group!;
+      if (g.stamp !== no) {
+        // First connection of this record in this flush.
+        g.stamp = g.src.stamp = g.dst.stamp = g.svc.stamp = no;
+        g.srcLabels = c.srcEp!.labels;
+        g.dstLabels = c.dstEp!.labels;
+        g.numFlows = g.started = g.completed = g.bytesIn = g.bytesOut = g.packetsIn = g.packetsOut = 0;
+        groups.push(g);
       } else if (this.#includeLabels) {
         if (g.srcLabels !== c.srcEp!.labels) g.srcLabels = intersect(g.srcLabels, c.srcEp!.labels);
         if (g.dstLabels !== c.dstEp!.labels) g.dstLabels = intersect(g.dstLabels, c.dstEp!.labels);
@@ -576,40 +648,47 @@ export class FlowAggregator {
   }
 
   #buildKey(c: Conn, kind: AggregationKind, action: Action, stamp: number): void {
-    const s = c.srcEp!;
-    const d = c.dstEp!;
-    const svc = this.#includeService ? c.svc : null;
+    const aggregated = kind >= 2;
+    const src = this.#side(false, aggregated ? null : c.cIp, c.srcEp!, aggregated);
+    const dst = this.#side(true, aggregated ? null : c.sIp, c.dstEp!, aggregated);
+    const svc = this.#includeService && c.svc !== null ? this.#svc(c.svc, kind) : NO_SVC;
     const icmp = isIcmp(c.proto);
-    const b: RecordBase = {
-      source_ip: kind >= 2 ? null : c.cIp,
-      source_name: kind >= 2 ? '-' : s.name,
-      source_name_aggr: s.nameAggr,
-      source_namespace: s.namespace,
-      source_port: kind >= 1 || icmp ? null : c.cPort,
-      source_type: s.type,
-      dest_ip: kind >= 2 ? null : c.sIp,
-      dest_name: kind >= 2 ? '-' : d.name,
-      dest_name_aggr: d.nameAggr,
-      dest_namespace: d.namespace,
-      dest_port: kind >= 3 || icmp ? null : c.sPort,
-      dest_type: d.type,
-      dest_service_namespace: svc === null ? '-' : svc.namespace,
-      dest_service_name: svc === null ? '-' : svc.name,
-      dest_service_port: svc === null || kind >= 3 || svc.portName === '' ? '-' : svc.portName,
-      dest_service_port_num: svc === null ? null : svc.port,
-      proto: protoName(c.proto),
-      action,
-      reporter: c.localIsClient ? 'src' : 'dst',
-    };
-    // '\u0001' cannot occur in names, IPs or numbers: an unambiguous separator.
-    c.key =
-      `${action}\u0001${b.reporter}\u0001${b.proto}\u0001${b.source_type}\u0001${b.source_namespace}\u0001` +
-      `${b.source_name_aggr}\u0001${b.source_name}\u0001${b.source_ip}\u0001${b.source_port}\u0001` +
-      `${b.dest_type}\u0001${b.dest_namespace}\u0001${b.dest_name_aggr}\u0001${b.dest_name}\u0001` +
-      `${b.dest_ip}\u0001${b.dest_port}\u0001${b.dest_service_namespace}\u0001${b.dest_service_name}\u0001` +
-      `${b.dest_service_port}\u0001${b.dest_service_port_num}`;
-    c.base = b;
+    const srcPort = kind >= 1 || icmp ? null : c.cPort;
+    const dstPort = kind >= 3 || icmp ? null : c.sPort;
+    const reporter: Reporter = c.localIsClient ? 'src' : 'dst';
+    // Sides and Services are interned by value, so their ids stand for their fields.
+    const key = `${src.id},${srcPort},${dst.id},${dstPort},${svc.id},${c.proto},${reporter}`;
+    const groups = this.#groups[action === 'allow' ? 0 : 1];
+    let g = groups.get(key);
+    if (g === undefined) {
+      g = new Group(key, src, dst, srcPort, dstPort, svc, protoName(c.proto), action, reporter);
+      groups.set(key, g);
+    }
+    c.group = g;
     c.keyStamp = stamp;
+  }
+
+  #side(dest: boolean, ip: string | null, ep: Endpoint, aggregated: boolean): Side {
+    // '\u0001' cannot occur in names, IPs or numbers: an unambiguous separator.
+    const name = aggregated ? '-' : ep.name;
+    const key = `${dest ? 'd' : 's'}${ip}\u0001${ep.type}\u0001${ep.namespace}\u0001${ep.nameAggr}\u0001${name}`;
+    let x = this.#sides.get(key);
+    if (x === undefined) {
+      x = new Side(this.#nextId++, dest, ip, ep, aggregated);
+      this.#sides.set(key, x);
+    }
+    return x;
+  }
+
+  #svc(svc: ServiceRef, kind: AggregationKind): SvcPart {
+    const portName = kind >= 3 || svc.portName === '' ? '-' : svc.portName;
+    const key = `${svc.namespace}\u0001${svc.name}\u0001${portName}\u0001${svc.port}`;
+    let x = this.#svcs.get(key);
+    if (x === undefined) {
+      x = new SvcPart(this.#nextId++, svc.namespace, svc.name, portName, svc.port);
+      this.#svcs.set(key, x);
+    }
+    return x;
   }
 
   stats(): AggregatorStats {
