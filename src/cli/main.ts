@@ -1,6 +1,7 @@
 // flowlogd's command line.
 import { Command, InvalidArgumentError } from 'commander';
 import { addConfigOptions } from '../daemon/config.ts';
+import { demo } from './demo.ts';
 import { dump } from './dump.ts';
 import { run } from './run.ts';
 
@@ -47,6 +48,13 @@ program
       write: (s) => process.stdout.write(s),
       log: (s) => process.stderr.write(`flowlogd: ${s}\n`),
     });
+  });
+
+program
+  .command('demo')
+  .description('build a small lab of pods on this machine, run traffic, show its flow logs at kinds 0-3')
+  .action(async () => {
+    await demo((s) => process.stdout.write(s));
   });
 
 addConfigOptions(

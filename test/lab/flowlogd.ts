@@ -1,0 +1,74 @@
+// Runs `bin/flowlogd run` as a child process, as a user would, and reads its flows.log.
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const FLOWLOGD = fileURLToPath(new URL('../../bin/flowlogd', import.meta.url));
+
+export type Rec = Record<string, unknown> & {
+  bytes_in: number;
+  bytes_out: number;
+  packets_in: number;
+  packets_out: number;
+  num_flows: number;
+  num_flows_started: number;
+  num_flows_completed: number;
+  start_time: number;
+  end_time: number;
+};
+
+export class Flowlogd {
+  readonly dir: string;
+  readonly child: ChildProcess;
+  stderr = '';
+  flushes = 0;
+  readonly started: Promise<void>;
+
+  constructor(args: string[]) {
+    this.dir = mkdtempSync(join(tmpdir(), 'flowlogd-e2e-'));
+    this.child = spawn(
+      FLOWLOGD,
+      ['run', '--flow-logs-file-directory', this.dir, '--log-level', 'debug', ...args],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+      },
+    );
+    this.started = new Promise((resolve, reject) => {
+      this.child.stderr!.on('data', (c: Buffer) => {
+        this.stderr += c;
+        if (this.stderr.includes('"flowlogd started"')) resolve();
+        this.flushes = this.stderr.split('"msg":"flushed"').length - 1;
+      });
+      this.child.once('exit', (code) => reject(new Error(`flowlogd exited ${code}: ${this.stderr}`)));
+    });
+  }
+
+  async stop(): Promise<number | null> {
+    this.child.kill('SIGTERM');
+    return new Promise((r) =>
+      this.child.exitCode !== null ? r(this.child.exitCode) : this.child.once('exit', r),
+    );
+  }
+
+  records(): Rec[] {
+    const files = readdirSync(this.dir)
+      .filter((f) => f.startsWith('flows.log'))
+      .sort();
+    return files.flatMap((f) =>
+      readFileSync(join(this.dir, f), 'utf8')
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as Rec),
+    );
+  }
+}
+
+export async function until(what: string, cond: () => boolean, timeoutMs = 20000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
