@@ -14,12 +14,14 @@ using flowlogd::DatapathError;
 using flowlogd::DatapathEvent;
 
 const char* kStatNames[FLOW_STAT_MAX] = {
-    "nonIp",        "parseL2",     "parseL3",     "parseL4",   "fragments", "insertE2big", "insertEbusy",
-    "insertEnomem", "insertOther", "lostPackets", "lostBytes", "ctLookups", "ctHits",
+    "nonIp",       "parseL2",      "parseL3",        "parseL4",     "fragments",        "insertE2big",
+    "insertEbusy", "insertEnomem", "insertOther",    "lostPackets", "lostBytes",        "ctLookups",
+    "ctHits",      "dropsPolicy",  "dropsUnwatched", "dropsOther",  "dropInsertFailed",
 };
-static_assert(FLOW_STAT_MAX == 13, "name every flow_stat in kStatNames");
+static_assert(FLOW_STAT_MAX == 17, "name every flow_stat in kStatNames");
 
-const char* kEventNames[] = {"records", "cycle", "attached", "detached", "attach-failed", "error", "stopped"};
+const char* kEventNames[] = {"records",       "cycle", "attached", "detached",
+                             "attach-failed", "error", "stopped",  "conntrack-overrun"};
 
 Napi::Error to_js(Napi::Env env, const DatapathError& e) {
   Napi::Error err = Napi::Error::New(env, e.message);
@@ -62,6 +64,12 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
     opts.drain_interval_ms = o.Get("drainIntervalMs").As<Napi::Number>().Uint32Value();
     opts.ring_records = o.Get("ringRecords").As<Napi::Number>().Uint32Value();
     opts.use_conntrack = o.Get("useConntrack").As<Napi::Boolean>();
+    opts.conntrack_events = o.Get("conntrackEvents").As<Napi::Boolean>();
+    opts.conntrack.netns = o.Get("conntrackNetns").As<Napi::String>();
+    opts.conntrack.rcvbuf_bytes = o.Get("conntrackRcvbufBytes").As<Napi::Number>().Uint32Value();
+    opts.conntrack.resync_interval_ms = o.Get("conntrackResyncMs").As<Napi::Number>().Uint32Value();
+    opts.drop_tracing = o.Get("dropTracing").As<Napi::Boolean>();
+    opts.max_drop_flows = o.Get("maxDropFlows").As<Napi::Number>().Uint32Value();
 
     tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "flowlogd-datapath", 0, 1);
     // The daemon's own timers keep the process alive; an open datapath alone should not.
@@ -163,6 +171,23 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
     o.Set("drainNs", Napi::Number::New(env, double(s.drain_ns_total)));
     o.Set("ringFullWaits", Napi::Number::New(env, double(s.ring_full_waits)));
     o.Set("attachFailures", Napi::Number::New(env, double(s.attach_failures)));
+    if (s.conntrack) {
+      Napi::Object ct = Napi::Object::New(env);
+      ct.Set("eventsNew", Napi::Number::New(env, double(s.ct.events_new)));
+      ct.Set("eventsDestroy", Napi::Number::New(env, double(s.ct.events_destroy)));
+      ct.Set("dumped", Napi::Number::New(env, double(s.ct.dumped)));
+      ct.Set("overruns", Napi::Number::New(env, double(s.ct.overruns)));
+      ct.Set("resyncs", Napi::Number::New(env, double(s.ct.resyncs)));
+      ct.Set("syntheticDestroys", Napi::Number::New(env, double(s.ct.synthetic_destroys)));
+      ct.Set("parseErrors", Napi::Number::New(env, double(s.ct.parse_errors)));
+      ct.Set("known", Napi::Number::New(env, double(s.ct.known)));
+      ct.Set("rcvbufBytes", Napi::Number::New(env, double(s.ct.rcvbuf_bytes)));
+      ct.Set("busyNs", Napi::Number::New(env, double(s.ct.busy_ns)));
+      o.Set("conntrack", ct);
+    }
+    Napi::Object drops = Napi::Object::New(env);
+    for (auto& [reason, n] : s.drop_reasons) drops.Set(std::to_string(reason), Napi::Number::New(env, double(n)));
+    o.Set("dropReasons", drops);
     return o;
   }
 
@@ -227,6 +252,23 @@ Napi::Object Layout(Napi::Env env) {
   F("ring.type", offsetof(ring_flow_record, hdr.type));
   F("ring.key", offsetof(ring_flow_record, key));
   F("ring.counters", offsetof(ring_flow_record, counters));
+  F("ring.drop_reason", offsetof(ring_flow_record, drop_reason));
+  F("RING_RECORD_CONNTRACK", RING_RECORD_CONNTRACK);
+  F("ct.event", offsetof(ring_conntrack_record, event));
+  F("ct.proto", offsetof(ring_conntrack_record, proto));
+  F("ct.family", offsetof(ring_conntrack_record, family));
+  F("ct.flags", offsetof(ring_conntrack_record, flags));
+  F("ct.id", offsetof(ring_conntrack_record, id));
+  F("ct.orig", offsetof(ring_conntrack_record, orig));
+  F("ct.reply", offsetof(ring_conntrack_record, reply));
+  F("ct.packets", offsetof(ring_conntrack_record, packets));
+  F("ct.bytes", offsetof(ring_conntrack_record, bytes));
+  F("ct.time_ns", offsetof(ring_conntrack_record, time_ns));
+  F("tuple.src", offsetof(ct_tuple, src));
+  F("tuple.dst", offsetof(ct_tuple, dst));
+  F("tuple.sport", offsetof(ct_tuple, sport));
+  F("tuple.dport", offsetof(ct_tuple, dport));
+  F("tuple.size", sizeof(ct_tuple));
   F("key.ifindex", offsetof(flow_key, ifindex));
   F("key.addr_a", offsetof(flow_key, addr_a));
   F("key.addr_b", offsetof(flow_key, addr_b));
@@ -257,6 +299,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Napi::Array names = Napi::Array::New(env, FLOW_STAT_MAX);
   for (uint32_t i = 0; i < FLOW_STAT_MAX; i++) names.Set(i, kStatNames[i]);
   exports.Set("statNames", names);
+  auto reasons = flowlogd::Datapath::drop_reason_names();
+  Napi::Object reason_names = Napi::Object::New(env);
+  for (auto& [v, name] : reasons) reason_names.Set(std::to_string(v), name);
+  exports.Set("dropReasonNames", reason_names);
   return exports;
 }
 

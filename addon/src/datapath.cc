@@ -2,6 +2,7 @@
 #include "datapath.h"
 
 #include <bpf/bpf.h>
+#include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <fnmatch.h>
 #include <linux/if_link.h>
@@ -22,6 +23,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "drop_trace.skel.h"
 #include "flow_tc.skel.h"
 
 namespace flowlogd {
@@ -29,8 +31,10 @@ namespace flowlogd {
 static_assert(sizeof(flow_key) == 44, "flow_key layout changed: update src/datapath/layout.ts");
 static_assert(sizeof(flow_counters) == 64, "flow_counters layout changed: update src/datapath/layout.ts");
 static_assert(sizeof(ring_flow_record) == RING_RECORD_SIZE, "ring record must fill its slot");
-static_assert(offsetof(ring_flow_record, key) == 8 && offsetof(ring_flow_record, counters) == 56,
+static_assert(offsetof(ring_flow_record, key) == 8 && offsetof(ring_flow_record, counters) == 56 &&
+                  offsetof(ring_flow_record, drop_reason) == 120,
               "ring_flow_record layout changed: update src/datapath/layout.ts");
+static_assert(sizeof(drop_key) == 48, "drop_key layout changed");
 
 namespace {
 
@@ -100,7 +104,38 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink)
       throw sys_error("ERR_BPF_LOAD", -err,
                       "loading the flow programs (needs root or CAP_BPF+CAP_NET_ADMIN, and a kernel with BTF)");
 
+    if (opts_.drop_tracing) {
+      drop_skel_ = drop_trace_bpf__open();
+      if (!drop_skel_) throw sys_error("ERR_DROP_TRACE", errno, "opening the drop tracing program");
+      // One set of flow maps and stats for both objects.
+      bpf_map__reuse_fd(drop_skel_->maps.flows_0, bpf_map__fd(skel_->maps.flows_0));
+      bpf_map__reuse_fd(drop_skel_->maps.flows_1, bpf_map__fd(skel_->maps.flows_1));
+      bpf_map__reuse_fd(drop_skel_->maps.flow_stats, bpf_map__fd(skel_->maps.flow_stats));
+      for (bpf_map* m : {drop_skel_->maps.drops_0, drop_skel_->maps.drops_1}) {
+        err = bpf_map__set_max_entries(m, opts_.max_drop_flows);
+        if (err) throw sys_error("ERR_DROP_TRACE", -err, "setting drop map size");
+      }
+      err = drop_trace_bpf__load(drop_skel_);
+      if (err) throw sys_error("ERR_DROP_TRACE", -err, "loading the drop tracing program (tp_btf/kfree_skb)");
+      drop_link_ = bpf_program__attach_trace(drop_skel_->progs.flowlogd_drop);
+      if (!drop_link_) throw sys_error("ERR_DROP_TRACE", errno, "attaching tp_btf/kfree_skb");
+      drop_keys_.resize(kBatch);
+    }
+
     probe_attach_mode();
+
+    if (opts_.conntrack_events) {
+      ct_ = std::make_unique<ConntrackListener>(
+          opts_.conntrack, ring_, [this](ConntrackListener::Notice n, int err, const std::string& msg) {
+            DatapathEvent ev;
+            ev.kind = n == ConntrackListener::Notice::Records   ? DatapathEvent::Records
+                      : n == ConntrackListener::Notice::Overrun ? DatapathEvent::ConntrackOverrun
+                                                                : DatapathEvent::Error;
+            ev.err = err;
+            ev.message = msg;
+            emit(std::move(ev));
+          });
+    }
 
     rtnl_fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_ROUTE);
     if (rtnl_fd_ < 0) throw sys_error("ERR_NETLINK", errno, "opening rtnetlink");
@@ -122,6 +157,7 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink)
     // Subscribe before scanning so an interface created in between is not missed.
     scan_interfaces();
     thread_ = std::thread([this] { worker(); });
+    if (ct_) ct_->start();
   } catch (...) {
     release();
     throw;
@@ -260,6 +296,7 @@ void Datapath::attach(int ifindex, const std::string& name) {
     std::lock_guard<std::mutex> lock(mu_);
     attachments_[ifindex] = std::move(a);
   }
+  set_watched(ifindex, true);
   ev.kind = DatapathEvent::Attached;
   emit(std::move(ev));
 }
@@ -273,6 +310,7 @@ void Datapath::detach(int ifindex) {
     a = std::move(it->second);
     attachments_.erase(it);
   }
+  set_watched(ifindex, false);
   for (int& fd : a->link_fd)
     if (fd >= 0) {
       ::close(fd);
@@ -388,6 +426,53 @@ void Datapath::drain_generation(int gen) {
   counters_.records_drained += drained;
 }
 
+void Datapath::set_watched(int ifindex, bool on) {
+  if (!drop_skel_) return;
+  uint32_t k = uint32_t(ifindex);
+  uint8_t one = 1;
+  int fd = bpf_map__fd(drop_skel_->maps.watched_ifaces);
+  if (on)
+    bpf_map_update_elem(fd, &k, &one, BPF_ANY);
+  else
+    bpf_map_delete_elem(fd, &k);
+}
+
+// Policy drops of this generation, as flow records with their drop reason.
+void Datapath::drain_drops(int gen) {
+  if (!drop_skel_) return;
+  int fd = bpf_map__fd(gen ? drop_skel_->maps.drops_1 : drop_skel_->maps.drops_0);
+  uint32_t out_token = 0;
+  bool first = true;
+  ring_flow_record rec{};
+  rec.hdr.type = RING_RECORD_FLOW;
+  for (;;) {
+    uint32_t count = kBatch;
+    uint32_t in_token = out_token;
+    int err = bpf_map_lookup_and_delete_batch(fd, first ? nullptr : &in_token, &out_token, drop_keys_.data(),
+                                              batch_values_.data(), &count, nullptr);
+    int e = err ? errno : 0;
+    first = false;
+    if (err && e != ENOENT) {
+      DatapathEvent ev;
+      ev.kind = DatapathEvent::Error;
+      ev.err = e;
+      ev.message = std::string("draining drop map: ") + std::strerror(e);
+      emit(std::move(ev));
+      return;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+      rec.key = drop_keys_[i].flow;
+      rec.drop_reason = drop_keys_[i].reason;
+      rec.counters = batch_values_[i];
+      rec.counters.first_seen_ns += mono_to_unix_ns_;
+      rec.counters.last_seen_ns += mono_to_unix_ns_;
+      if (!ring_.push(&rec, closed_, [this] { emit(DatapathEvent{DatapathEvent::Records}); })) return;
+    }
+    if (count) emit(DatapathEvent{DatapathEvent::Records});
+    if (e == ENOENT) return;
+  }
+}
+
 void Datapath::worker() {
   pollfd fds[3] = {{rtnl_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}, {timer_fd_, POLLIN, 0}};
   uint32_t gen = 0;
@@ -417,10 +502,16 @@ void Datapath::worker() {
       for (int ifindex : all) detach(ifindex);
     }
     __atomic_store_n(&skel_->bss->generation, gen + 1, __ATOMIC_SEQ_CST);
-    wait_for_running_programs();
+    if (drop_skel_) __atomic_store_n(&drop_skel_->bss->generation, gen + 1, __ATOMIC_SEQ_CST);
+    wait_for_running_programs();  // tracing programs run under RCU too
     drain_generation(gen & 1);
+    drain_drops(gen & 1);  // after the flows: JavaScript moves these from allow to deny
     gen++;
-    if (stopping) drain_generation(gen & 1);  // nothing writes to either one now
+    if (stopping) {
+      drain_generation(gen & 1);  // nothing writes to either one now
+      drain_drops(gen & 1);
+      if (ct_) ct_->stop();
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       completed_cycle_ = std::max(completed_cycle_, target);
@@ -478,6 +569,11 @@ void Datapath::close() {
 }
 
 void Datapath::release() {
+  ct_.reset();
+  if (drop_link_) {
+    bpf_link__destroy(drop_link_);
+    drop_link_ = nullptr;
+  }
   std::vector<int> all;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -489,6 +585,10 @@ void Datapath::release() {
       ::close(*fd);
       *fd = -1;
     }
+  if (drop_skel_) {
+    drop_trace_bpf__destroy(drop_skel_);
+    drop_skel_ = nullptr;
+  }
   if (skel_) {
     flow_tc_bpf__destroy(skel_);
     skel_ = nullptr;
@@ -515,7 +615,39 @@ DatapathStats Datapath::stats() const {
     for (uint64_t v : per_cpu) sum += v;
     s.kernel[i] = sum;
   }
+  if (ct_) {
+    s.conntrack = true;
+    s.ct = ct_->stats();
+  }
+  if (drop_skel_) {
+    int rfd = bpf_map__fd(drop_skel_->maps.drop_reasons);
+    for (uint32_t i = 0; i < 256; i++) {
+      if (bpf_map_lookup_elem(rfd, &i, per_cpu.data()) != 0) continue;
+      uint64_t sum = 0;
+      for (uint64_t v : per_cpu) sum += v;
+      if (sum) s.drop_reasons.emplace_back(i, sum);
+    }
+  }
   return s;
+}
+
+std::vector<std::pair<uint32_t, std::string>> Datapath::drop_reason_names() {
+  std::vector<std::pair<uint32_t, std::string>> out;
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return out;
+  int id = btf__find_by_name_kind(vmlinux, "skb_drop_reason", BTF_KIND_ENUM);
+  if (id > 0) {
+    const btf_type* t = btf__type_by_id(vmlinux, id);
+    const struct btf_enum* e = btf_enum(t);
+    static const std::string prefix = "SKB_DROP_REASON_";
+    for (int i = 0; i < btf_vlen(t); i++) {
+      std::string name = btf__name_by_offset(vmlinux, e[i].name_off);
+      if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
+      out.emplace_back(uint32_t(e[i].val), name);
+    }
+  }
+  btf__free(vmlinux);
+  return out;
 }
 
 std::vector<AttachedInterface> Datapath::interfaces() const {

@@ -17,10 +17,13 @@
 #include <thread>
 #include <vector>
 
+#include "conntrack.h"
 #include "flow_record.h"
 #include "record_ring.h"
 
 struct flow_tc_bpf;
+struct drop_trace_bpf;
+struct bpf_link;
 
 namespace flowlogd {
 
@@ -40,11 +43,15 @@ struct DatapathOptions {
   uint32_t drain_interval_ms = 1000;
   uint32_t ring_records = 65536;  // capacity of the record ring, in records
   bool use_conntrack = true;      // ask conntrack for mid-stream initiators
+  bool conntrack_events = false;  // run the conntrack listener (conntrack.h)
+  ConntrackOptions conntrack;
+  bool drop_tracing = false;        // tp_btf/kfree_skb: policy drops become deny records
+  uint32_t max_drop_flows = 16384;  // entries per drop map generation
 };
 
 // What the worker tells JavaScript, in order.
 struct DatapathEvent {
-  enum Kind { Records, Cycle, Attached, Detached, AttachFailed, Error, Stopped } kind;
+  enum Kind { Records, Cycle, Attached, Detached, AttachFailed, Error, Stopped, ConntrackOverrun } kind;
   uint64_t cycle = 0;  // Cycle: number of the drain that completed
   int ifindex = 0;
   std::string ifname;
@@ -66,6 +73,9 @@ struct DatapathStats {
   uint64_t drain_ns_total = 0;  // time spent in batched map reads
   uint64_t ring_full_waits = 0;
   uint64_t attach_failures = 0;
+  bool conntrack = false;  // the listener runs
+  ConntrackStats ct;
+  std::vector<std::pair<uint32_t, uint64_t>> drop_reasons;  // every kernel drop, by reason
 };
 
 class Datapath {
@@ -93,6 +103,8 @@ class Datapath {
   std::vector<AttachedInterface> interfaces() const;
   std::string attach_mode() const { return tcx_ ? "tcx" : "clsact"; }
   std::vector<int> prog_ids() const;
+  // enum skb_drop_reason of the running kernel (BTF), names without the prefix.
+  static std::vector<std::pair<uint32_t, std::string>> drop_reason_names();
 
   // Runs the ingress program once over `packet` (BPF_PROG_TEST_RUN), for parser tests.
   int test_run(const uint8_t* packet, size_t len, bool egress);
@@ -110,12 +122,17 @@ class Datapath {
   void worker();
   void handle_rtnetlink();
   void drain_generation(int gen);
+  void drain_drops(int gen);
+  void set_watched(int ifindex, bool on);
   void emit(DatapathEvent&& ev);
   void wake();
 
   DatapathOptions opts_;
   EventSink sink_;
   flow_tc_bpf* skel_ = nullptr;
+  drop_trace_bpf* drop_skel_ = nullptr;
+  bpf_link* drop_link_ = nullptr;
+  std::unique_ptr<ConntrackListener> ct_;
   bool tcx_ = true;
   int rtnl_fd_ = -1;
   int wake_fd_ = -1;
@@ -136,6 +153,7 @@ class Datapath {
   RecordRing ring_;
   std::vector<flow_key> batch_keys_;
   std::vector<flow_counters> batch_values_;
+  std::vector<drop_key> drop_keys_;
 };
 
 }  // namespace flowlogd

@@ -1,7 +1,7 @@
-// Single-producer single-consumer ring of fixed-size records between the worker thread
-// (producer) and the JavaScript thread (consumer). The producer waits when the ring is
-// full instead of dropping: records hold counts the kernel no longer has, and while the
-// producer waits the kernel keeps counting in its current map generation.
+// Ring of fixed-size records between the producers (the drain worker and the conntrack
+// listener, serialised by a producer mutex) and the JavaScript thread (single consumer). The producer waits when the
+// ring is full instead of dropping: records hold counts the kernel no longer has, and while the producer waits the
+// kernel keeps counting in its current map generation.
 #pragma once
 
 #include <atomic>
@@ -28,6 +28,7 @@ class RecordRing {
   // (then returns false). `on_full` runs once per wait so the consumer can be told.
   template <typename OnFull>
   bool push(const void* record, const std::atomic<bool>& abandon, OnFull on_full) {
+    std::lock_guard<std::mutex> producer(push_mu_);
     uint64_t head = head_.load(std::memory_order_relaxed);
     if (head - tail_.load(std::memory_order_acquire) == capacity_) {
       on_full();
@@ -67,6 +68,7 @@ class RecordRing {
   std::vector<uint8_t> slots_;
   std::atomic<uint64_t> head_{0};
   std::atomic<uint64_t> tail_{0};
+  std::mutex push_mu_;  // producers: the drain worker and the conntrack listener
   std::mutex mu_;
   std::condition_variable space_cv_;
 };

@@ -68,6 +68,18 @@ struct flow_counters {
 /* Ring records from the addon to JavaScript: fixed 128-byte slots with a type tag. */
 #define RING_RECORD_SIZE 128
 #define RING_RECORD_FLOW 1
+#define RING_RECORD_CONNTRACK 2
+
+/*
+ * Packets the kernel dropped by policy after the TC program counted them (tp_btf/kfree_skb,
+ * bpf/drop_trace.bpf.c): one entry per (interface, connection, drop reason) per map
+ * generation, drained with the flow maps. The interface is the one whose TC program
+ * counted the packet (its ingress interface, or the egress one for a TC egress drop).
+ */
+struct drop_key {
+	struct flow_key flow; /*  0 */
+	__u32 reason;	      /* 44, enum skb_drop_reason */
+};			      /* 48 */
 
 struct ring_record_header {
 	__u32 type;	 /*  0, RING_RECORD_* */
@@ -75,12 +87,48 @@ struct ring_record_header {
 };
 
 struct ring_flow_record {
-	struct ring_record_header hdr;	    /*   0 */
-	struct flow_key key;		    /*   8 */
-	__u32 _pad;			    /*  52 */
-	struct flow_counters counters;	    /*  56 */
-	__u8 _tail[RING_RECORD_SIZE - 120]; /* 120 */
-};					    /* 128 */
+	struct ring_record_header hdr; /*   0 */
+	struct flow_key key;	       /*   8 */
+	__u32 _pad;		       /*  52 */
+	struct flow_counters counters; /*  56 */
+	__u32 drop_reason;	       /* 120, 0: counted by TC; else the packets were dropped
+					*      (enum skb_drop_reason) after TC counted them */
+	__u32 _pad2;		       /* 124 */
+};				       /* 128 */
+
+/* Conntrack events (addon/src/conntrack.cc), from the host's or a chosen netns. */
+#define CT_EVENT_NEW 1
+#define CT_EVENT_DESTROY 2
+#define CT_EVENT_DUMP 3 /* existed at start or at a resync (a dump, not an event) */
+
+#define CT_FLAG_SYNTHETIC 0x01 /* DESTROY inferred by a resync: no counters, time = resync */
+#define CT_FLAG_COUNTERS 0x02  /* packets/bytes are valid (nf_conntrack_acct=1) */
+
+/*
+ * One direction of a conntrack entry. Addresses IPv4-mapped, network order; ports host
+ * order. ICMP echo: the identifier in both ports; other ICMP: (type << 8 | code) in both,
+ * as in struct flow_key.
+ */
+struct ct_tuple {
+	__u8 src[16]; /*  0 */
+	__u8 dst[16]; /* 16 */
+	__u16 sport;  /* 32 */
+	__u16 dport;  /* 34 */
+};		      /* 36 */
+
+struct ring_conntrack_record {
+	struct ring_record_header hdr; /*   0 */
+	__u8 event;		       /*   8, CT_EVENT_* */
+	__u8 proto;		       /*   9 */
+	__u8 family;		       /*  10, 4 or 6 */
+	__u8 flags;		       /*  11, CT_FLAG_* */
+	__u32 id;		       /*  12, conntrack id (unique among live entries) */
+	struct ct_tuple orig;	       /*  16, as the initiator sent it (pre-DNAT destination) */
+	struct ct_tuple reply;	       /*  52, as the responder answers (post-DNAT source) */
+	__u64 packets[2];	       /*  88, [0] original, [1] reply direction (DESTROY: final) */
+	__u64 bytes[2];		       /* 104 */
+	__u64 time_ns;		       /* 120, Unix ns: event receipt, or conntrack's stop time */
+};				       /* 128 */
 
 /* Per-CPU failure and event counters (index into the flow_stats array map). */
 enum flow_stat {
@@ -97,6 +145,10 @@ enum flow_stat {
 	FLOW_STAT_LOST_BYTES,
 	FLOW_STAT_CT_LOOKUPS, /* conntrack lookups to find a mid-stream initiator */
 	FLOW_STAT_CT_HITS,
+	FLOW_STAT_DROPS_POLICY,	   /* policy drops on watched interfaces (deny records) */
+	FLOW_STAT_DROPS_UNWATCHED, /* policy drops on interfaces we do not watch */
+	FLOW_STAT_DROPS_OTHER,	   /* non-policy drops (no socket, queue full, ...) */
+	FLOW_STAT_DROP_INSERT_FAILED,
 	FLOW_STAT_MAX,
 };
 

@@ -1,8 +1,8 @@
 // The typed surface over the addon: validates options, pumps ring records through one
 // reusable view to the caller, and turns drain cycles into promises.
 import { EventEmitter } from 'node:events';
-import { FlowRecordView } from './decode.ts';
-import { RING_RECORD_FLOW, RING_RECORD_SIZE } from './layout.ts';
+import { ConntrackEventView, FlowRecordView } from './decode.ts';
+import { RING_RECORD_CONNTRACK, RING_RECORD_FLOW, RING_RECORD_SIZE } from './layout.ts';
 import {
   loadNative,
   type NativeDatapath,
@@ -10,7 +10,7 @@ import {
   type NativeEventKind,
   type NativeOptions,
 } from './native.ts';
-import type { ConnectionUpdate } from './types.ts';
+import type { ConnectionUpdate, ConntrackEvent } from './types.ts';
 
 export interface DatapathOptions {
   /** Interface name globs (fnmatch), e.g. ['cali*', 'eth0']. */
@@ -25,6 +25,18 @@ export interface DatapathOptions {
   ringRecords?: number;
   /** Ask the host's conntrack who opened a connection first seen mid-stream. */
   useConntrack?: boolean;
+  /** Listen to conntrack NEW/DESTROY events (after a dump of what exists). */
+  conntrackEvents?: boolean;
+  /** Network namespace of that conntrack: a name in /run/netns or a path; '' = our own. */
+  conntrackNetns?: string;
+  /** Receive buffer of the event socket (SO_RCVBUFFORCE); an overrun triggers a resync. */
+  conntrackRcvbufBytes?: number;
+  /** Re-dump and reconcile every so often (0: only after an overrun). */
+  conntrackResyncMs?: number;
+  /** Trace policy drops (tp_btf/kfree_skb) into deny records. */
+  dropTracing?: boolean;
+  /** Entries per drop map generation. */
+  maxDropFlows?: number;
 }
 
 export interface InterfaceEvent {
@@ -66,6 +78,20 @@ export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
   if (!['auto', 'tcx', 'clsact'].includes(attachMode)) {
     throw new DatapathOptionError('attachMode', attachMode, "must be 'auto', 'tcx' or 'clsact'");
   }
+  const netns = o.conntrackNetns ?? '';
+  if (typeof netns !== 'string' || netns.length > 255 || (!netns.startsWith('/') && netns.includes('/'))) {
+    throw new DatapathOptionError(
+      'conntrackNetns',
+      netns,
+      "must be '' (our own), a name in /run/netns, or an absolute path such as /proc/PID/ns/net",
+    );
+  }
+  const resync = o.conntrackResyncMs ?? 0;
+  if (resync !== 0) intIn('conntrackResyncMs', resync, 1000, 3_600_000);
+  for (const f of ['useConntrack', 'conntrackEvents', 'dropTracing'] as const) {
+    if (o[f] !== undefined && typeof o[f] !== 'boolean')
+      throw new DatapathOptionError(f, o[f], 'must be true or false');
+  }
   return {
     interfaces: [...o.interfaces],
     attachMode,
@@ -73,6 +99,17 @@ export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
     drainIntervalMs: intIn('drainIntervalMs', o.drainIntervalMs ?? 1000, 10, 60000),
     ringRecords: intIn('ringRecords', o.ringRecords ?? 65536, 1024, 16 * 1024 * 1024),
     useConntrack: o.useConntrack ?? true,
+    conntrackEvents: o.conntrackEvents ?? false,
+    conntrackNetns: netns,
+    conntrackRcvbufBytes: intIn(
+      'conntrackRcvbufBytes',
+      o.conntrackRcvbufBytes ?? 8 * 1024 * 1024,
+      1024,
+      1 << 30,
+    ),
+    conntrackResyncMs: resync,
+    dropTracing: o.dropTracing ?? false,
+    maxDropFlows: intIn('maxDropFlows', o.maxDropFlows ?? 16384, 1024, 1024 * 1024),
   };
 }
 
@@ -81,8 +118,10 @@ const READ_RECORDS = 8192;
 export class FlowDatapath extends EventEmitter {
   readonly #native: NativeDatapath;
   readonly #onUpdate: (u: ConnectionUpdate) => void;
+  readonly #onConntrack: ((e: ConntrackEvent) => void) | undefined;
   readonly #buf = new Uint8Array(READ_RECORDS * RING_RECORD_SIZE);
   readonly #view: FlowRecordView;
+  readonly #ctView: ConntrackEventView;
   readonly #names = new Map<number, string>();
   #forgetAfterCycle: number[] = [];
   #completedCycle = 0;
@@ -92,14 +131,27 @@ export class FlowDatapath extends EventEmitter {
 
   /**
    * Loads and attaches the programs. `onUpdate` gets one reused view per record; copy
-   * what you keep, the view changes on the next record.
+   * what you keep, the view changes on the next record. `onConntrack` gets conntrack
+   * events (with `conntrackEvents`), in the order the listener produced them.
    */
-  constructor(options: DatapathOptions, onUpdate: (u: ConnectionUpdate) => void) {
+  constructor(
+    options: DatapathOptions,
+    onUpdate: (u: ConnectionUpdate) => void,
+    onConntrack?: (e: ConntrackEvent) => void,
+  ) {
     super();
     const opts = validateDatapathOptions(options);
     this.#onUpdate = onUpdate;
-    this.#view = new FlowRecordView(this.#buf, (i) => this.#names.get(i) ?? '');
-    const { Datapath } = loadNative();
+    this.#onConntrack = onConntrack;
+    const native = loadNative();
+    const reasons = native.dropReasonNames;
+    this.#view = new FlowRecordView(
+      this.#buf,
+      (i) => this.#names.get(i) ?? '',
+      (r) => reasons[r] ?? String(r),
+    );
+    this.#ctView = new ConntrackEventView(this.#buf);
+    const { Datapath } = native;
     this.#native = new Datapath(opts, (kind, info) => this.#onEvent(kind, info));
     for (const i of this.#native.interfaces()) this.#names.set(i.ifindex, i.name);
   }
@@ -161,7 +213,12 @@ export class FlowDatapath extends EventEmitter {
     for (;;) {
       const n = this.#native.read(this.#buf);
       for (let i = 0; i < n; i++) {
-        if (this.#view.at(i) === RING_RECORD_FLOW) this.#onUpdate(this.#view);
+        const type = this.#view.at(i);
+        if (type === RING_RECORD_FLOW) this.#onUpdate(this.#view);
+        else if (type === RING_RECORD_CONNTRACK && this.#onConntrack !== undefined) {
+          this.#ctView.at(i);
+          this.#onConntrack(this.#ctView);
+        }
       }
       if (n < READ_RECORDS) return;
     }
@@ -199,6 +256,9 @@ export class FlowDatapath extends EventEmitter {
         return;
       case 'error':
         this.emit('datapath-error', info);
+        return;
+      case 'conntrack-overrun':
+        this.emit('conntrack-overrun', info);
         return;
       case 'stopped':
         this.#pump();

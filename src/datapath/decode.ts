@@ -1,8 +1,16 @@
 // Decodes ring records in place: one reusable view over the caller's buffer, so no
 // object is made per record. Field getters read the DataView on demand.
 
-import { FlowCounters, FlowKey, Ring } from './layout.ts';
-import type { ConnectionUpdate, Hook, InitiatorHow } from './types.ts';
+import {
+  CT_FLAG_COUNTERS,
+  CT_FLAG_SYNTHETIC,
+  CtRecord,
+  CtTuple,
+  FlowCounters,
+  FlowKey,
+  Ring,
+} from './layout.ts';
+import type { ConnectionUpdate, ConntrackEvent, ConntrackEventType, Hook, InitiatorHow } from './types.ts';
 
 const K = Ring.key;
 const C = Ring.counters;
@@ -44,12 +52,18 @@ export class FlowRecordView implements ConnectionUpdate {
   private readonly buf: Buffer;
   private base = 0;
   private interfaceNames: (ifindex: number) => string;
+  private dropReasonNames: (reason: number) => string;
 
-  constructor(into: Uint8Array, interfaceNames: (ifindex: number) => string = () => '') {
+  constructor(
+    into: Uint8Array,
+    interfaceNames: (ifindex: number) => string = () => '',
+    dropReasonNames: (reason: number) => string = String,
+  ) {
     this.bytes = into;
     this.dv = new DataView(into.buffer, into.byteOffset, into.byteLength);
     this.buf = Buffer.from(into.buffer, into.byteOffset, into.byteLength);
     this.interfaceNames = interfaceNames;
+    this.dropReasonNames = dropReasonNames;
   }
 
   /** Points the view at record `index` of the buffer; returns the record type. */
@@ -155,5 +169,100 @@ export class FlowRecordView implements ConnectionUpdate {
   }
   get firstFromInitiator(): boolean {
     return this.u8(C + FlowCounters.first_dir) === this.initiatorSide;
+  }
+  get dropReason(): number {
+    return this.dv.getUint32(this.base + Ring.drop_reason, true);
+  }
+  get dropReasonName(): string {
+    const r = this.dropReason;
+    return r === 0 ? '' : this.dropReasonNames(r);
+  }
+}
+
+/** A reusable view of conntrack ring records (RING_RECORD_CONNTRACK). */
+export class ConntrackEventView implements ConntrackEvent {
+  private readonly bytes: Uint8Array;
+  private readonly dv: DataView;
+  private base = 0;
+
+  constructor(into: Uint8Array) {
+    this.bytes = into;
+    this.dv = new DataView(into.buffer, into.byteOffset, into.byteLength);
+  }
+
+  /** Points the view at record `index` of the buffer; returns the record type. */
+  at(index: number): number {
+    this.base = index * 128;
+    return this.dv.getUint32(this.base + Ring.type, true);
+  }
+
+  private u64(off: number): number {
+    const lo = this.dv.getUint32(this.base + off, true);
+    const hi = this.dv.getUint32(this.base + off + 4, true);
+    return hi * TWO_32 + lo;
+  }
+  private addr(tuple: number, field: number): string {
+    return formatAddress(this.bytes, this.base + tuple + field, this.family);
+  }
+  private port(tuple: number, field: number): number {
+    return this.dv.getUint16(this.base + tuple + field, true);
+  }
+
+  get type(): ConntrackEventType {
+    return this.bytes[this.base + CtRecord.event] as ConntrackEventType;
+  }
+  get id(): number {
+    return this.dv.getUint32(this.base + CtRecord.id, true);
+  }
+  get proto(): number {
+    return this.bytes[this.base + CtRecord.proto]!;
+  }
+  get family(): 4 | 6 {
+    return this.bytes[this.base + CtRecord.family] === 6 ? 6 : 4;
+  }
+  get synthetic(): boolean {
+    return (this.bytes[this.base + CtRecord.flags]! & CT_FLAG_SYNTHETIC) !== 0;
+  }
+  get hasCounters(): boolean {
+    return (this.bytes[this.base + CtRecord.flags]! & CT_FLAG_COUNTERS) !== 0;
+  }
+  get origSrc(): string {
+    return this.addr(CtRecord.orig, CtTuple.src);
+  }
+  get origDst(): string {
+    return this.addr(CtRecord.orig, CtTuple.dst);
+  }
+  get origSport(): number {
+    return this.port(CtRecord.orig, CtTuple.sport);
+  }
+  get origDport(): number {
+    return this.port(CtRecord.orig, CtTuple.dport);
+  }
+  get replySrc(): string {
+    return this.addr(CtRecord.reply, CtTuple.src);
+  }
+  get replyDst(): string {
+    return this.addr(CtRecord.reply, CtTuple.dst);
+  }
+  get replySport(): number {
+    return this.port(CtRecord.reply, CtTuple.sport);
+  }
+  get replyDport(): number {
+    return this.port(CtRecord.reply, CtTuple.dport);
+  }
+  get origPackets(): number {
+    return this.u64(CtRecord.packets);
+  }
+  get replyPackets(): number {
+    return this.u64(CtRecord.packets + 8);
+  }
+  get origBytes(): number {
+    return this.u64(CtRecord.bytes);
+  }
+  get replyBytes(): number {
+    return this.u64(CtRecord.bytes + 8);
+  }
+  get timeMs(): number {
+    return Math.floor(this.u64(CtRecord.time_ns) / 1e6);
   }
 }

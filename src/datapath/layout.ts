@@ -4,12 +4,43 @@
 
 export const RING_RECORD_SIZE = 128;
 export const RING_RECORD_FLOW = 1;
+export const RING_RECORD_CONNTRACK = 2;
 
 export const Ring = {
   type: 0,
   key: 8,
   counters: 56,
+  drop_reason: 120,
 } as const;
+
+/** struct ring_conntrack_record */
+export const CtRecord = {
+  event: 8,
+  proto: 9,
+  family: 10,
+  flags: 11,
+  id: 12,
+  orig: 16,
+  reply: 52,
+  packets: 88,
+  bytes: 104,
+  time_ns: 120,
+} as const;
+
+/** struct ct_tuple */
+export const CtTuple = {
+  src: 0,
+  dst: 16,
+  sport: 32,
+  dport: 34,
+  size: 36,
+} as const;
+
+export const CT_EVENT_NEW = 1;
+export const CT_EVENT_DESTROY = 2;
+export const CT_EVENT_DUMP = 3;
+export const CT_FLAG_SYNTHETIC = 0x01;
+export const CT_FLAG_COUNTERS = 0x02;
 
 export const FlowKey = {
   ifindex: 0,

@@ -9,7 +9,8 @@ export type NativeEventKind =
   | 'detached'
   | 'attach-failed'
   | 'error'
-  | 'stopped';
+  | 'stopped'
+  | 'conntrack-overrun';
 
 export interface NativeEventInfo {
   cycle?: number;
@@ -27,6 +28,25 @@ export interface NativeOptions {
   drainIntervalMs: number;
   ringRecords: number;
   useConntrack: boolean;
+  conntrackEvents: boolean;
+  conntrackNetns: string;
+  conntrackRcvbufBytes: number;
+  conntrackResyncMs: number;
+  dropTracing: boolean;
+  maxDropFlows: number;
+}
+
+export interface NativeConntrackStats {
+  eventsNew: number;
+  eventsDestroy: number;
+  dumped: number;
+  overruns: number;
+  resyncs: number;
+  syntheticDestroys: number;
+  parseErrors: number;
+  known: number;
+  rcvbufBytes: number;
+  busyNs: number;
 }
 
 export interface NativeStats {
@@ -36,6 +56,9 @@ export interface NativeStats {
   drainNs: number;
   ringFullWaits: number;
   attachFailures: number;
+  conntrack?: NativeConntrackStats;
+  /** Every kernel drop since load, by skb_drop_reason value (as a string). */
+  dropReasons: Record<string, number>;
 }
 
 export interface NativeInterface {
@@ -65,6 +88,8 @@ export interface NativeModule {
   ) => NativeDatapath;
   layout: Record<string, number>;
   statNames: string[];
+  /** enum skb_drop_reason of the running kernel: value -> name without SKB_DROP_REASON_. */
+  dropReasonNames: Record<string, string>;
 }
 
 const candidates = ['../../build/Release/flowlogd.node', '../../build/Debug/flowlogd.node'];

@@ -45,6 +45,8 @@ export interface ConnectionUpdate {
   /** ICMP/ICMPv6 type and code of the first packet; 0 otherwise. */
   readonly icmpType: number;
   readonly icmpCode: number;
+  /** ICMP echo identifier (what conntrack keys ICMP by); absent or 0 otherwise. */
+  readonly icmpId?: number;
   readonly origPackets: number;
   readonly origBytes: number;
   readonly replyPackets: number;
@@ -59,4 +61,47 @@ export interface ConnectionUpdate {
   /** Hook that saw the first packet of this delta, and whether the initiator sent it. */
   readonly firstHook: Hook;
   readonly firstFromInitiator: boolean;
+  /**
+   * 0: packets the TC program counted (allowed as far as we know). Otherwise these are
+   * packets the kernel dropped by policy after TC counted them (enum skb_drop_reason,
+   * name in `dropReasonName`): the aggregator moves them from `allow` to `deny`.
+   * Optional so that hand-built updates (tests, replays) are allowed traffic.
+   */
+  readonly dropReason?: number;
+  readonly dropReasonName?: string;
+}
+
+/** What a conntrack record says happened. */
+export const ConntrackEventType = { new: 1, destroy: 2, dump: 3 } as const;
+export type ConntrackEventType = (typeof ConntrackEventType)[keyof typeof ConntrackEventType];
+
+/**
+ * One conntrack event (NEW, DESTROY) or dumped entry, from the node's conntrack. `orig*`
+ * is the tuple as the initiator sent it (a Service's cluster IP before DNAT), `reply*` as
+ * the responder answers (the backend). For ICMP echo the ports carry the identifier.
+ * Delivered as a reused view: copy what you keep.
+ */
+export interface ConntrackEvent {
+  readonly type: ConntrackEventType;
+  readonly id: number;
+  readonly proto: number;
+  readonly family: 4 | 6;
+  readonly origSrc: string;
+  readonly origDst: string;
+  readonly origSport: number;
+  readonly origDport: number;
+  readonly replySrc: string;
+  readonly replyDst: string;
+  readonly replySport: number;
+  readonly replyDport: number;
+  /** A DESTROY inferred by a resync after lost events (no counters). */
+  readonly synthetic: boolean;
+  /** Whether the counters are valid (nf_conntrack_acct=1). DESTROY: the final ones. */
+  readonly hasCounters: boolean;
+  readonly origPackets: number;
+  readonly origBytes: number;
+  readonly replyPackets: number;
+  readonly replyBytes: number;
+  /** Unix ms: when received, or conntrack's own stop time for a DESTROY when known. */
+  readonly timeMs: number;
 }

@@ -5,8 +5,11 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  CtRecord,
+  CtTuple,
   FlowCounters,
   FlowKey,
+  RING_RECORD_CONNTRACK,
   RING_RECORD_FLOW,
   RING_RECORD_SIZE,
   Ring,
@@ -14,6 +17,7 @@ import {
 import { loadNative } from '../../../src/datapath/native.ts';
 
 const BPF_OBJECT = fileURLToPath(new URL('../../../bpf/.output/flow_tc.bpf.o', import.meta.url));
+const DROP_OBJECT = fileURLToPath(new URL('../../../bpf/.output/drop_trace.bpf.o', import.meta.url));
 
 function tsTable(): Record<string, number> {
   const t: Record<string, number> = {
@@ -22,9 +26,13 @@ function tsTable(): Record<string, number> {
     'ring.type': Ring.type,
     'ring.key': Ring.key,
     'ring.counters': Ring.counters,
+    'ring.drop_reason': Ring.drop_reason,
+    RING_RECORD_CONNTRACK,
   };
   for (const [k, v] of Object.entries(FlowKey)) t[`key.${k}`] = v;
   for (const [k, v] of Object.entries(FlowCounters)) t[`counters.${k}`] = v;
+  for (const [k, v] of Object.entries(CtRecord)) t[`ct.${k}`] = v;
+  for (const [k, v] of Object.entries(CtTuple)) t[`tuple.${k}`] = v;
   return t;
 }
 
@@ -52,4 +60,13 @@ test('TypeScript offsets equal the BTF of the compiled eBPF object', () => {
   });
   assert.deepEqual(btfStruct(dump, 'flow_key'), FlowKey);
   assert.deepEqual(btfStruct(dump, 'flow_counters'), FlowCounters);
+});
+
+test('the drop tracing object keys drops by the same flow_key', () => {
+  const dump = execFileSync('bpftool', ['btf', 'dump', 'file', DROP_OBJECT, 'format', 'raw'], {
+    encoding: 'utf8',
+  });
+  assert.deepEqual(btfStruct(dump, 'flow_key'), FlowKey);
+  assert.deepEqual(btfStruct(dump, 'flow_counters'), FlowCounters);
+  assert.deepEqual(btfStruct(dump, 'drop_key'), { flow: 0, reason: FlowKey.size, size: FlowKey.size + 4 });
 });
