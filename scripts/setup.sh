@@ -12,7 +12,7 @@ NODE_LTS_VERSION=24.21.0   # Node 24 "Krypton" LTS, supported until April 2028
 apt_pkgs=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config make g++ python3
   iproute2 conntrack nftables iptables libmnl-dev libnetfilter-conntrack-dev ethtool
-  procps iputils-ping clang-format
+  procps iputils-ping clang-format iperf3
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do
@@ -37,8 +37,10 @@ fi
 export PATH="$node_dir/bin:$PATH"
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then
-  echo "setup: npm ci" >&2
-  npm ci --ignore-scripts --no-audit --no-fund >/dev/null
+  echo "setup: npm install" >&2
+  # `npm install` honours the lock file's versions; `npm ci` (npm 11.19) rejects a lock
+  # that leaves out other platforms' optional packages (biome's), as npm itself wrote it.
+  npm install --ignore-scripts --no-audit --no-fund >/dev/null
 fi
 
 make -s -C bpf
