@@ -168,6 +168,15 @@ class Conn {
 const q = JSON.stringify;
 
 /**
+ * The same string, flat. Template literals give V8 rope (cons) strings, a tree of nodes
+ * several times the size of the text, kept as long as the string is; trim() flattens.
+ * Only for strings that cannot begin or end with whitespace.
+ */
+function flat(s: string): string {
+  return s.trim();
+}
+
+/**
  * One side (source or destination) of a record key: type, namespace, aggregated name,
  * name and IP as the kind leaves them. Interned by value, so connections between the
  * same endpoints share one Side and its JSON fragments (endpoint pairs repeat a lot).
@@ -192,10 +201,11 @@ class Side {
     this.namespace = ep.namespace;
     this.type = ep.type;
     const f = dest ? '"dest_' : '"source_';
-    this.pre =
+    this.pre = flat(
       `${f}ip":${q(ip)},${f}name":${q(this.name)},${f}name_aggr":${q(this.nameAggr)},` +
-      `${f}namespace":${q(this.namespace)},${f}port":`;
-    this.post = `,${f}type":${q(this.type)},${f}labels":`;
+        `${f}namespace":${q(this.namespace)},${f}port":`,
+    );
+    this.post = flat(`,${f}type":${q(this.type)},${f}labels":`);
   }
 }
 
@@ -214,9 +224,10 @@ class SvcPart {
     this.name = name;
     this.portName = portName;
     this.port = port;
-    this.json =
+    this.json = flat(
       `"dest_service_namespace":${q(namespace)},"dest_service_name":${q(name)},` +
-      `"dest_service_port":${q(portName)},"dest_service_port_num":${port}`;
+        `"dest_service_port":${q(portName)},"dest_service_port_num":${port}`,
+    );
   }
 }
 const NO_SVC = new SvcPart(0, '-', '-', '-', null);
@@ -227,7 +238,7 @@ function parJson(proto: string, action: Action, reporter: Reporter): string {
   const k = `${proto}|${action}|${reporter}`;
   let j = parJsonCache.get(k);
   if (j === undefined) {
-    j = `"proto":${q(proto)},"action":${q(action)},"reporter":${q(reporter)}`;
+    j = flat(`"proto":${q(proto)},"action":${q(action)},"reporter":${q(reporter)}`);
     parJsonCache.set(k, j);
   }
   return j;
@@ -340,7 +351,12 @@ export class FlowAggregator {
   readonly #deny = new Map<string, Conn>();
   // Interned record keys and their parts, swept after every flush of what no connection uses.
   readonly #groups: [Map<string, Group>, Map<string, Group>] = [new Map(), new Map()];
+  /** Every live Side by value; the two indexes below find most without building that key. */
   readonly #sides = new Map<string, Side>();
+  /** [source, destination] Sides with an IP (kinds 0–1), by IP. */
+  readonly #sidesByIp: [Map<string, Side>, Map<string, Side>] = [new Map(), new Map()];
+  /** [source, destination] Sides without IP (kinds 2–3), by endpoint object. */
+  readonly #sidesByEp: [Map<Endpoint, Side>, Map<Endpoint, Side>] = [new Map(), new Map()];
   readonly #svcs = new Map<string, SvcPart>();
   #nextId = 1;
   /** Number of the flush in progress (stamps the groups it fills). */
@@ -579,6 +595,8 @@ export class FlowAggregator {
   #sweep(no: number): void {
     for (const m of this.#groups) for (const [k, g] of m) if (g.stamp !== no) m.delete(k);
     for (const [k, x] of this.#sides) if (x.stamp !== no) this.#sides.delete(k);
+    for (const m of this.#sidesByIp) for (const [k, x] of m) if (x.stamp !== no) m.delete(k);
+    for (const m of this.#sidesByEp) for (const [k, x] of m) if (x.stamp !== no) m.delete(k);
     for (const [k, x] of this.#svcs) if (x.stamp !== no) this.#svcs.delete(k);
   }
 
@@ -657,7 +675,7 @@ export class FlowAggregator {
     const dstPort = kind >= 3 || icmp ? null : c.sPort;
     const reporter: Reporter = c.localIsClient ? 'src' : 'dst';
     // Sides and Services are interned by value, so their ids stand for their fields.
-    const key = `${src.id},${srcPort},${dst.id},${dstPort},${svc.id},${c.proto},${reporter}`;
+    const key = flat(`${src.id},${srcPort},${dst.id},${dstPort},${svc.id},${c.proto},${reporter}`);
     const groups = this.#groups[action === 'allow' ? 0 : 1];
     let g = groups.get(key);
     if (g === undefined) {
@@ -669,20 +687,38 @@ export class FlowAggregator {
   }
 
   #side(dest: boolean, ip: string | null, ep: Endpoint, aggregated: boolean): Side {
-    // '\u0001' cannot occur in names, IPs or numbers: an unambiguous separator.
+    const role = dest ? 1 : 0;
     const name = aggregated ? '-' : ep.name;
-    const key = `${dest ? 'd' : 's'}${ip}\u0001${ep.type}\u0001${ep.namespace}\u0001${ep.nameAggr}\u0001${name}`;
-    let x = this.#sides.get(key);
+    let x: Side | undefined;
+    if (ip === null) {
+      x = this.#sidesByEp[role].get(ep);
+      if (x !== undefined) return x;
+    } else {
+      x = this.#sidesByIp[role].get(ip);
+      if (
+        x !== undefined &&
+        x.name === name &&
+        x.nameAggr === ep.nameAggr &&
+        x.namespace === ep.namespace &&
+        x.type === ep.type
+      )
+        return x;
+    }
+    // '\u0001' cannot occur in names, IPs or numbers: an unambiguous separator.
+    const key = flat(`${role}${ip}\u0001${ep.type}\u0001${ep.namespace}\u0001${ep.nameAggr}\u0001${name}|`);
+    x = this.#sides.get(key);
     if (x === undefined) {
       x = new Side(this.#nextId++, dest, ip, ep, aggregated);
       this.#sides.set(key, x);
     }
+    if (ip === null) this.#sidesByEp[role].set(ep, x);
+    else if (!this.#sidesByIp[role].has(ip)) this.#sidesByIp[role].set(ip, x);
     return x;
   }
 
   #svc(svc: ServiceRef, kind: AggregationKind): SvcPart {
     const portName = kind >= 3 || svc.portName === '' ? '-' : svc.portName;
-    const key = `${svc.namespace}\u0001${svc.name}\u0001${portName}\u0001${svc.port}`;
+    const key = flat(`${svc.namespace}\u0001${svc.name}\u0001${portName}\u0001${svc.port}|`);
     let x = this.#svcs.get(key);
     if (x === undefined) {
       x = new SvcPart(this.#nextId++, svc.namespace, svc.name, portName, svc.port);
