@@ -37,33 +37,82 @@ export async function demo(write: (s: string) => void): Promise<void> {
     for (const kind of [0, 1, 2, 3]) {
       daemons.push(
         new Flowlogd([
-          '--metadata', metadata,
-          '--interfaces', 'cali*',
-          '--node-name', cluster.nodeName,
-          '--flow-logs-flush-interval', '1h',
-          '--flow-logs-file-aggregation-kind-for-allowed', String(kind),
+          '--metadata',
+          metadata,
+          '--interfaces',
+          'cali*',
+          '--node-name',
+          cluster.nodeName,
+          '--flow-logs-flush-interval',
+          '1h',
+          '--flow-logs-file-aggregation-kind-for-allowed',
+          String(kind),
         ]),
       );
     }
     await Promise.all(daemons.map((d) => d.started));
-    write('traffic: each access pod -> each nginx pod: 2 TCP connections, 1 UDP flow, 2 pings; unknown -> nginx: 1 TCP\n');
+    write(
+      'traffic: each access pod -> each nginx pod: 2 TCP connections, 1 UDP flow, 2 pings; unknown -> nginx: 1 TCP\n',
+    );
     const servers = nginx.pods.map((p) => p.ipv4).join(',');
     await Promise.all([
       ...access.pods.map((c) =>
-        lab.traffic(c, ['tcp', '--host', servers, '--port', '80', '--conns', '2', '--send', '1000', '--recv', '20000']),
+        lab.traffic(c, [
+          'tcp',
+          '--host',
+          servers,
+          '--port',
+          '80',
+          '--conns',
+          '2',
+          '--send',
+          '1000',
+          '--recv',
+          '20000',
+        ]),
       ),
       ...access.pods.map((c) =>
-        lab.traffic(c, ['udp', '--host', servers, '--port', '80', '--flows', '1', '--datagrams', '2', '--size', '100']),
+        lab.traffic(c, [
+          'udp',
+          '--host',
+          servers,
+          '--port',
+          '80',
+          '--flows',
+          '1',
+          '--datagrams',
+          '2',
+          '--size',
+          '100',
+        ]),
       ),
-      lab.traffic(stranger, ['tcp', '--host', nginx.pods[0]!.ipv4, '--port', '80', '--conns', '1', '--send', '300', '--recv', '300']),
+      lab.traffic(stranger, [
+        'tcp',
+        '--host',
+        nginx.pods[0]!.ipv4,
+        '--port',
+        '80',
+        '--conns',
+        '1',
+        '--send',
+        '300',
+        '--recv',
+        '300',
+      ]),
     ]);
     for (const c of access.pods) for (const s of nginx.pods) lab.ping(c, s.ipv4, 2);
     for (const d of daemons) await d.stop(); // SIGTERM: each writes its final flush
     for (const [kind, d] of daemons.entries()) {
       const recs = d.records().filter((r) => r.proto !== 'icmp6');
-      write(`\n=== aggregation kind ${KIND_NAMES[kind]}: ${recs.length} records (flows.log in ${d.dir}) ===\n`);
-      write(`${'reporter'.padEnd(9)}${'source'.padEnd(52)}${'destination'.padEnd(52)}proto  flows  bytes in/out\n`);
-      const sorted = recs.sort((a, b) => `${a.reporter}${side(a, 'source')}`.localeCompare(`${b.reporter}${side(b, 'source')}`));
+      write(
+        `\n=== aggregation kind ${KIND_NAMES[kind]}: ${recs.length} records (flows.log in ${d.dir}) ===\n`,
+      );
+      write(
+        `${'reporter'.padEnd(9)}${'source'.padEnd(52)}${'destination'.padEnd(52)}proto  flows  bytes in/out\n`,
+      );
+      const sorted = recs.sort((a, b) =>
+        `${a.reporter}${side(a, 'source')}`.localeCompare(`${b.reporter}${side(b, 'source')}`),
+      );
       for (const r of sorted) {
         write(
           `${String(r.reporter).padEnd(9)}${side(r, 'source').padEnd(52)}${side(r, 'dest').padEnd(52)}${String(r.proto).padEnd(7)}${String(r.num_flows).padEnd(7)}${r.bytes_in}/${r.bytes_out}\n`,

@@ -33,7 +33,6 @@ export class Daemon {
   readonly #log: Logger;
   #config: Config;
   readonly #source: MetadataSource;
-  readonly #resolver: EndpointResolver;
   readonly #aggregator: FlowAggregator;
   readonly #datapath: FlowDatapath;
   readonly #sink: FanoutSink;
@@ -47,7 +46,6 @@ export class Daemon {
   private constructor(
     opts: DaemonOptions,
     source: MetadataSource,
-    resolver: EndpointResolver,
     aggregator: FlowAggregator,
     datapath: FlowDatapath,
     sink: FanoutSink,
@@ -55,7 +53,6 @@ export class Daemon {
     this.#config = opts.config;
     this.#log = opts.logger;
     this.#source = source;
-    this.#resolver = resolver;
     this.#aggregator = aggregator;
     this.#datapath = datapath;
     this.#sink = sink;
@@ -113,7 +110,7 @@ export class Daemon {
       await sink.close();
       throw err;
     }
-    const d = new Daemon(opts, source, resolver, aggregator, datapath, sink);
+    const d = new Daemon(opts, source, aggregator, datapath, sink);
     datapath.on('attached', (e) => log.info({ interface: e.name, mode: e.mode }, 'attached'));
     datapath.on('detached', (e) => log.info({ interface: e.name }, 'detached'));
     datapath.on('attach-failed', (e) =>
