@@ -13,9 +13,15 @@
  * entry up just before the drain deleted it.
  * max_entries is set by the addon before load.
  */
+#ifdef FLOW_BENCH_PERCPU
+#define FLOW_MAP_TYPE BPF_MAP_TYPE_PERCPU_HASH /* benchmark variant only */
+#else
+#define FLOW_MAP_TYPE BPF_MAP_TYPE_HASH
+#endif
+
 #define FLOW_MAP_DEF(name)                                                                         \
 	struct {                                                                                   \
-		__uint(type, BPF_MAP_TYPE_HASH);                                                   \
+		__uint(type, FLOW_MAP_TYPE);                                                       \
 		__uint(max_entries, 65536);                                                        \
 		__type(key, struct flow_key);                                                      \
 		__type(value, struct flow_counters);                                               \

@@ -1,0 +1,23 @@
+// npm run bench [-- NAME...]: runs each benchmark in its own process (so one's memory or
+// kernel state never colours another's) and prints their Markdown to stdout.
+// Names: the files bench/NAME.bench.ts. Figures go to BENCHMARKS.md with this command.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+const here = fileURLToPath(new URL('.', import.meta.url));
+const all = readdirSync(here)
+  .filter((f) => f.endsWith('.bench.ts') && !f.startsWith('_'))
+  .map((f) => f.replace(/\.bench\.ts$/, ''));
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+const names = wanted.length ? wanted : all;
+for (const n of names) if (!all.includes(n)) throw new Error(`no benchmark ${n}; have: ${all.join(', ')}`);
+
+execFileSync('make', ['-s', '-C', fileURLToPath(new URL('../bpf', import.meta.url)), 'bench'], { stdio: 'inherit' });
+let failed = 0;
+for (const n of names) {
+  process.stderr.write(`bench: ${n}\n`);
+  const r = spawnSync(process.execPath, ['--expose-gc', `${here}${n}.bench.ts`], { stdio: 'inherit' });
+  if (r.status !== 0) failed++;
+}
+process.exitCode = failed ? 1 : 0;
