@@ -8,9 +8,16 @@
 // state to leak: a key exists in a flush exactly when some connection mapped to it was
 // active in the interval (new, carried over while open, or completed in it).
 
-import { type ConnectionUpdate, Hook, InitiatorHow, TcpFlag } from '../datapath/types.ts';
+import {
+  type ConnectionUpdate,
+  type ConntrackEvent,
+  Hook,
+  InitiatorHow,
+  TcpFlag,
+} from '../datapath/types.ts';
 import type { Labels } from '../enrich/kube.ts';
 import type { Endpoint, EndpointResolver, ServiceRef } from '../enrich/resolver.ts';
+import { type CtEntry, entryOf, isStart, tupleKey } from './conntrack.ts';
 import { DEFAULT_WORKLOAD_INTERFACES, InterfaceClassifier } from './interfaces.ts';
 import {
   type Action,
@@ -46,7 +53,15 @@ export interface AggregatorOptions {
   readonly workloadInterfaces?: readonly string[];
   /** Connection table bound; updates of new connections beyond it are dropped and counted. */
   readonly maxConnections?: number;
+  /**
+   * Called when the lifecycle source is decided or changes: 'conntrack' once conntrack
+   * events arrive (NEW/DESTROY start and end connections it tracks), 'tcp-flags+idle'
+   * before (FIN/RST and idle timeouts only). For the daemon's log.
+   */
+  readonly onLifecycleSource?: (source: LifecycleSource) => void;
 }
+
+export type LifecycleSource = 'conntrack' | 'tcp-flags+idle';
 
 export type ReconfigurableOptions = Pick<
   AggregatorOptions,
@@ -84,6 +99,15 @@ export interface AggregatorStats {
   reoriented: number;
   flushes: number;
   records: number;
+  /** Conntrack events observed; live entries known; connections joined to an entry. */
+  conntrackEvents: number;
+  conntrackEntries: number;
+  conntrackJoined: number;
+  /** Connections completed by a conntrack DESTROY (rather than FIN/RST or idle timeout). */
+  conntrackCompleted: number;
+  /** Denied packets moved from an allow connection to its deny twin, and what could not be (no allow side). */
+  deniedMoved: number;
+  lifecycleSource: LifecycleSource;
 }
 
 const OPEN = 0;
@@ -118,6 +142,20 @@ class Conn {
   keyStamp = -1;
   /** The record this connection folds into (interned, shared with like connections). */
   group: Group | null = null;
+  /** Direction-free 5-tuple (conntrack join), the conntrack entry, the Service's address. */
+  tk = '';
+  ct: CtEntry<Conn> | null = null;
+  svcIp: string | null = null;
+  svcPort = 0;
+  /** Allow side: some packets were moved to deny; lifetime net allowed packets; not yet subtracted. */
+  denied = false;
+  netP = 0;
+  debtC2sP = 0;
+  debtC2sB = 0;
+  debtS2cP = 0;
+  debtS2cB = 0;
+  /** Deny side: the kernel's drop reason name. */
+  dropReason = '';
 
   constructor(u: ConnectionUpdate, localIsInitiator: boolean) {
     this.proto = u.proto;
@@ -232,13 +270,17 @@ class SvcPart {
 }
 const NO_SVC = new SvcPart(0, '-', '-', '-', null);
 
-/** `"proto":…,"action":…,"reporter":…` for each combination (bounded: 256 × 2 × 2). */
+/**
+ * `"proto":…,"action":…,"reporter":…` (and `"drop_reason":…` for deny records) for each
+ * combination (bounded: 256 × 2 × 2 × the kernel's drop reasons).
+ */
 const parJsonCache = new Map<string, string>();
-function parJson(proto: string, action: Action, reporter: Reporter): string {
-  const k = `${proto}|${action}|${reporter}`;
+function parJson(proto: string, action: Action, reporter: Reporter, dropReason: string): string {
+  const k = `${proto}|${action}|${reporter}|${dropReason}`;
   let j = parJsonCache.get(k);
   if (j === undefined) {
-    j = flat(`"proto":${q(proto)},"action":${q(action)},"reporter":${q(reporter)}`);
+    const drop = dropReason === '' ? '' : `,"drop_reason":${q(dropReason)}`;
+    j = flat(`"proto":${q(proto)},"action":${q(action)},"reporter":${q(reporter)}${drop}`);
     parJsonCache.set(k, j);
   }
   return j;
@@ -258,6 +300,8 @@ class Group {
   readonly proto: string;
   readonly action: Action;
   readonly reporter: Reporter;
+  /** Deny records: the kernel's drop reason ('' for allow). */
+  readonly dropReason: string;
   readonly par: string;
   /** Flush whose record the counters below belong to. */
   stamp = 0;
@@ -280,6 +324,7 @@ class Group {
     proto: string,
     action: Action,
     reporter: Reporter,
+    dropReason: string,
   ) {
     this.key = key;
     this.src = src;
@@ -290,7 +335,8 @@ class Group {
     this.proto = proto;
     this.action = action;
     this.reporter = reporter;
-    this.par = parJson(proto, action, reporter);
+    this.dropReason = dropReason;
+    this.par = parJson(proto, action, reporter, dropReason);
   }
 }
 
@@ -349,6 +395,11 @@ export class FlowAggregator {
   #optsVersion = 0;
   readonly #allow = new Map<string, Conn>();
   readonly #deny = new Map<string, Conn>();
+  // Conntrack join: live entries by id and by tuple key; connections waiting for theirs.
+  readonly #ctById = new Map<number, CtEntry<Conn>>();
+  readonly #ct = new Map<string, CtEntry<Conn>>();
+  readonly #pending = new Map<string, Conn[]>();
+  readonly #onLifecycle: ((source: LifecycleSource) => void) | undefined;
   // Interned record keys and their parts, swept after every flush of what no connection uses.
   readonly #groups: [Map<string, Group>, Map<string, Group>] = [new Map(), new Map()];
   /** Every live Side by value; the two indexes below find most without building that key. */
@@ -374,6 +425,12 @@ export class FlowAggregator {
     reoriented: 0,
     flushes: 0,
     records: 0,
+    conntrackEvents: 0,
+    conntrackEntries: 0,
+    conntrackJoined: 0,
+    conntrackCompleted: 0,
+    deniedMoved: 0,
+    lifecycleSource: 'tcp-flags+idle',
   };
 
   constructor(opts: AggregatorOptions) {
@@ -390,6 +447,8 @@ export class FlowAggregator {
     this.#includeService = opts.includeService ?? true;
     this.#idleMs = opts.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
     this.#tcpIdleMs = opts.tcpIdleTimeoutMs ?? DEFAULT_TCP_IDLE_TIMEOUT_MS;
+    this.#onLifecycle = opts.onLifecycleSource;
+    this.#onLifecycle?.('tcp-flags+idle');
   }
 
   /** Applies new settings (SIGHUP) from the next flush on; counts are kept. */
@@ -404,9 +463,15 @@ export class FlowAggregator {
     this.#optsVersion++;
   }
 
-  observe(u: ConnectionUpdate, action: Action = 'allow'): void {
+  /**
+   * One datapath update. The action defaults from the update: packets the kernel dropped
+   * by policy (`dropReason` set) are `deny` and are taken off the allow side, where TC
+   * had counted them before the drop.
+   */
+  observe(u: ConnectionUpdate, action?: Action): void {
     this.#stats.updates++;
-    const deny = action === 'deny';
+    const deny = (action ?? (u.dropReason ? 'deny' : 'allow')) === 'deny';
+    if (deny && u.dropReason) this.#moveDenied(u);
     if (!this.#enabled[deny ? 1 : 0]) {
       this.#stats.ignoredDisabled++;
       return;
@@ -418,6 +483,14 @@ export class FlowAggregator {
       if (created === null) return;
       c = created;
       table.set(u.key, c);
+      if (deny) {
+        c.dropReason = u.dropReasonName ?? '';
+        // Orient like the allowed side when there is one (drops know no initiator).
+        const a = this.#allow.get(u.key);
+        if (a !== undefined && a.cIp !== c.cIp) c.swap();
+        if (a !== undefined) c.how = a.how;
+      }
+      this.#joinNew(c, u);
     } else if (c.state === CLOSED && this.#isNewTcpOpen(u)) {
       c.restart(u); // the 5-tuple was reused for a new connection
     }
@@ -450,6 +523,10 @@ export class FlowAggregator {
     }
     if (u.lastSeenMs > c.lastSeenMs) c.lastSeenMs = u.lastSeenMs;
     c.active = true;
+    if (!deny) {
+      c.netP += u.origPackets + u.replyPackets;
+      if (c.denied) this.#payDebt(c);
+    }
     if (c.proto === 6 && !c.ended) {
       if (((cFlags | sFlags) & TcpFlag.RST) !== 0) c.ended = true;
       else {
@@ -531,6 +608,7 @@ export class FlowAggregator {
         proto: g.proto,
         action: g.action,
         reporter: g.reporter,
+        ...(g.dropReason === '' ? {} : { drop_reason: g.dropReason }),
         policies,
         bytes_in: g.bytesIn,
         bytes_out: g.bytesOut,
@@ -585,6 +663,7 @@ export class FlowAggregator {
     this.#collect(this.#allow, 0, endTimeMs, groups, no);
     this.#collect(this.#deny, 1, endTimeMs, groups, no);
     this.#sweep(no);
+    this.#pending.clear(); // not joined by now: conntrack does not track them
     this.#intervalStartMs = endTimeMs;
     this.#stats.flushes++;
     this.#stats.records += groups.length;
@@ -616,14 +695,23 @@ export class FlowAggregator {
           continue;
         }
       } else {
-        if (!c.ended && c.lastSeenMs + (c.proto === 6 ? this.#tcpIdleMs : this.#idleMs) <= endMs)
-          c.ended = true;
+        // A connection conntrack tracks ends with its DESTROY (the TCP idle timeout stays
+        // as a safety net); others (no conntrack, or denied before conntrack confirmed
+        // them) by idle timeout.
+        const idle = c.proto === 6 || c.ct !== null ? this.#tcpIdleMs : this.#idleMs;
+        if (!c.ended && c.lastSeenMs + idle <= endMs) c.ended = true;
         completes = c.ended;
+      }
+      if (c.denied && c.netP <= 0 && a === 0) {
+        // Every packet of it was denied: it exists only as a deny record.
+        if (completes) table.delete(k);
+        c.reported = true;
+        continue;
       }
       if (c.resolvedVersion !== version) {
         c.srcEp = resolver.resolve(c.cIp, c.firstSeenMs);
         c.dstEp = resolver.resolve(c.sIp, c.firstSeenMs);
-        c.svc = resolver.service(c.sIp, c.sPort, c.proto);
+        c.svc = resolver.service(c.svcIp ?? c.sIp, c.svcIp === null ? c.sPort : c.svcPort, c.proto);
         c.resolvedVersion = version;
       }
       if (c.keyStamp !== stamp) this.#buildKey(c, kind, action, stamp);
@@ -675,11 +763,14 @@ export class FlowAggregator {
     const dstPort = kind >= 3 || icmp ? null : c.sPort;
     const reporter: Reporter = c.localIsClient ? 'src' : 'dst';
     // Sides and Services are interned by value, so their ids stand for their fields.
-    const key = flat(`${src.id},${srcPort},${dst.id},${dstPort},${svc.id},${c.proto},${reporter}`);
+    const dropReason = action === 'deny' ? c.dropReason : '';
+    const key = flat(
+      `${src.id},${srcPort},${dst.id},${dstPort},${svc.id},${c.proto},${reporter},${dropReason}`,
+    );
     const groups = this.#groups[action === 'allow' ? 0 : 1];
     let g = groups.get(key);
     if (g === undefined) {
-      g = new Group(key, src, dst, srcPort, dstPort, svc, protoName(c.proto), action, reporter);
+      g = new Group(key, src, dst, srcPort, dstPort, svc, protoName(c.proto), action, reporter, dropReason);
       groups.set(key, g);
     }
     c.group = g;
@@ -729,6 +820,140 @@ export class FlowAggregator {
 
   stats(): AggregatorStats {
     this.#stats.connections = this.#allow.size + this.#deny.size;
+    this.#stats.conntrackEntries = this.#ctById.size;
     return { ...this.#stats };
+  }
+
+  /**
+   * One conntrack event or dumped entry. NEW/DUMP joins the entry to the connections of
+   * its tuples (and NAT: the client's side shows the backend, both sides the Service);
+   * DESTROY completes them. Idempotent: a repeated DESTROY changes nothing.
+   */
+  observeConntrack(e: ConntrackEvent): void {
+    this.#stats.conntrackEvents++;
+    if (this.#stats.lifecycleSource !== 'conntrack') {
+      this.#stats.lifecycleSource = 'conntrack';
+      this.#onLifecycle?.('conntrack');
+    }
+    if (isStart(e)) {
+      if (this.#ctById.has(e.id)) return;
+      const entry = entryOf<Conn>(e);
+      this.#ctById.set(e.id, entry);
+      this.#ct.set(entry.origKey, entry);
+      if (entry.replyKey !== entry.origKey) this.#ct.set(entry.replyKey, entry);
+      for (const k of entry.replyKey === entry.origKey ? [entry.origKey] : [entry.origKey, entry.replyKey]) {
+        const waiting = this.#pending.get(k);
+        if (waiting === undefined) continue;
+        this.#pending.delete(k);
+        for (const c of waiting) this.#join(c, entry);
+      }
+      return;
+    }
+    // DESTROY: by id, else by tuple (the listener may have missed the NEW).
+    let entry = this.#ctById.get(e.id);
+    if (entry === undefined) {
+      const k = tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport);
+      entry = this.#ct.get(k);
+      if (entry === undefined) {
+        const late = entryOf<Conn>(e);
+        for (const key of [late.origKey, late.replyKey]) {
+          for (const c of this.#pending.get(key) ?? []) this.#complete(c);
+          this.#pending.delete(key);
+        }
+        return;
+      }
+    }
+    this.#ctById.delete(entry.id);
+    if (this.#ct.get(entry.origKey) === entry) this.#ct.delete(entry.origKey);
+    if (this.#ct.get(entry.replyKey) === entry) this.#ct.delete(entry.replyKey);
+    for (const c of entry.conns) this.#complete(c);
+  }
+
+  #complete(c: Conn): void {
+    if (c.state !== OPEN || c.ended) return;
+    c.ended = true;
+    this.#stats.conntrackCompleted++;
+  }
+
+  /** Joins a new connection to its conntrack entry, or waits for one until the next flush. */
+  #joinNew(c: Conn, u: ConnectionUpdate): void {
+    const icmp = isIcmp(c.proto);
+    const id = icmp ? (u.icmpId ?? 0) : 0;
+    c.tk = tupleKey(c.proto, c.cIp, icmp ? id : c.cPort, c.sIp, icmp ? id : c.sPort);
+    const entry = this.#ct.get(c.tk);
+    if (entry !== undefined) {
+      this.#join(c, entry);
+      return;
+    }
+    if (this.#stats.lifecycleSource !== 'conntrack') return; // no conntrack events at all
+    let list = this.#pending.get(c.tk);
+    if (list === undefined) {
+      list = [];
+      this.#pending.set(c.tk, list);
+    }
+    list.push(c);
+  }
+
+  #join(c: Conn, entry: CtEntry<Conn>): void {
+    if (c.ct === entry) return;
+    c.ct = entry;
+    entry.conns.push(c);
+    this.#stats.conntrackJoined++;
+    // Conntrack knows the initiator for sure: orient the connection by it.
+    const icmp = isIcmp(c.proto);
+    const preNat = c.tk === entry.origKey;
+    const serverIp = preNat ? entry.origDstIp : entry.backendIp;
+    const serverPort = preNat ? entry.origDstPort : entry.backendPort;
+    if (
+      c.cIp === serverIp &&
+      (icmp || c.cPort === serverPort) &&
+      !(c.sIp === serverIp && c.sPort === serverPort)
+    ) {
+      c.swap();
+      this.#stats.reoriented++;
+    }
+    if (c.how < InitiatorHow.conntrack) c.how = InitiatorHow.conntrack;
+    if (entry.dnat) {
+      // Seen before DNAT (the client's veth): name the backend. Both sides: the Service.
+      if (preNat) {
+        c.sIp = entry.backendIp;
+        c.sPort = icmp ? 0 : entry.backendPort;
+      }
+      c.svcIp = entry.origDstIp;
+      c.svcPort = entry.origDstPort;
+    }
+    c.resolvedVersion = -1;
+    c.keyStamp = -1;
+  }
+
+  /** Takes packets the kernel dropped off the allow side of the same interface and tuple. */
+  #moveDenied(u: ConnectionUpdate): void {
+    const a = this.#allow.get(u.key);
+    if (a === undefined) return;
+    this.#stats.deniedMoved += u.origPackets + u.replyPackets;
+    a.denied = true;
+    const fwd = u.srcPort === a.cPort && u.srcIp === a.cIp;
+    a.netP -= u.origPackets + u.replyPackets;
+    a.debtC2sP += fwd ? u.origPackets : u.replyPackets;
+    a.debtC2sB += fwd ? u.origBytes : u.replyBytes;
+    a.debtS2cP += fwd ? u.replyPackets : u.origPackets;
+    a.debtS2cB += fwd ? u.replyBytes : u.origBytes;
+    this.#payDebt(a);
+  }
+
+  /** Subtracts what was denied from the counters not yet flushed, never below zero. */
+  #payDebt(c: Conn): void {
+    let x = Math.min(c.c2sP, c.debtC2sP);
+    c.c2sP -= x;
+    c.debtC2sP -= x;
+    x = Math.min(c.c2sB, c.debtC2sB);
+    c.c2sB -= x;
+    c.debtC2sB -= x;
+    x = Math.min(c.s2cP, c.debtS2cP);
+    c.s2cP -= x;
+    c.debtS2cP -= x;
+    x = Math.min(c.s2cB, c.debtS2cB);
+    c.s2cB -= x;
+    c.debtS2cB -= x;
   }
 }

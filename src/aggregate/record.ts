@@ -45,6 +45,8 @@ export interface FlowLogRecord {
   proto: string;
   action: Action;
   reporter: Reporter;
+  /** Deny records only: the kernel's drop reason (enum skb_drop_reason name), e.g. NETFILTER_DROP. */
+  drop_reason?: string;
   policies: PoliciesField | null;
   bytes_in: number;
   bytes_out: number;

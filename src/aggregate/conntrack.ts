@@ -1,0 +1,58 @@
+// Joining conntrack entries to the aggregator's per-interface connections.
+//
+// A conntrack entry has two tuples: the original (as the client sent it: a Service's
+// cluster IP before DNAT) and the reply (as the backend answers). TC on the client's veth
+// sees the pre-DNAT tuple, TC on the backend's veth the post-DNAT one; both are the same
+// connection. Connections are matched by a direction-free tuple key without interface.
+
+import { type ConntrackEvent, ConntrackEventType } from '../datapath/types.ts';
+
+/** Direction-free key of a 5-tuple (ICMP: the echo identifier as both ports). */
+export function tupleKey(proto: number, ipA: string, portA: number, ipB: string, portB: number): string {
+  return ipA < ipB || (ipA === ipB && portA <= portB)
+    ? `${proto}|${ipA}|${portA}|${ipB}|${portB}`
+    : `${proto}|${ipB}|${portB}|${ipA}|${portA}`;
+}
+
+/** What the aggregator keeps of one live conntrack entry (shared by its two tuple keys). */
+export interface CtEntry<C> {
+  readonly id: number;
+  /** The initiator, as conntrack saw it. */
+  readonly clientIp: string;
+  readonly clientPort: number;
+  /** The original destination (the Service's cluster IP and port when DNAT'd). */
+  readonly origDstIp: string;
+  readonly origDstPort: number;
+  /** Who really answers (the backend); equals the original destination without DNAT. */
+  readonly backendIp: string;
+  readonly backendPort: number;
+  readonly dnat: boolean;
+  /** The pre-DNAT tuple key and the post-NAT one (equal without NAT). */
+  readonly origKey: string;
+  readonly replyKey: string;
+  /** Per-interface connections joined to this entry. */
+  readonly conns: C[];
+}
+
+export function entryOf<C>(e: ConntrackEvent): CtEntry<C> {
+  const origKey = tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport);
+  // The reply tuple seen from the client's side: replyDst:replyDport -> replySrc:replySport.
+  const replyKey = tupleKey(e.proto, e.replyDst, e.replyDport, e.replySrc, e.replySport);
+  return {
+    id: e.id,
+    clientIp: e.origSrc,
+    clientPort: e.origSport,
+    origDstIp: e.origDst,
+    origDstPort: e.origDport,
+    backendIp: e.replySrc,
+    backendPort: e.replySport,
+    dnat: e.replySrc !== e.origDst || e.replySport !== e.origDport,
+    origKey,
+    replyKey,
+    conns: [],
+  };
+}
+
+export function isStart(e: ConntrackEvent): boolean {
+  return e.type === ConntrackEventType.new || e.type === ConntrackEventType.dump;
+}
