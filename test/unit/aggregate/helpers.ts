@@ -38,6 +38,8 @@ export function upd(p: Partial<ConnectionUpdate> & { srcIp: string; dstIp: strin
     initiatorHow: p.initiatorHow ?? InitiatorHow.syn,
     firstHook: p.firstHook ?? Hook.egress,
     firstFromInitiator: p.firstFromInitiator ?? true,
+    ...(p.dropReason ? { dropReason: p.dropReason, dropReasonName: p.dropReasonName ?? '' } : {}),
+    ...(p.icmpId !== undefined ? { icmpId: p.icmpId } : {}),
   };
 }
 

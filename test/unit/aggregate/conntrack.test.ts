@@ -1,0 +1,261 @@
+// Conntrack join (lifecycle, DNAT → backend + Service) and deny records, without a kernel.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { FlowAggregator } from '../../../src/aggregate/aggregator.ts';
+import { tupleKey } from '../../../src/aggregate/conntrack.ts';
+import { type ConntrackEvent, ConntrackEventType } from '../../../src/datapath/types.ts';
+import { AT_DST, AT_SRC, metadata, pod, resolverWith, T0, upd } from './helpers.ts';
+
+function ct(p: Partial<ConntrackEvent> & { origSrc: string; origDst: string }): ConntrackEvent {
+  return {
+    type: p.type ?? ConntrackEventType.new,
+    id: p.id ?? 1,
+    proto: p.proto ?? 6,
+    family: 4,
+    origSrc: p.origSrc,
+    origDst: p.origDst,
+    origSport: p.origSport ?? 40000,
+    origDport: p.origDport ?? 80,
+    replySrc: p.replySrc ?? p.origDst,
+    replyDst: p.replyDst ?? p.origSrc,
+    replySport: p.replySport ?? p.origDport ?? 80,
+    replyDport: p.replyDport ?? p.origSport ?? 40000,
+    synthetic: p.synthetic ?? false,
+    hasCounters: true,
+    origPackets: 0,
+    origBytes: 0,
+    replyPackets: 0,
+    replyBytes: 0,
+    timeMs: p.timeMs ?? T0,
+  };
+}
+
+const CLIENT = '10.0.0.1';
+const CIP = '10.96.0.10';
+const BACKEND = '10.0.0.9';
+const md = metadata({
+  pods: [pod('default', 'client-abc', CLIENT, 'client-'), pod('default', 'web-xyz', BACKEND, 'web-')],
+  services: [
+    {
+      name: 'web',
+      namespace: 'default',
+      clusterIps: [CIP],
+      ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }],
+    },
+  ],
+});
+
+test('tupleKey does not depend on direction', () => {
+  assert.equal(tupleKey(6, 'a', 1, 'b', 2), tupleKey(6, 'b', 2, 'a', 1));
+  assert.notEqual(tupleKey(6, 'a', 1, 'b', 2), tupleKey(17, 'a', 1, 'b', 2));
+});
+
+test('DNAT: both veths show the backend and the Service; DESTROY completes both', () => {
+  for (const kind of [0, 1, 2, 3] as const) {
+    const sources: string[] = [];
+    const agg = new FlowAggregator({
+      nodeName: 'node1',
+      resolver: resolverWith(md),
+      startTimeMs: T0,
+      kindForAllowed: kind,
+      onLifecycleSource: (s) => sources.push(s),
+    });
+    agg.observeConntrack(
+      ct({ origSrc: CLIENT, origDst: CIP, origDport: 80, replySrc: BACKEND, replySport: 8080 }),
+    );
+    // Client's veth: pre-DNAT. Backend's veth: post-DNAT.
+    agg.observe(
+      upd({
+        interfaceName: 'caliC',
+        srcIp: CLIENT,
+        dstIp: CIP,
+        dstPort: 80,
+        origPackets: 3,
+        origBytes: 180,
+        replyPackets: 2,
+        replyBytes: 120,
+        ...AT_SRC,
+      }),
+    );
+    agg.observe(
+      upd({
+        interfaceName: 'caliS',
+        srcIp: CLIENT,
+        dstIp: BACKEND,
+        dstPort: 8080,
+        origPackets: 3,
+        origBytes: 180,
+        replyPackets: 2,
+        replyBytes: 120,
+        ...AT_DST,
+      }),
+    );
+    const r1 = agg.flush(T0 + 10_000);
+    assert.equal(r1.length, 2, `kind ${kind}: one record per reporter`);
+    for (const r of r1) {
+      assert.equal(r.dest_service_namespace, 'default');
+      assert.equal(r.dest_service_name, 'web');
+      assert.equal(r.dest_service_port, kind >= 3 ? '-' : 'http');
+      assert.equal(r.dest_service_port_num, 80);
+      assert.equal(r.dest_ip, kind >= 2 ? null : BACKEND, 'the backend, never the ClusterIP');
+      assert.equal(r.dest_port, kind >= 3 ? null : 8080);
+      assert.equal(r.dest_name_aggr, 'web-*');
+      assert.deepEqual([r.num_flows, r.num_flows_started, r.num_flows_completed], [1, 1, 0]);
+    }
+    assert.deepEqual(r1.map((r) => r.reporter).sort(), ['dst', 'src']);
+    const src = r1.find((r) => r.reporter === 'src')!;
+    assert.deepEqual([src.packets_out, src.bytes_out, src.packets_in, src.bytes_in], [3, 180, 2, 120]);
+    agg.observeConntrack(
+      ct({
+        type: ConntrackEventType.destroy,
+        origSrc: CLIENT,
+        origDst: CIP,
+        replySrc: BACKEND,
+        replySport: 8080,
+      }),
+    );
+    // A resync's synthetic DESTROY for the same entry changes nothing.
+    agg.observeConntrack(
+      ct({
+        type: ConntrackEventType.destroy,
+        synthetic: true,
+        origSrc: CLIENT,
+        origDst: CIP,
+        replySrc: BACKEND,
+        replySport: 8080,
+      }),
+    );
+    const r2 = agg.flush(T0 + 20_000);
+    assert.deepEqual(
+      r2.map((r) => [r.num_flows, r.num_flows_started, r.num_flows_completed]),
+      [
+        [1, 0, 1],
+        [1, 0, 1],
+      ],
+    );
+    assert.deepEqual(sources, ['tcp-flags+idle', 'conntrack']);
+    assert.equal(agg.stats().conntrackCompleted, 2);
+  }
+});
+
+test('UDP tracked by conntrack outlives the idle timeout and ends at DESTROY; untracked ends idle', () => {
+  const agg = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(md),
+    startTimeMs: T0,
+    kindForAllowed: 0,
+    idleTimeoutMs: 5_000,
+  });
+  agg.observeConntrack(ct({ proto: 17, origSrc: CLIENT, origDst: BACKEND, origDport: 53 }));
+  agg.observe(
+    upd({ proto: 17, srcIp: CLIENT, dstIp: BACKEND, dstPort: 53, origPackets: 1, origBytes: 60, ...AT_SRC }),
+  );
+  // Joined after the update arrived first: waits until the entry comes.
+  agg.observe(
+    upd({
+      proto: 17,
+      srcIp: CLIENT,
+      srcPort: 40001,
+      dstIp: BACKEND,
+      dstPort: 53,
+      origPackets: 1,
+      origBytes: 60,
+      ...AT_SRC,
+    }),
+  );
+  agg.observeConntrack(
+    ct({ id: 2, proto: 17, origSrc: CLIENT, origSport: 40001, origDst: BACKEND, origDport: 53 }),
+  );
+  // Another flow conntrack never mentions: idle timeout.
+  agg.observe(
+    upd({
+      proto: 17,
+      srcIp: CLIENT,
+      srcPort: 40002,
+      dstIp: BACKEND,
+      dstPort: 53,
+      origPackets: 1,
+      origBytes: 60,
+      ...AT_SRC,
+    }),
+  );
+  const r1 = agg.flush(T0 + 60_000);
+  const by = (rs: typeof r1, port: number) => rs.find((r) => r.source_port === port);
+  assert.equal(by(r1, 40000)!.num_flows_completed, 0, 'tracked: not idle-expired');
+  assert.equal(by(r1, 40001)!.num_flows_completed, 0);
+  assert.equal(by(r1, 40002)!.num_flows_completed, 1, 'untracked: idle timeout');
+  agg.observeConntrack(
+    ct({ type: ConntrackEventType.destroy, proto: 17, origSrc: CLIENT, origDst: BACKEND, origDport: 53 }),
+  );
+  const r2 = agg.flush(T0 + 70_000);
+  assert.deepEqual(
+    [by(r2, 40000)?.num_flows_completed, by(r2, 40001)?.num_flows_completed, by(r2, 40002)],
+    [1, 0, undefined],
+  );
+});
+
+test('denied packets move from allow to deny; a fully denied connection has no allow record', () => {
+  const agg = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(md),
+    startTimeMs: T0,
+    kindForAllowed: 0,
+    kindForDenied: 0,
+  });
+  // Partly denied: 10 counted by TC, 4 of them dropped afterwards.
+  agg.observe(
+    upd({
+      srcIp: CLIENT,
+      dstIp: BACKEND,
+      origPackets: 10,
+      origBytes: 1000,
+      replyPackets: 5,
+      replyBytes: 300,
+      ...AT_SRC,
+    }),
+  );
+  agg.observe(
+    upd({
+      srcIp: CLIENT,
+      dstIp: BACKEND,
+      origPackets: 4,
+      origBytes: 400,
+      dropReason: 12,
+      dropReasonName: 'NETFILTER_DROP',
+      initiatorHow: 1,
+      ...AT_SRC,
+    }),
+  );
+  // Fully denied (a SYN and its retransmits).
+  agg.observe(
+    upd({ srcIp: CLIENT, srcPort: 40009, dstIp: BACKEND, origPackets: 3, origBytes: 180, ...AT_SRC }),
+  );
+  agg.observe(
+    upd({
+      srcIp: CLIENT,
+      srcPort: 40009,
+      dstIp: BACKEND,
+      origPackets: 3,
+      origBytes: 180,
+      dropReason: 12,
+      dropReasonName: 'NETFILTER_DROP',
+      initiatorHow: 1,
+      ...AT_SRC,
+    }),
+  );
+  const rs = agg.flush(T0 + 10_000);
+  const allow = rs.filter((r) => r.action === 'allow');
+  const deny = rs.filter((r) => r.action === 'deny');
+  assert.equal(allow.length, 1);
+  assert.deepEqual([allow[0]!.packets_out, allow[0]!.bytes_out, allow[0]!.packets_in], [6, 600, 5]);
+  assert.equal(allow[0]!.drop_reason, undefined);
+  assert.equal(deny.length, 2);
+  for (const d of deny) {
+    assert.equal(d.drop_reason, 'NETFILTER_DROP');
+    assert.equal(d.reporter, 'src');
+    assert.equal(d.source_ip, CLIENT);
+  }
+  assert.deepEqual(deny.map((d) => d.packets_out).sort(), [3, 4]);
+  const line = agg.flushLines(T0 + 20_000);
+  assert.ok(line.every((l) => !l.includes('drop_reason') || l.includes('"action":"deny"')));
+});
