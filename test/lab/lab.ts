@@ -73,7 +73,8 @@ export class Lab {
     this.setHostSysctl('net.netfilter.nf_conntrack_acct', '1');
   }
 
-  private setHostSysctl(key: string, value: string): void {
+  /** Sets a host sysctl for the lab's lifetime (destroy() restores it). */
+  setHostSysctl(key: string, value: string): void {
     if (!this.savedSysctls.has(key)) this.savedSysctls.set(key, sysctl(key));
     sysctl(key, value);
   }
