@@ -179,7 +179,7 @@ static __always_inline void count_failed_insert(long err, __u64 bytes)
 }
 
 static __always_inline void account(struct __sk_buff *skb, void *flows, const struct packet *p,
-				    struct flow_key *key, __u8 dir, __u8 hook)
+				    const void *key, __u8 dir, __u8 hook)
 {
 	__u64 bytes = skb->len - p->l3_off;
 	__u64 now = bpf_ktime_get_coarse_ns();
@@ -236,6 +236,7 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 	struct packet p = {};
 	struct flow_key key = {};
 	__u8 dir;
+	/* key is only filled for IPv6; IPv4 uses the compact flow_key4. */
 	int res;
 
 	res = parse_packet(&p, data, end);
@@ -268,26 +269,31 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 	if (p.nonfirst_fragment)
 		stat_add(FLOW_STAT_FRAGMENTS, 1);
 
+	dir = endpoint_before(&p) ? FLOW_DIR_AB : FLOW_DIR_BA;
+	if (p.family == 4) {
+		struct flow_key4 key4 = {.ifindex = skb->ifindex, .proto = p.proto};
+
+		__builtin_memcpy(&key4.addr_a, dir == FLOW_DIR_AB ? &p.saddr[12] : &p.daddr[12], 4);
+		__builtin_memcpy(&key4.addr_b, dir == FLOW_DIR_AB ? &p.daddr[12] : &p.saddr[12], 4);
+		key4.port_a = dir == FLOW_DIR_AB ? p.sport : p.dport;
+		key4.port_b = dir == FLOW_DIR_AB ? p.dport : p.sport;
+		if (generation & 1)
+			account(skb, &flows4_1, &p, &key4, dir, hook);
+		else
+			account(skb, &flows4_0, &p, &key4, dir, hook);
+		return TC_NEXT;
+	}
 	key.ifindex = skb->ifindex;
 	key.proto = p.proto;
 	key.family = p.family;
-	if (endpoint_before(&p)) {
-		dir = FLOW_DIR_AB;
-		__builtin_memcpy(key.addr_a, p.saddr, 16);
-		__builtin_memcpy(key.addr_b, p.daddr, 16);
-		key.port_a = p.sport;
-		key.port_b = p.dport;
-	} else {
-		dir = FLOW_DIR_BA;
-		__builtin_memcpy(key.addr_a, p.daddr, 16);
-		__builtin_memcpy(key.addr_b, p.saddr, 16);
-		key.port_a = p.dport;
-		key.port_b = p.sport;
-	}
+	__builtin_memcpy(key.addr_a, dir == FLOW_DIR_AB ? p.saddr : p.daddr, 16);
+	__builtin_memcpy(key.addr_b, dir == FLOW_DIR_AB ? p.daddr : p.saddr, 16);
+	key.port_a = dir == FLOW_DIR_AB ? p.sport : p.dport;
+	key.port_b = dir == FLOW_DIR_AB ? p.dport : p.sport;
 	if (generation & 1)
-		account(skb, &flows_1, &p, &key, dir, hook);
+		account(skb, &flows6_1, &p, &key, dir, hook);
 	else
-		account(skb, &flows_0, &p, &key, dir, hook);
+		account(skb, &flows6_0, &p, &key, dir, hook);
 	return TC_NEXT;
 }
 

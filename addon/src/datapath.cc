@@ -29,6 +29,7 @@
 namespace flowlogd {
 
 static_assert(sizeof(flow_key) == 44, "flow_key layout changed: update src/datapath/layout.ts");
+static_assert(sizeof(flow_key4) == 20, "flow_key4 is the IPv4 map key");
 static_assert(sizeof(flow_counters) == 64, "flow_counters layout changed: update src/datapath/layout.ts");
 static_assert(sizeof(ring_flow_record) == RING_RECORD_SIZE, "ring record must fill its slot");
 static_assert(offsetof(ring_flow_record, key) == 8 && offsetof(ring_flow_record, counters) == 56 &&
@@ -90,11 +91,12 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink)
     : opts_(opts), sink_(std::move(sink)), ring_(opts.ring_records) {
   libbpf_set_print(quiet_libbpf);
   batch_keys_.resize(kBatch);
+  batch_keys4_.resize(kBatch);
   batch_values_.resize(kBatch);
   try {
     skel_ = flow_tc_bpf__open();
     if (!skel_) throw sys_error("ERR_BPF_OPEN", errno, "opening the flow programs");
-    for (bpf_map* m : {skel_->maps.flows_0, skel_->maps.flows_1}) {
+    for (bpf_map* m : {skel_->maps.flows4_0, skel_->maps.flows4_1, skel_->maps.flows6_0, skel_->maps.flows6_1}) {
       int err = bpf_map__set_max_entries(m, opts_.max_flows);
       if (err) throw sys_error("ERR_BPF_LOAD", -err, "setting flow map size");
     }
@@ -108,8 +110,10 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink)
       drop_skel_ = drop_trace_bpf__open();
       if (!drop_skel_) throw sys_error("ERR_DROP_TRACE", errno, "opening the drop tracing program");
       // One set of flow maps and stats for both objects.
-      bpf_map__reuse_fd(drop_skel_->maps.flows_0, bpf_map__fd(skel_->maps.flows_0));
-      bpf_map__reuse_fd(drop_skel_->maps.flows_1, bpf_map__fd(skel_->maps.flows_1));
+      bpf_map__reuse_fd(drop_skel_->maps.flows4_0, bpf_map__fd(skel_->maps.flows4_0));
+      bpf_map__reuse_fd(drop_skel_->maps.flows4_1, bpf_map__fd(skel_->maps.flows4_1));
+      bpf_map__reuse_fd(drop_skel_->maps.flows6_0, bpf_map__fd(skel_->maps.flows6_0));
+      bpf_map__reuse_fd(drop_skel_->maps.flows6_1, bpf_map__fd(skel_->maps.flows6_1));
       bpf_map__reuse_fd(drop_skel_->maps.flow_stats, bpf_map__fd(skel_->maps.flow_stats));
       for (bpf_map* m : {drop_skel_->maps.drops_0, drop_skel_->maps.drops_1}) {
         err = bpf_map__set_max_entries(m, opts_.max_drop_flows);
@@ -374,20 +378,40 @@ void Datapath::handle_rtnetlink() {
   }
 }
 
+// The IPv4 map's compact key, widened to the ring's flow_key (IPv4-mapped addresses).
+static void widen(const flow_key4& k4, flow_key& k) {
+  k = flow_key{};
+  k.ifindex = k4.ifindex;
+  k.addr_a[10] = k.addr_a[11] = 0xff;
+  k.addr_b[10] = k.addr_b[11] = 0xff;
+  std::memcpy(&k.addr_a[12], &k4.addr_a, 4);
+  std::memcpy(&k.addr_b[12], &k4.addr_b, 4);
+  k.port_a = k4.port_a;
+  k.port_b = k4.port_b;
+  k.proto = k4.proto;
+  k.family = 4;
+}
+
 void Datapath::drain_generation(int gen) {
-  int fd = bpf_map__fd(gen ? skel_->maps.flows_1 : skel_->maps.flows_0);
+  mono_to_unix_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
+  if (!drain_map(bpf_map__fd(gen ? skel_->maps.flows4_1 : skel_->maps.flows4_0), true)) return;
+  drain_map(bpf_map__fd(gen ? skel_->maps.flows6_1 : skel_->maps.flows6_0), false);
+}
+
+// Moves one map's entries into the ring; false when closing without a reader.
+bool Datapath::drain_map(int fd, bool ipv4) {
   uint32_t out_token = 0;
   bool first = true;
   uint64_t drained = 0;
   int64_t t0 = clock_ns(CLOCK_MONOTONIC);
-  mono_to_unix_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
   ring_flow_record rec{};
   rec.hdr.type = RING_RECORD_FLOW;
   for (;;) {
     uint32_t count = kBatch;
     uint32_t in_token = out_token;
-    int err = bpf_map_lookup_and_delete_batch(fd, first ? nullptr : &in_token, &out_token, batch_keys_.data(),
-                                              batch_values_.data(), &count, nullptr);
+    void* keys = ipv4 ? static_cast<void*>(batch_keys4_.data()) : static_cast<void*>(batch_keys_.data());
+    int err = bpf_map_lookup_and_delete_batch(fd, first ? nullptr : &in_token, &out_token, keys, batch_values_.data(),
+                                              &count, nullptr);
     int e = err ? errno : 0;
     first = false;
     if (err && e != ENOENT) {
@@ -404,7 +428,10 @@ void Datapath::drain_generation(int gen) {
       counters_.drain_ns_total += t1 - t0;
     }
     for (uint32_t i = 0; i < count; i++) {
-      rec.key = batch_keys_[i];
+      if (ipv4)
+        widen(batch_keys4_[i], rec.key);
+      else
+        rec.key = batch_keys_[i];
       rec.counters = batch_values_[i];
       rec.counters.first_seen_ns += mono_to_unix_ns_;
       rec.counters.last_seen_ns += mono_to_unix_ns_;
@@ -415,7 +442,7 @@ void Datapath::drain_generation(int gen) {
         }
         emit(DatapathEvent{DatapathEvent::Records});
       });
-      if (!pushed) return;  // closing without a reader
+      if (!pushed) return false;
     }
     drained += count;
     if (count) emit(DatapathEvent{DatapathEvent::Records});
@@ -424,6 +451,7 @@ void Datapath::drain_generation(int gen) {
   }
   std::lock_guard<std::mutex> lock(mu_);
   counters_.records_drained += drained;
+  return true;
 }
 
 void Datapath::set_watched(int ifindex, bool on) {

@@ -122,6 +122,7 @@ class Datapath {
   void worker();
   void handle_rtnetlink();
   void drain_generation(int gen);
+  bool drain_map(int fd, bool ipv4);
   void drain_drops(int gen);
   void set_watched(int ifindex, bool on);
   void emit(DatapathEvent&& ev);
@@ -152,6 +153,7 @@ class Datapath {
 
   RecordRing ring_;
   std::vector<flow_key> batch_keys_;
+  std::vector<flow_key4> batch_keys4_;
   std::vector<flow_counters> batch_values_;
   std::vector<drop_key> drop_keys_;
 };

@@ -47,6 +47,21 @@ struct flow_key {
 };			 /* 44 */
 
 /*
+ * The kernel's key for IPv4 connections: the same fields as flow_key with 4-byte
+ * addresses. Hashing and comparing 20 bytes instead of 44 takes about 11 ns off every
+ * packet (BENCHMARKS.md); the addon widens it to flow_key for the ring.
+ */
+struct flow_key4 {
+	__u32 ifindex; /*  0 */
+	__u32 addr_a;  /*  4, network order */
+	__u32 addr_b;  /*  8, network order */
+	__u16 port_a;  /* 12 */
+	__u16 port_b;  /* 14 */
+	__u8 proto;    /* 16 */
+	__u8 _pad[3];  /* 17 */
+};		       /* 20 */
+
+/*
  * Counters for one key since the map generation it lives in was started (the addon
  * drains a generation as a whole, so these are deltas).
  */

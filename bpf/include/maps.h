@@ -6,7 +6,7 @@
 #include "flow_record.h"
 
 /*
- * Two generations of the flow table. Programs write to flows_gen[generation & 1]; the
+ * Two generations of the flow table. Programs write to flows{4,6}_[generation & 1]; the
  * addon flips `generation`, waits for programs still running on the old one, then
  * drains the old one with batched lookup-and-delete while nobody writes to it. A
  * single map drained in place would lose the increments of a packet that looked an
@@ -19,16 +19,19 @@
 #define FLOW_MAP_TYPE BPF_MAP_TYPE_HASH
 #endif
 
-#define FLOW_MAP_DEF(name)                                                                         \
+#define FLOW_MAP_DEF(name, key_type)                                                               \
 	struct {                                                                                   \
 		__uint(type, FLOW_MAP_TYPE);                                                       \
 		__uint(max_entries, 65536);                                                        \
-		__type(key, struct flow_key);                                                      \
+		__type(key, key_type);                                                             \
 		__type(value, struct flow_counters);                                               \
 	} name SEC(".maps")
 
-FLOW_MAP_DEF(flows_0);
-FLOW_MAP_DEF(flows_1);
+/* IPv4 connections under the compact key, IPv6 under the full one. */
+FLOW_MAP_DEF(flows4_0, struct flow_key4);
+FLOW_MAP_DEF(flows4_1, struct flow_key4);
+FLOW_MAP_DEF(flows6_0, struct flow_key);
+FLOW_MAP_DEF(flows6_1, struct flow_key);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
