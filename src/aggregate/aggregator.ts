@@ -634,8 +634,19 @@ export class FlowAggregator {
    * per interned endpoint side, Service and record key (no intermediate objects).
    */
   flushLines(endTimeMs: number): string[] {
+    const all = this.flushLineChunks(endTimeMs, Number.POSITIVE_INFINITY).next();
+    return all.done ? [] : all.value;
+  }
+
+  /**
+   * flushLines() in chunks of at most `chunkLines` lines, built as they are taken, so a
+   * caller that hands each chunk to a sink and waits for it to drain never holds all of
+   * one flush's lines at once. The interval closes now; take every chunk before the next
+   * flush (which reuses the records' counters: a stale chunk throws).
+   */
+  flushLineChunks(endTimeMs: number, chunkLines = 8192): IterableIterator<string[]> {
     const { groups, startS, endS } = this.#close(endTimeMs);
-    const out: string[] = new Array(groups.length);
+    const no = this.#flushNo;
     const head = flat(`{"start_time":${startS},"end_time":${endS},`);
     const policies = flat(`,"policies":${this.#includePolicies ? q(NO_POLICY_HITS) : 'null'},"bytes_in":`);
     const tail = flat(
@@ -643,19 +654,28 @@ export class FlowAggregator {
         `"num_original_source_ips":0,"host":${q(this.#nodeName)},"@timestamp":${endS * 1000}}`,
     );
     const labels = this.#includeLabels;
-    for (let i = 0; i < groups.length; i++) {
-      const g = groups[i]!;
-      // Flat right away: the rope's nodes then die young instead of being copied out of
-      // the young generation with the line (and the sinks would flatten it anyway).
-      out[i] = flat(
-        `${head}${g.src.pre}${g.srcPort}${g.src.post}${labels ? labelsJson(g.srcLabels) : 'null'},` +
-          `${g.dst.pre}${g.dstPort}${g.dst.post}${labels ? labelsJson(g.dstLabels) : 'null'},` +
-          `${g.svc.json},${g.par}${policies}${g.bytesIn},"bytes_out":${g.bytesOut},` +
-          `"packets_in":${g.packetsIn},"packets_out":${g.packetsOut},"num_flows":${g.numFlows},` +
-          `"num_flows_started":${g.started},"num_flows_completed":${g.completed}${tail}`,
-      );
-    }
-    return out;
+    const size = Math.max(1, chunkLines);
+    const self = this;
+    return (function* chunks() {
+      for (let from = 0; from < groups.length; from += size) {
+        if (self.#flushNo !== no) throw new Error('flushLineChunks: chunks taken after the next flush');
+        const n = Math.min(size, groups.length - from);
+        const out: string[] = new Array(n);
+        for (let i = 0; i < n; i++) {
+          const g = groups[from + i]!;
+          // Flat right away: the rope's nodes then die young instead of being copied out of
+          // the young generation with the line (and the sinks would flatten it anyway).
+          out[i] = flat(
+            `${head}${g.src.pre}${g.srcPort}${g.src.post}${labels ? labelsJson(g.srcLabels) : 'null'},` +
+              `${g.dst.pre}${g.dstPort}${g.dst.post}${labels ? labelsJson(g.dstLabels) : 'null'},` +
+              `${g.svc.json},${g.par}${policies}${g.bytesIn},"bytes_out":${g.bytesOut},` +
+              `"packets_in":${g.packetsIn},"packets_out":${g.packetsOut},"num_flows":${g.numFlows},` +
+              `"num_flows_started":${g.started},"num_flows_completed":${g.completed}${tail}`,
+          );
+        }
+        yield out;
+      }
+    })();
   }
 
   #close(endTimeMs: number): { groups: Group[]; startS: number; endS: number } {

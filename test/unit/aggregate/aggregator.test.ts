@@ -365,4 +365,19 @@ describe('flushLines', () => {
       a.flush(F1).map((r) => JSON.stringify(r)),
     );
   });
+
+  test('flushLineChunks gives the same lines in chunks; a chunk taken after the next flush throws', () => {
+    const [a, b] = [k0(), k0()];
+    for (const x of [a, b])
+      for (let i = 0; i < 5; i++) x.observe(upd({ srcIp: '10.1.0.1', dstIp: '8.8.8.8', srcPort: 40000 + i }));
+    const chunks = [...b.flushLineChunks(F1, 2)];
+    assert.deepEqual(
+      chunks.map((c) => c.length),
+      [2, 2, 1],
+    );
+    assert.deepEqual(chunks.flat(), a.flushLines(F1));
+    const it = b.flushLineChunks(F2, 2);
+    b.flush(F2 + 1000);
+    assert.throws(() => it.next(), /after the next flush/);
+  });
 });
