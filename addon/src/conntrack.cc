@@ -258,6 +258,10 @@ bool ConntrackListener::read_events() {
           stats_.overruns++;
         }
         notify_(Notice::Overrun, ENOBUFS, "conntrack events lost (receive buffer overrun): resyncing");
+        if (in_dump_) {
+          resync_again_ = true;  // the dump in progress cannot vouch for what was lost
+          continue;
+        }
         if (!read_events()) return false;  // what is still queued, then a dump
         return dump();
       }
@@ -320,6 +324,14 @@ bool ConntrackListener::dump() {
       busy += now_ns(CLOCK_MONOTONIC) - t0;
     }
     if (interrupted) continue;  // a partial dump cannot prove an entry gone: dump again
+    // Events sent while the dump ran (a dump reaps expired entries, whose DESTROY events
+    // come on the event socket): read them first so they are not synthesized twice.
+    in_dump_ = true;
+    resync_again_ = false;
+    bool ok = read_events();
+    in_dump_ = false;
+    if (!ok) return false;
+    if (resync_again_) continue;
     // Known entries the dump no longer has ended while we were not listening.
     ring_conntrack_record rec{};
     rec.hdr.type = RING_RECORD_CONNTRACK;

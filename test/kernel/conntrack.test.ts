@@ -264,4 +264,289 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
       }
     });
   }
+
+  function plainResolver(pods: Pod[]): EndpointResolver {
+    const r = new EndpointResolver({
+      nodeName: 'node1',
+      hostEndpoints: false,
+      networkSets: false,
+      historyMs: 600_000,
+    });
+    r.update(
+      { pods: pods.map((p) => podMeta(p, null)), services: [], nodes: [], namespaces: [], networkSets: [] },
+      Date.now(),
+    );
+    return r;
+  }
+
+  /** Flushes every `everyMs` until `done(records so far)` or the deadline; returns all flushes of kind 0. */
+  async function flushUntil(
+    p: Pipeline,
+    everyMs: number,
+    deadlineMs: number,
+    done: (all: FlowLogRecord[][]) => boolean,
+  ) {
+    const all: FlowLogRecord[][] = [];
+    const end = Date.now() + deadlineMs;
+    while (Date.now() < end) {
+      all.push((await p.flush())[0]!);
+      if (done(all)) break;
+      await sleep(everyMs);
+    }
+    return all;
+  }
+
+  test('UDP and ICMP flows complete when conntrack destroys them, not at the idle timeout', async () => {
+    lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout', '2');
+    lab.setHostSysctl('net.netfilter.nf_conntrack_icmp_timeout', '2');
+    const client = lab.addPod({ namespace: 'default', name: `udpc-${lab.prefix}` });
+    const server = lab.addPod({ namespace: 'default', name: `udps-${lab.prefix}` });
+    // A re-dump every second makes the kernel reap expired entries (and send their
+    // DESTROY) instead of waiting for garbage collection.
+    const p = new Pipeline(lab, [client, server], plainResolver([client, server]), {
+      resyncMs: 1000,
+      idleMs: 100,
+      kinds: [0],
+    });
+    try {
+      await lab.serve(server, 8080);
+      await lab.traffic(client, [
+        'udp',
+        '--host',
+        server.ipv4,
+        '--port',
+        '8080',
+        '--flows',
+        '5',
+        '--datagrams',
+        '2',
+        '--size',
+        '200',
+      ]);
+      lab.ping(client, server.ipv4, 3);
+      const lastPacket = Date.now();
+      const mine = (rs: FlowLogRecord[]) =>
+        rs.filter((r) => r.source_ip === client.ipv4 && (r.proto === 'udp' || r.proto === 'icmp'));
+      const sum = (all: FlowLogRecord[][], f: 'num_flows_started' | 'num_flows_completed') =>
+        all.flatMap(mine).reduce((s, r) => s + r[f], 0);
+      const all = await flushUntil(p, 500, 20_000, (a) => sum(a, 'num_flows_completed') >= 12);
+      assert.equal(
+        mine(all[0]!).reduce((s, r) => s + r.num_flows_completed, 0),
+        0,
+        'not completed by the 100 ms idle timeout',
+      );
+      assert.equal(sum(all, 'num_flows_started'), 12, '6 flows (5 UDP + 1 ICMP) on two veths');
+      assert.equal(sum(all, 'num_flows_completed'), 12);
+      const destroys = p.events.filter((e) => e.type === 2 && e.src === client.ipv4);
+      assert.equal(destroys.length, 6);
+      const delays = destroys.map((e) => e.timeMs - lastPacket);
+      console.log(
+        `DESTROY after the last packet (timeout 2 s, 1 s re-dump): ${Math.min(...delays)}-${Math.max(...delays)} ms`,
+      );
+      assert.ok(Math.min(...delays) >= 1500, 'not before conntrack timed them out');
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('a DROP rule for one pod pair gives deny records equal to its nft counter; allowed traffic alongside is unaffected', async () => {
+    const client = lab.addPod({ namespace: 'default', name: `denyc-${lab.prefix}` });
+    const server = lab.addPod({ namespace: 'default', name: `denys-${lab.prefix}` });
+    const other = lab.addPod({ namespace: 'default', name: `denyo-${lab.prefix}` });
+    const table = `${lab.prefix}_deny`;
+    // Drops UDP to port 9999, and 1000-byte datagrams to 8080 (a flow both allowed and denied).
+    run(
+      'nft',
+      ['-f', '-'],
+      `table inet ${table} {\n chain deny_fwd {\n  type filter hook forward priority -10; policy accept;\n  ip saddr ${client.ipv4} ip daddr ${server.ipv4} udp dport 9999 counter drop\n  ip saddr ${client.ipv4} ip daddr ${server.ipv4} udp length 1008 counter drop\n }\n}\n`,
+    );
+    const p = new Pipeline(lab, [client, server, other], plainResolver([client, server, other]), {
+      kinds: [0, 1],
+    });
+    try {
+      await lab.serve(server, 8080);
+      await lab.serve(other, 8080);
+      const script = `const d=require('dgram');const s=d.createSocket('udp4');s.bind(41000,()=>{const send=(n,size,port)=>{for(let i=0;i<n;i++)s.send(Buffer.alloc(size),port,'${server.ipv4}')};send(4,100,8080);send(3,1000,8080);send(5,300,9999);setTimeout(()=>s.close(),500)})`;
+      lab.exec(client, process.execPath, ['-e', script]);
+      await lab.traffic(client, [
+        'tcp',
+        '--host',
+        other.ipv4,
+        '--port',
+        '8080',
+        '--conns',
+        '3',
+        '--send',
+        '1000',
+        '--recv',
+        '1000',
+      ]);
+      await lab.traffic(client, [
+        'tcp',
+        '--host',
+        server.ipv4,
+        '--port',
+        '8080',
+        '--conns',
+        '2',
+        '--send',
+        '1000',
+        '--recv',
+        '1000',
+      ]);
+      const [k0, k1] = await p.flush();
+      const counters = [
+        ...run('nft', ['list', 'table', 'inet', table]).matchAll(/counter packets (\d+) bytes (\d+)/g),
+      ].map((m) => [Number(m[1]), Number(m[2])]);
+      assert.deepEqual(
+        counters.map((c) => c[0]),
+        [5, 3],
+      );
+      const deny = k0!.filter((r) => r.action === 'deny');
+      assert.equal(deny.length, 2, 'port 9999 flow and the large datagrams of the 8080 flow');
+      for (const r of deny) {
+        assert.deepEqual(
+          [r.reporter, r.source_ip, r.dest_ip, r.source_port, r.drop_reason],
+          ['src', client.ipv4, server.ipv4, 41000, 'NETFILTER_DROP'],
+        );
+        const c = counters[r.dest_port === 9999 ? 0 : 1]!;
+        assert.deepEqual(
+          [r.packets_out, r.bytes_out, r.packets_in, r.bytes_in],
+          [c[0], c[1], 0, 0],
+          `deny to ${r.dest_port} equals the rule's counter`,
+        );
+      }
+      // The 8080 flow also has its allowed part, with exactly the small datagrams and the echoes.
+      const allowed = k0!.filter(
+        (r) =>
+          r.action === 'allow' && r.proto === 'udp' && r.dest_port === 8080 && r.source_ip === client.ipv4,
+      );
+      assert.equal(allowed.length, 2, 'allowed part, reported at both veths');
+      for (const r of allowed) {
+        const [sent, got] =
+          r.reporter === 'src' ? [r.packets_out, r.packets_in] : [r.packets_in, r.packets_out];
+        assert.deepEqual([sent, got], [4, 4], `${r.reporter}: 4 allowed datagrams each way`);
+      }
+      assert.equal(
+        k0!.filter((r) => r.action === 'allow' && r.dest_port === 9999).length,
+        0,
+        'a fully denied flow has no allow record',
+      );
+      // Allowed TCP alongside equals conntrack.
+      for (const e of conntrackEntries().filter((x) => x.proto === 'tcp' && x.src === client.ipv4)) {
+        for (const r of k0!.filter((x) => x.source_port === e.sport && x.proto === 'tcp')) {
+          assert.equal(r.action, 'allow');
+          const out = r.reporter === 'src' ? [r.packets_out, r.bytes_out] : [r.packets_in, r.bytes_in];
+          assert.deepEqual(out, [e.origPackets, e.origBytes]);
+        }
+      }
+      // Kind 1 (the default for denied): source port gone, one record per flow's destination port.
+      assert.equal(k1!.filter((r) => r.action === 'deny').length, 2);
+      const s = p.dp.stats();
+      assert.ok((s.kernel.dropsPolicy ?? 0) >= 8);
+    } finally {
+      await p.close();
+      run('nft', ['delete', 'table', 'inet', table]);
+    }
+  });
+
+  test('an overrun of a tiny receive buffer is counted and after the resync every connection started and completed once', async () => {
+    lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout', '2');
+    const client = lab.addPod({ namespace: 'default', name: `ovc-${lab.prefix}` });
+    const server = lab.addPod({ namespace: 'default', name: `ovs-${lab.prefix}` });
+    const p = new Pipeline(lab, [client, server], plainResolver([client, server]), {
+      rcvbuf: 1024,
+      resyncMs: 1000,
+      kinds: [0],
+    });
+    try {
+      await lab.serve(server, 8080);
+      const flows = 300;
+      // Parallel clients make bursts of NEW events the tiny buffer cannot hold.
+      const results = await Promise.all(
+        [0, 1, 2].map(() =>
+          lab.traffic(client, [
+            'udp',
+            '--host',
+            server.ipv4,
+            '--port',
+            '8080',
+            '--flows',
+            String(flows / 3),
+            '--datagrams',
+            '1',
+            '--size',
+            '50',
+          ]),
+        ),
+      );
+      // A source port can be reused while conntrack still holds its entry: that is one
+      // connection, so count distinct 5-tuples.
+      const n = new Set(
+        results.flatMap((r) => (r.line as { udp: { sport: number }[] }).udp.map((x) => x.sport)),
+      ).size;
+      const mine = (rs: FlowLogRecord[]) =>
+        rs.filter((r) => r.source_ip === client.ipv4 && r.proto === 'udp');
+      const sum = (all: FlowLogRecord[][], f: 'num_flows_started' | 'num_flows_completed') =>
+        all.flatMap(mine).reduce((s, r) => s + r[f], 0);
+      const all = await flushUntil(p, 500, 25_000, (a) => sum(a, 'num_flows_completed') >= 2 * n);
+      const ct = p.dp.stats().conntrack!;
+      console.log(`overrun test: ${JSON.stringify(ct)}`);
+      assert.ok(ct.overruns > 0, 'the tiny buffer overran');
+      assert.ok(ct.resyncs > 1);
+      assert.equal(sum(all, 'num_flows_started'), 2 * n, 'started once on each veth');
+      assert.equal(sum(all, 'num_flows_completed'), 2 * n, 'completed once on each veth');
+      const perFlow = new Map<number, number>();
+      for (const r of all.flatMap(mine))
+        perFlow.set(r.source_port!, (perFlow.get(r.source_port!) ?? 0) + r.num_flows_completed);
+      assert.ok([...perFlow.values()].every((n) => n === 2));
+    } finally {
+      await p.close();
+    }
+  });
+
+  test('connections open before start are counted from start and complete correctly', async () => {
+    const client = lab.addPod({ namespace: 'default', name: `prec-${lab.prefix}` });
+    const server = lab.addPod({ namespace: 'default', name: `pres-${lab.prefix}` });
+    await lab.serve(server, 9090);
+    const { child } = await lab.traffic(
+      client,
+      [
+        'tcp',
+        '--host',
+        server.ipv4,
+        '--port',
+        '9090',
+        '--conns',
+        '4',
+        '--send',
+        '20000',
+        '--recv',
+        '3000',
+        '--hold',
+      ],
+      { keep: true },
+    );
+    const p = new Pipeline(lab, [client, server], plainResolver([client, server]), { kinds: [0] });
+    try {
+      await sleep(300);
+      child.stdin?.write('go\n');
+      await new Promise((r) => (child.exitCode !== null ? r(null) : child.on('exit', r)));
+      const mine = (rs: FlowLogRecord[]) =>
+        rs.filter((r) => r.proto === 'tcp' && r.source_ip === client.ipv4);
+      const first = mine((await p.flush())[0]!);
+      assert.equal(first.length, 8, 'four connections at two veths');
+      for (const r of first) {
+        assert.equal(r.dest_port, 9090, 'oriented by conntrack: the client initiated');
+        assert.deepEqual([r.num_flows, r.num_flows_started], [1, 1]);
+      }
+      await sleep(300);
+      const second = mine((await p.flush())[0]!);
+      const completed = [...first, ...second].reduce((s, r) => s + r.num_flows_completed, 0);
+      assert.equal(completed, 8, 'each completed once');
+      assert.ok(p.aggs[0]!.stats().conntrackJoined >= 8, 'joined to the entries of the start dump');
+    } finally {
+      await p.close();
+    }
+  });
 });
