@@ -2,6 +2,8 @@
 // the private/public split of SPEC §2. Addresses are held as bigint (v4: 32 bits, v6: 128
 // bits); these run once per connection or per metadata object, never per packet.
 
+import { formatIpv6Groups } from '../common/ipv6-text.ts';
+
 export interface ParsedIp {
   readonly family: 4 | 6;
   readonly value: bigint;
@@ -76,25 +78,7 @@ export function parseIp(s: string): ParsedIp | null {
 function formatV6(v: bigint): string {
   const groups: number[] = [];
   for (let i = 7; i >= 0; i--) groups.push(Number((v >> BigInt(i * 16)) & 0xffffn));
-  // RFC 5952: compress the longest run (>= 2) of zero groups, the first one on a tie.
-  let bestStart = -1;
-  let bestLen = 1;
-  for (let i = 0; i < 8; ) {
-    if (groups[i] !== 0) {
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < 8 && groups[j] === 0) j++;
-    if (j - i > bestLen) {
-      bestStart = i;
-      bestLen = j - i;
-    }
-    i = j;
-  }
-  const hex = groups.map((g) => g.toString(16));
-  if (bestStart < 0) return hex.join(':');
-  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLen).join(':')}`;
+  return formatIpv6Groups(groups);
 }
 
 export function formatIp(ip: ParsedIp): string {
