@@ -1,6 +1,7 @@
 // Decodes ring records in place: one reusable view over the caller's buffer, so no
 // object is made per record. Field getters read the DataView on demand.
 
+import { formatIpv6Groups } from '../common/ipv6-text.ts';
 import {
   CT_FLAG_COUNTERS,
   CT_FLAG_SYNTHETIC,
