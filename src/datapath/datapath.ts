@@ -103,7 +103,7 @@ export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
     conntrackNetns: netns,
     conntrackRcvbufBytes: intIn(
       'conntrackRcvbufBytes',
-      o.conntrackRcvbufBytes ?? 8 * 1024 * 1024,
+      o.conntrackRcvbufBytes ?? 64 * 1024 * 1024,
       1024,
       1 << 30,
     ),
