@@ -45,9 +45,27 @@ function progStats(id: number): ProgStats {
 function attachEmpty(ifname: string): number[] {
   run('tc', ['qdisc', 'add', 'dev', ifname, 'clsact']);
   for (const dir of ['ingress', 'egress']) {
-    run('tc', ['filter', 'add', 'dev', ifname, dir, 'prio', '5', 'handle', '1', 'bpf', 'da', 'obj', join(OUT, 'foreign_tc.bpf.o'), 'sec', 'tc']);
+    run('tc', [
+      'filter',
+      'add',
+      'dev',
+      ifname,
+      dir,
+      'prio',
+      '5',
+      'handle',
+      '1',
+      'bpf',
+      'da',
+      'obj',
+      join(OUT, 'foreign_tc.bpf.o'),
+      'sec',
+      'tc',
+    ]);
   }
-  const text = run('tc', ['filter', 'show', 'dev', ifname, 'ingress']) + run('tc', ['filter', 'show', 'dev', ifname, 'egress']);
+  const text =
+    run('tc', ['filter', 'show', 'dev', ifname, 'ingress']) +
+    run('tc', ['filter', 'show', 'dev', ifname, 'egress']);
   return [...text.matchAll(/ id (\d+)/g)].map((m) => Number(m[1]));
 }
 
@@ -128,9 +146,16 @@ async function perPacketAndThroughput(lines: string[]) {
       '',
     );
     lines.push('| program | runs (ns per run) | median |', '|---|---|---|');
-    lines.push(`| flowlogd (tcx, both hooks) | ${nsPerPacket.map((x) => fmt(x)).join(', ')} | **${fmt(median(nsPerPacket))} ns** |`);
-    lines.push(`| empty program (clsact, returns at once) | ${nsEmpty.map((x) => fmt(x)).join(', ')} | ${fmt(median(nsEmpty))} ns |`);
-    lines.push(`| flowlogd minus the empty program's floor | | **${fmt(median(nsPerPacket) - median(nsEmpty))} ns** |`, '');
+    lines.push(
+      `| flowlogd (tcx, both hooks) | ${nsPerPacket.map((x) => fmt(x)).join(', ')} | **${fmt(median(nsPerPacket))} ns** |`,
+    );
+    lines.push(
+      `| empty program (clsact, returns at once) | ${nsEmpty.map((x) => fmt(x)).join(', ')} | ${fmt(median(nsEmpty))} ns |`,
+    );
+    lines.push(
+      `| flowlogd minus the empty program's floor | | **${fmt(median(nsPerPacket) - median(nsEmpty))} ns** |`,
+      '',
+    );
     lines.push('### 2. Packets per second through a veth pair, with / without flowlogd', '');
     lines.push(
       `iperf3 UDP, 64-byte payloads, client pod -> host -> server pod (flowlogd on both veths), BPF stats off,`,

@@ -13,7 +13,9 @@ const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
 const names = wanted.length ? wanted : all;
 for (const n of names) if (!all.includes(n)) throw new Error(`no benchmark ${n}; have: ${all.join(', ')}`);
 
-execFileSync('make', ['-s', '-C', fileURLToPath(new URL('../bpf', import.meta.url)), 'bench'], { stdio: 'inherit' });
+execFileSync('make', ['-s', '-C', fileURLToPath(new URL('../bpf', import.meta.url)), 'bench'], {
+  stdio: 'inherit',
+});
 let failed = 0;
 for (const n of names) {
   process.stderr.write(`bench: ${n}\n`);

@@ -167,16 +167,30 @@ export class Daemon {
       const t0 = performance.now();
       const endMs = Date.now();
       await this.#datapath.sync();
-      const lines = this.#aggregator.flushLines(endMs);
-      this.#sink.write(lines);
+      const records = await this.#writeInterval(endMs);
       const seconds = (performance.now() - t0) / 1000;
       this.#metrics.flushes.inc();
-      this.#metrics.lines.inc(lines.length);
       this.#metrics.flushSeconds.observe(seconds);
-      this.#log.debug({ records: lines.length, ms: Math.round(seconds * 1000) }, 'flushed');
+      this.#log.debug({ records, ms: Math.round(seconds * 1000) }, 'flushed');
     });
     this.#flushing = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * Closes the interval and hands its lines to the sinks chunk by chunk, waiting for each
+   * chunk to be written: a whole interval at kind 0 (100k lines, ~90 MB) is larger than a
+   * sink's bounded queue, which would drop the oldest lines of a single big write.
+   */
+  async #writeInterval(endMs: number): Promise<number> {
+    let records = 0;
+    for (const chunk of this.#aggregator.flushLineChunks(endMs, 8192)) {
+      this.#sink.write(chunk);
+      records += chunk.length;
+      await this.#sink.flush();
+    }
+    this.#metrics.lines.inc(records);
+    return records;
   }
 
   /** SIGHUP: new settings (flush interval, kinds, includes, timeouts) and fresh metadata. */
@@ -205,15 +219,13 @@ export class Daemon {
       await this.#flushing;
       const endMs = Date.now();
       await this.#datapath.stop(); // detaches first: nothing is counted after this drain
-      const lines = this.#aggregator.flushLines(endMs);
-      this.#sink.write(lines);
-      this.#metrics.lines.inc(lines.length);
+      const records = await this.#writeInterval(endMs);
       this.#datapath.close();
       this.#source.close();
       await this.#sink.close();
       this.#metricsServer?.close();
       this.#log.info(
-        { records: lines.length, sinks: this.#sink.statsBySink() },
+        { records, sinks: this.#sink.statsBySink() },
         'final flush written; stopped',
       );
     })();
