@@ -65,6 +65,14 @@ export interface Config {
   readonly stdout: boolean;
   /** Port of the Prometheus /metrics endpoint; null = off. */
   readonly metricsPort: number | null;
+  /** Follow conntrack NEW/DESTROY events (lifecycle, Service DNAT joins). */
+  readonly conntrack: boolean;
+  /** Network namespace whose conntrack to follow (name in /run/netns or a path); null = flowlogd's own. */
+  readonly conntrackNetns: string | null;
+  /** Re-dump conntrack this often to reconcile and reap expired entries at once; 0 = only after an overrun. */
+  readonly conntrackResyncIntervalMs: number;
+  /** Trace policy drops (tp_btf/kfree_skb) into deny records. */
+  readonly dropTracing: boolean;
   /** Config file used, if any. */
   readonly configFile: string | null;
   /** Where each setting's value came from. */
@@ -134,6 +142,16 @@ export const SETTINGS: readonly SettingDef[] = [
   own('logLevel', 'LogLevel', 'logLevel', 'FLOWLOGD_LOG_LEVEL', '--log-level'),
   own('stdout', 'Stdout', 'bool', 'FLOWLOGD_STDOUT', '--stdout'),
   own('metricsPort', 'MetricsPort', 'posint', 'FLOWLOGD_METRICS_PORT', '--metrics-port'),
+  own('conntrack', 'Conntrack', 'bool', 'FLOWLOGD_CONNTRACK', '--conntrack'),
+  own('conntrackNetns', 'ConntrackNetns', 'string', 'FLOWLOGD_CONNTRACK_NETNS', '--conntrack-netns'),
+  own(
+    'conntrackResyncIntervalMs',
+    'ConntrackResyncInterval',
+    'duration',
+    'FLOWLOGD_CONNTRACK_RESYNC_INTERVAL',
+    '--conntrack-resync-interval',
+  ),
+  own('dropTracing', 'DropTracing', 'bool', 'FLOWLOGD_DROP_TRACING', '--drop-tracing'),
 ];
 
 const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
@@ -159,6 +177,10 @@ const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
   logLevel: 'info',
   stdout: false,
   metricsPort: null,
+  conntrack: true,
+  conntrackNetns: null,
+  conntrackResyncIntervalMs: 60_000,
+  dropTracing: true,
 };
 
 export class ConfigError extends Error {

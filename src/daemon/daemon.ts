@@ -81,6 +81,13 @@ export class Daemon {
       ...Daemon.aggregationSettings(c),
       hostEndpoints: c.flowLogsEnableHostEndpoint,
       workloadInterfaces: c.workloadInterfaces,
+      onLifecycleSource: (source) =>
+        log.info(
+          { lifecycle: source },
+          source === 'conntrack'
+            ? 'connection lifecycle from conntrack NEW/DESTROY events'
+            : 'no conntrack events: connection lifecycle from TCP flags and idle timeouts',
+        ),
     });
     const sinks: Sink[] = [];
     const sinkLog = log.child({ component: 'sink' });
@@ -98,13 +105,7 @@ export class Daemon {
     const sink = new FanoutSink(sinks);
     let datapath: FlowDatapath;
     try {
-      datapath = new FlowDatapath(
-        {
-          interfaces: [...c.interfaces],
-          drainIntervalMs: Math.min(opts.drainIntervalMs ?? 1000, c.flowLogsFlushIntervalMs),
-        },
-        (u) => aggregator.observe(u),
-      );
+      datapath = Daemon.openDatapath(c, opts, aggregator, log);
     } catch (err) {
       source.close();
       await sink.close();
@@ -117,6 +118,9 @@ export class Daemon {
       log.warn({ interface: e.name, errno: e.errno }, e.message ?? 'attach failed'),
     );
     datapath.on('datapath-error', (e) => log.error({ errno: e.errno }, e.message ?? 'datapath error'));
+    datapath.on('conntrack-overrun', (e) =>
+      log.warn({ errno: e.errno }, e.message ?? 'conntrack events lost: resyncing'),
+    );
     log.info(
       {
         node: c.nodeName,
@@ -133,6 +137,49 @@ export class Daemon {
     if (c.metricsPort) await d.serveMetrics(c.metricsPort);
     d.#schedule();
     return d;
+  }
+
+  /**
+   * Attaches the datapath with conntrack events and drop tracing when the config asks for
+   * them; if the kernel lacks either, says so and goes on without it (lifecycle then comes
+   * from TCP flags and idle timeouts, and every flow is `allow`).
+   */
+  static openDatapath(c: Config, opts: DaemonOptions, aggregator: FlowAggregator, log: Logger): FlowDatapath {
+    let conntrackEvents = c.conntrack;
+    let dropTracing = c.dropTracing;
+    for (;;) {
+      try {
+        return new FlowDatapath(
+          {
+            interfaces: [...c.interfaces],
+            drainIntervalMs: Math.min(opts.drainIntervalMs ?? 1000, c.flowLogsFlushIntervalMs),
+            conntrackEvents,
+            conntrackNetns: c.conntrackNetns ?? '',
+            conntrackResyncMs: c.conntrackResyncIntervalMs,
+            dropTracing,
+          },
+          (u) => aggregator.observe(u),
+          (e) => aggregator.observeConntrack(e),
+        );
+      } catch (err) {
+        const e = err as Error & { code?: string; errno?: number };
+        if (e.code === 'ERR_CONNTRACK' && conntrackEvents) {
+          log.warn(
+            { code: e.code, errno: e.errno },
+            `${e.message}: going on without conntrack events (lifecycle from TCP flags and idle timeouts, no Service joins)`,
+          );
+          conntrackEvents = false;
+        } else if (e.code === 'ERR_DROP_TRACE' && dropTracing) {
+          log.warn(
+            { code: e.code, errno: e.errno },
+            `${e.message}: going on without drop tracing (no deny records)`,
+          );
+          dropTracing = false;
+        } else {
+          throw err;
+        }
+      }
+    }
   }
 
   static aggregationSettings(c: Config) {
@@ -225,7 +272,7 @@ export class Daemon {
       await this.#sink.close();
       this.#metricsServer?.close();
       this.#log.info(
-        { records, sinks: this.#sink.statsBySink() },
+        { records, sinks: this.#sink.statsBySink(), aggregator: this.#aggregator.stats() },
         'final flush written; stopped',
       );
     })();

@@ -125,6 +125,11 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
     const metadata = join(metaDir, 'cluster.yaml');
     cluster.writeMetadata(metadata);
     for (const p of nginx.pods) await lab.serve(p, 8080);
+    // UDP and ICMP complete when conntrack destroys them: make that quick, and re-dump
+    // every second so expired entries are reaped (and reported) at once.
+    lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout', '2');
+    lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout_stream', '2');
+    lab.setHostSysctl('net.netfilter.nf_conntrack_icmp_timeout', '2');
 
     for (const kind of [0, 1, 2, 3]) {
       daemons.push(
@@ -139,12 +144,17 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
           `${FLUSH_S}s`,
           '--flow-logs-idle-timeout',
           `${IDLE_S}s`,
+          '--conntrack-resync-interval',
+          '1s',
           '--flow-logs-file-aggregation-kind-for-allowed',
           String(kind),
         ]),
       );
     }
     await Promise.all(daemons.map((d) => d.started));
+    await until('lifecycle source logged', () =>
+      daemons.every((d) => d.stderr.includes('"lifecycle":"conntrack"')),
+    );
     // Start right after every daemon flushed, so all traffic falls in one interval and
     // labels intersect over every pod of each ReplicaSet.
     await until('first flushes', () => daemons.every((d) => d.flushes >= 1));
@@ -201,7 +211,7 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
     );
     assert.equal(entries.length, 9 * 2 + 9 + 9 + 1, 'conntrack saw every connection');
 
-    // Let UDP/ICMP go idle and be reported completed, then stop.
+    // Let conntrack destroy UDP/ICMP entries and the records report them completed.
     const flushesNow = daemons.map((d) => d.flushes);
     await until('completion flushes', () => daemons.every((d, i) => d.flushes >= flushesNow[i]! + 2), 30000);
     for (const d of daemons) assert.equal(await d.stop(), 0, 'clean exit');
