@@ -264,6 +264,13 @@ Napi::Object Layout(Napi::Env env) {
   F("ct.packets", offsetof(ring_conntrack_record, packets));
   F("ct.bytes", offsetof(ring_conntrack_record, bytes));
   F("ct.time_ns", offsetof(ring_conntrack_record, time_ns));
+  F("CT_EVENT_NEW", CT_EVENT_NEW);
+  F("CT_EVENT_DESTROY", CT_EVENT_DESTROY);
+  F("CT_EVENT_DUMP", CT_EVENT_DUMP);
+  F("CT_EVENT_DUMP_DONE", CT_EVENT_DUMP_DONE);
+  F("CT_FLAG_SYNTHETIC", CT_FLAG_SYNTHETIC);
+  F("CT_FLAG_COUNTERS", CT_FLAG_COUNTERS);
+  F("CT_FLAG_AFTER_OVERRUN", CT_FLAG_AFTER_OVERRUN);
   F("tuple.src", offsetof(ct_tuple, src));
   F("tuple.dst", offsetof(ct_tuple, dst));
   F("tuple.sport", offsetof(ct_tuple, sport));

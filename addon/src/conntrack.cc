@@ -257,6 +257,7 @@ bool ConntrackListener::read_events() {
           std::lock_guard<std::mutex> lock(mu_);
           stats_.overruns++;
         }
+        lost_since_dump_ = true;
         notify_(Notice::Overrun, ENOBUFS, "conntrack events lost (receive buffer overrun): resyncing");
         if (in_dump_) {
           resync_again_ = true;  // the dump in progress cannot vouch for what was lost
@@ -294,6 +295,9 @@ bool ConntrackListener::dump() {
       return !stop_.load();
     }
     seen_.clear();
+    uint64_t requested_ns = uint64_t(now_ns(CLOCK_REALTIME));
+    bool lost_before = lost_since_dump_;
+    lost_since_dump_ = false;
     bool done = false, interrupted = false;
     int64_t busy = 0;
     while (!done) {
@@ -323,7 +327,10 @@ bool ConntrackListener::dump() {
       }
       busy += now_ns(CLOCK_MONOTONIC) - t0;
     }
-    if (interrupted) continue;  // a partial dump cannot prove an entry gone: dump again
+    if (interrupted) {  // a partial dump cannot prove an entry gone: dump again
+      lost_since_dump_ = lost_since_dump_ || lost_before;
+      continue;
+    }
     // Events sent while the dump ran (a dump reaps expired entries, whose DESTROY events
     // come on the event socket): read them first so they are not synthesized twice.
     in_dump_ = true;
@@ -331,7 +338,10 @@ bool ConntrackListener::dump() {
     bool ok = read_events();
     in_dump_ = false;
     if (!ok) return false;
-    if (resync_again_) continue;
+    if (resync_again_) {
+      lost_since_dump_ = true;
+      continue;
+    }
     // Known entries the dump no longer has ended while we were not listening.
     ring_conntrack_record rec{};
     rec.hdr.type = RING_RECORD_CONNTRACK;
@@ -354,6 +364,14 @@ bool ConntrackListener::dump() {
       if (!push(rec)) return false;
     }
     seen_.clear();
+    // Tell JavaScript the dump is complete: connections it saw before the request whose
+    // entry it never heard of (their NEW was lost with the overrun) are gone too.
+    ring_conntrack_record done_rec{};
+    done_rec.hdr.type = RING_RECORD_CONNTRACK;
+    done_rec.event = CT_EVENT_DUMP_DONE;
+    done_rec.flags = lost_before || lost_since_dump_ ? CT_FLAG_AFTER_OVERRUN : 0;
+    done_rec.time_ns = requested_ns;
+    if (!push(done_rec)) return false;
     std::lock_guard<std::mutex> lock(mu_);
     stats_.resyncs++;
     stats_.synthetic_destroys += synthetic;

@@ -88,8 +88,9 @@ class ConntrackListener {
   uint32_t seq_ = 0;
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  bool in_dump_ = false;       // reading the events queued during a dump
-  bool resync_again_ = false;  // an overrun happened meanwhile
+  bool in_dump_ = false;          // reading the events queued during a dump
+  bool resync_again_ = false;     // an overrun happened meanwhile
+  bool lost_since_dump_ = false;  // events lost (ENOBUFS) since the last complete dump
   std::unordered_map<uint32_t, Known> known_;
   std::unordered_set<uint32_t> seen_;  // ids in the dump being read
   mutable std::mutex mu_;              // guards stats_

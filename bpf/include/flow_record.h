@@ -114,10 +114,12 @@ struct ring_flow_record {
 /* Conntrack events (addon/src/conntrack.cc), from the host's or a chosen netns. */
 #define CT_EVENT_NEW 1
 #define CT_EVENT_DESTROY 2
-#define CT_EVENT_DUMP 3 /* existed at start or at a resync (a dump, not an event) */
+#define CT_EVENT_DUMP 3	     /* existed at start or at a resync (a dump, not an event) */
+#define CT_EVENT_DUMP_DONE 4 /* a complete dump ended; time_ns = when it was requested */
 
-#define CT_FLAG_SYNTHETIC 0x01 /* DESTROY inferred by a resync: no counters, time = resync */
-#define CT_FLAG_COUNTERS 0x02  /* packets/bytes are valid (nf_conntrack_acct=1) */
+#define CT_FLAG_SYNTHETIC 0x01	   /* DESTROY inferred by a resync: no counters, time = resync */
+#define CT_FLAG_COUNTERS 0x02	   /* packets/bytes are valid (nf_conntrack_acct=1) */
+#define CT_FLAG_AFTER_OVERRUN 0x04 /* DUMP_DONE: events were lost since the previous dump */
 
 /*
  * One direction of a conntrack entry. Addresses IPv4-mapped, network order; ports host

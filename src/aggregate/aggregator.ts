@@ -11,6 +11,7 @@
 import {
   type ConnectionUpdate,
   type ConntrackEvent,
+  ConntrackEventType,
   Hook,
   InitiatorHow,
   TcpFlag,
@@ -399,6 +400,8 @@ export class FlowAggregator {
   readonly #ctById = new Map<number, CtEntry<Conn>>();
   readonly #ct = new Map<string, CtEntry<Conn>>();
   readonly #pending = new Map<string, Conn[]>();
+  /** Connections seen while conntrack events flow whose entry has not been found yet. */
+  readonly #unjoined = new Set<Conn>();
   readonly #onLifecycle: ((source: LifecycleSource) => void) | undefined;
   // Interned record keys and their parts, swept after every flush of what no connection uses.
   readonly #groups: [Map<string, Group>, Map<string, Group>] = [new Map(), new Map()];
@@ -716,6 +719,7 @@ export class FlowAggregator {
         // Late packets of a connection whose completion was already reported.
         if (!c.active) {
           table.delete(k);
+          this.#unjoined.delete(c);
           continue;
         }
       } else {
@@ -725,6 +729,7 @@ export class FlowAggregator {
         const idle = c.proto === 6 || c.ct !== null ? this.#tcpIdleMs : this.#idleMs;
         if (!c.ended && c.lastSeenMs + idle <= endMs) c.ended = true;
         completes = c.ended;
+        if (completes) this.#unjoined.delete(c);
       }
       if (c.denied && c.netP <= 0 && a === 0) {
         // Every packet of it was denied: it exists only as a deny record.
@@ -859,6 +864,10 @@ export class FlowAggregator {
       this.#stats.lifecycleSource = 'conntrack';
       this.#onLifecycle?.('conntrack');
     }
+    if (e.type === ConntrackEventType.dumpDone) {
+      this.#afterDump(e);
+      return;
+    }
     if (isStart(e)) {
       if (this.#ctById.has(e.id)) return;
       const entry = entryOf<Conn>(e);
@@ -893,6 +902,23 @@ export class FlowAggregator {
     for (const c of entry.conns) this.#complete(c);
   }
 
+  /**
+   * A complete dump ended. Connections still waiting for their entry join it if the dump
+   * had it; after lost events, those seen before the dump was requested and absent from
+   * it have ended unheard (their NEW and DESTROY went with the overrun).
+   */
+  #afterDump(e: ConntrackEvent): void {
+    for (const c of this.#unjoined) {
+      const entry = this.#ct.get(c.tk);
+      if (entry !== undefined) {
+        this.#join(c, entry);
+      } else if (e.afterOverrun && c.lastSeenMs < e.timeMs) {
+        this.#unjoined.delete(c);
+        this.#complete(c);
+      }
+    }
+  }
+
   #complete(c: Conn): void {
     if (c.state !== OPEN || c.ended) return;
     c.ended = true;
@@ -910,6 +936,7 @@ export class FlowAggregator {
       return;
     }
     if (this.#stats.lifecycleSource !== 'conntrack') return; // no conntrack events at all
+    this.#unjoined.add(c);
     let list = this.#pending.get(c.tk);
     if (list === undefined) {
       list = [];
@@ -919,6 +946,7 @@ export class FlowAggregator {
   }
 
   #join(c: Conn, entry: CtEntry<Conn>): void {
+    this.#unjoined.delete(c);
     if (c.ct === entry) return;
     c.ct = entry;
     entry.conns.push(c);

@@ -3,6 +3,7 @@
 
 import { formatIpv6Groups } from '../common/ipv6-text.ts';
 import {
+  CT_FLAG_AFTER_OVERRUN,
   CT_FLAG_COUNTERS,
   CT_FLAG_SYNTHETIC,
   CtRecord,
@@ -205,6 +206,9 @@ export class ConntrackEventView implements ConntrackEvent {
   }
   get synthetic(): boolean {
     return (this.bytes[this.base + CtRecord.flags]! & CT_FLAG_SYNTHETIC) !== 0;
+  }
+  get afterOverrun(): boolean {
+    return (this.bytes[this.base + CtRecord.flags]! & CT_FLAG_AFTER_OVERRUN) !== 0;
   }
   get hasCounters(): boolean {
     return (this.bytes[this.base + CtRecord.flags]! & CT_FLAG_COUNTERS) !== 0;

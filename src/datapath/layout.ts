@@ -39,8 +39,10 @@ export const CtTuple = {
 export const CT_EVENT_NEW = 1;
 export const CT_EVENT_DESTROY = 2;
 export const CT_EVENT_DUMP = 3;
+export const CT_EVENT_DUMP_DONE = 4;
 export const CT_FLAG_SYNTHETIC = 0x01;
 export const CT_FLAG_COUNTERS = 0x02;
+export const CT_FLAG_AFTER_OVERRUN = 0x04;
 
 export const FlowKey = {
   ifindex: 0,

@@ -72,7 +72,8 @@ export interface ConnectionUpdate {
 }
 
 /** What a conntrack record says happened. */
-export const ConntrackEventType = { new: 1, destroy: 2, dump: 3 } as const;
+/** dumpDone: a complete dump (initial or resync) ended; `timeMs` is when it was requested. */
+export const ConntrackEventType = { new: 1, destroy: 2, dump: 3, dumpDone: 4 } as const;
 export type ConntrackEventType = (typeof ConntrackEventType)[keyof typeof ConntrackEventType];
 
 /**
@@ -96,6 +97,8 @@ export interface ConntrackEvent {
   readonly replyDport: number;
   /** A DESTROY inferred by a resync after lost events (no counters). */
   readonly synthetic: boolean;
+  /** dumpDone: events were lost (receive buffer overrun) since the previous dump. */
+  readonly afterOverrun: boolean;
   /** Whether the counters are valid (nf_conntrack_acct=1). DESTROY: the final ones. */
   readonly hasCounters: boolean;
   readonly origPackets: number;

@@ -21,6 +21,7 @@ function ct(p: Partial<ConntrackEvent> & { origSrc: string; origDst: string }): 
     replySport: p.replySport ?? p.origDport ?? 80,
     replyDport: p.replyDport ?? p.origSport ?? 40000,
     synthetic: p.synthetic ?? false,
+    afterOverrun: p.afterOverrun ?? false,
     hasCounters: true,
     origPackets: 0,
     origBytes: 0,
@@ -191,6 +192,88 @@ test('UDP tracked by conntrack outlives the idle timeout and ends at DESTROY; un
   assert.deepEqual(
     [by(r2, 40000)?.num_flows_completed, by(r2, 40001)?.num_flows_completed, by(r2, 40002)],
     [1, 0, undefined],
+  );
+});
+
+test('after an overrun, a complete dump ends the connections whose entries went unheard, and joins the rest', () => {
+  const agg = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(md),
+    startTimeMs: T0,
+    kindForAllowed: 0,
+    idleTimeoutMs: 600_000, // so that only the dump can end them
+  });
+  // Conntrack events flow (the initial dump ended)...
+  agg.observeConntrack(ct({ type: ConntrackEventType.dumpDone, origSrc: '', origDst: '', timeMs: T0 }));
+  const flow = (port: number) =>
+    upd({
+      proto: 17,
+      srcIp: CLIENT,
+      srcPort: port,
+      dstIp: BACKEND,
+      dstPort: 53,
+      origPackets: 1,
+      origBytes: 60,
+      ...AT_SRC,
+    });
+  // ...then two UDP flows whose NEW events are lost in an overrun.
+  agg.observe(flow(41000));
+  agg.observe(flow(41001));
+  const r1 = agg.flush(T0 + 10_000);
+  assert.deepEqual(r1.map((r) => [r.source_port, r.num_flows_started, r.num_flows_completed]).sort(), [
+    [41000, 1, 0],
+    [41001, 1, 0],
+  ]);
+  // A dump without lost events proves nothing about entries it does not have.
+  agg.observeConntrack(
+    ct({ type: ConntrackEventType.dumpDone, origSrc: '', origDst: '', timeMs: T0 + 11_000 }),
+  );
+  // The resync dump after the overrun still has 41001's entry but no longer 41000's.
+  agg.observeConntrack(
+    ct({
+      type: ConntrackEventType.dump,
+      id: 7,
+      proto: 17,
+      origSrc: CLIENT,
+      origSport: 41001,
+      origDst: BACKEND,
+      origDport: 53,
+    }),
+  );
+  agg.observeConntrack(
+    ct({
+      type: ConntrackEventType.dumpDone,
+      origSrc: '',
+      origDst: '',
+      timeMs: T0 + 12_000,
+      afterOverrun: true,
+    }),
+  );
+  const r2 = agg.flush(T0 + 20_000);
+  assert.deepEqual(
+    r2.map((r) => [r.source_port, r.num_flows_started, r.num_flows_completed]).sort(),
+    [
+      [41000, 0, 1],
+      [41001, 0, 0],
+    ],
+    'the unheard one completed, the dumped one joined and still open',
+  );
+  agg.observeConntrack(
+    ct({
+      type: ConntrackEventType.destroy,
+      id: 7,
+      proto: 17,
+      origSrc: CLIENT,
+      origSport: 41001,
+      origDst: BACKEND,
+      origDport: 53,
+    }),
+  );
+  const r3 = agg.flush(T0 + 30_000);
+  assert.deepEqual(
+    r3.map((r) => [r.source_port, r.num_flows_completed]),
+    [[41001, 1]],
+    'ends at its DESTROY',
   );
 });
 

@@ -5,6 +5,13 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import {
+  CT_EVENT_DESTROY,
+  CT_EVENT_DUMP,
+  CT_EVENT_DUMP_DONE,
+  CT_EVENT_NEW,
+  CT_FLAG_AFTER_OVERRUN,
+  CT_FLAG_COUNTERS,
+  CT_FLAG_SYNTHETIC,
   CtRecord,
   CtTuple,
   FlowCounters,
@@ -28,6 +35,13 @@ function tsTable(): Record<string, number> {
     'ring.counters': Ring.counters,
     'ring.drop_reason': Ring.drop_reason,
     RING_RECORD_CONNTRACK,
+    CT_EVENT_NEW,
+    CT_EVENT_DESTROY,
+    CT_EVENT_DUMP,
+    CT_EVENT_DUMP_DONE,
+    CT_FLAG_SYNTHETIC,
+    CT_FLAG_COUNTERS,
+    CT_FLAG_AFTER_OVERRUN,
   };
   for (const [k, v] of Object.entries(FlowKey)) t[`key.${k}`] = v;
   for (const [k, v] of Object.entries(FlowCounters)) t[`counters.${k}`] = v;
