@@ -104,9 +104,7 @@ export async function demo(write: (s: string) => void): Promise<void> {
     for (const d of daemons) await d.stop(); // SIGTERM: each writes its final flush
     for (const [kind, d] of daemons.entries()) {
       const recs = d.records().filter((r) => r.proto !== 'icmp6');
-      write(
-        `\n=== aggregation kind ${KIND_NAMES[kind]}: ${recs.length} records (flows.log in ${d.dir}) ===\n`,
-      );
+      write(`\n=== aggregation kind ${KIND_NAMES[kind]}: ${recs.length} records ===\n`);
       write(
         `${'reporter'.padEnd(9)}${'source'.padEnd(52)}${'destination'.padEnd(52)}proto  flows  bytes in/out\n`,
       );

@@ -107,6 +107,9 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
       const cip = `${lab.subnet4.replace('10.213.', '10.214.')}.${style === 'iptables' ? 10 : 11}`;
       const chain = `${lab.prefix.toUpperCase()}-SVC`;
       const table = `${lab.prefix}_svc`;
+      // iptables creates the nat table (and its PREROUTING chain) on first use: if it does
+      // that here, the test removes it again.
+      const natExisted = style === 'iptables' && run('nft', ['list', 'tables']).includes('table ip nat');
       if (style === 'iptables') {
         run('iptables', ['-t', 'nat', '-N', chain]);
         run('iptables', ['-t', 'nat', '-I', 'PREROUTING', '-j', chain]);
@@ -260,6 +263,7 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
           run('iptables', ['-t', 'nat', '-D', 'PREROUTING', '-j', chain]);
           run('iptables', ['-t', 'nat', '-F', chain]);
           run('iptables', ['-t', 'nat', '-X', chain]);
+          if (!natExisted) run('nft', ['delete', 'table', 'ip', 'nat']);
         } else run('nft', ['delete', 'table', 'ip', table]);
       }
     });
