@@ -245,9 +245,14 @@ if (only !== undefined) {
   const baseHeap = process.memoryUsage().heapUsed / MB;
   const rows: Row[] = [];
   for (const k of [0, 1, 2, 3] as const) {
-    const out = execFileSync(process.execPath, [process.argv[1]!, String(N), String(ROUNDS), String(k)], {
-      encoding: 'utf8',
-    });
+    // Same Node flags as this process (run.ts gives the daemon's: --max-semi-space-size=16).
+    const out = execFileSync(
+      process.execPath,
+      [...process.execArgv, process.argv[1]!, String(N), String(ROUNDS), String(k)],
+      {
+        encoding: 'utf8',
+      },
+    );
     rows.push(JSON.parse(out) as Row);
   }
   const f = (n: number, d = 0) => n.toFixed(d);

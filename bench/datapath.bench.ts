@@ -71,7 +71,9 @@ function attachEmpty(ifname: string): number[] {
 
 /** UDP 64-byte payloads as fast as iperf3 sends them; returns received packets/s. */
 async function udpBlast(lab: Lab, client: ReturnType<Lab['addPod']>, server: ReturnType<Lab['addPod']>) {
-  const srv = lab.spawn(server, 'iperf3', ['-s', '-1', '-p', '5201']);
+  // Pinned (sender on CPU 0, receiver on CPU 1): unpinned, the scheduler's placement made
+  // runs bimodal (360k or 520k pps) and medians of a handful of runs meaningless.
+  const srv = lab.spawn(server, 'iperf3', ['-s', '-1', '-p', '5201', '-A', '1']);
   await new Promise((r) => setTimeout(r, 300));
   const out = lab.exec(client, 'iperf3', [
     '-u',
@@ -85,6 +87,8 @@ async function udpBlast(lab: Lab, client: ReturnType<Lab['addPod']>, server: Ret
     '64',
     '-t',
     String(SECONDS),
+    '-A',
+    '0',
     '-J',
   ]);
   await new Promise((r) => (srv.exitCode !== null ? r(null) : srv.once('exit', r)));
@@ -158,7 +162,7 @@ async function perPacketAndThroughput(lines: string[]) {
     );
     lines.push('### 2. Packets per second through a veth pair, with / without flowlogd', '');
     lines.push(
-      `iperf3 UDP, 64-byte payloads, client pod -> host -> server pod (flowlogd on both veths), BPF stats off,`,
+      `iperf3 UDP, 64-byte payloads, client pod (CPU 0) -> host -> server pod (CPU 1), flowlogd on both veths, BPF stats off,`,
       `${RUNS} interleaved runs of ${SECONDS} s each; received packets/s.`,
       '',
     );

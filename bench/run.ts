@@ -1,6 +1,7 @@
 // npm run bench [-- NAME...]: runs each benchmark in its own process (so one's memory or
 // kernel state never colours another's) and prints their Markdown to stdout.
-// Names: the files bench/NAME.bench.ts. Figures go to BENCHMARKS.md with this command.
+// Node runs with the flags bin/flowlogd uses (a 16 MB young generation), plus --expose-gc
+// so memory can be read after a collection. Names: the files bench/NAME.bench.ts. Figures go to BENCHMARKS.md with this command.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -19,7 +20,9 @@ execFileSync('make', ['-s', '-C', fileURLToPath(new URL('../bpf', import.meta.ur
 let failed = 0;
 for (const n of names) {
   process.stderr.write(`bench: ${n}\n`);
-  const r = spawnSync(process.execPath, ['--expose-gc', `${here}${n}.bench.ts`], { stdio: 'inherit' });
+  const r = spawnSync(process.execPath, ['--expose-gc', '--max-semi-space-size=16', `${here}${n}.bench.ts`], {
+    stdio: 'inherit',
+  });
   if (r.status !== 0) failed++;
 }
 process.exitCode = failed ? 1 : 0;
