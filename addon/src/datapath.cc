@@ -400,16 +400,35 @@ void Datapath::drain_generation(int gen) {
 
 // Moves one map's entries into the ring; false when closing without a reader.
 bool Datapath::drain_map(int fd, bool ipv4) {
+  void* keys = ipv4 ? static_cast<void*>(batch_keys4_.data()) : static_cast<void*>(batch_keys_.data());
+  return drain_batches(fd, keys, "flow map", [&](uint32_t i, ring_flow_record& rec) {
+    if (ipv4)
+      widen(batch_keys4_[i], rec.key);
+    else
+      rec.key = batch_keys_[i];
+  });
+}
+
+// Batched lookup-and-delete of a whole map (nothing writes to it now) into ring records:
+// `fill(i, rec)` sets entry i's key fields, the counters are copied with Unix times.
+template <typename Fill>
+bool Datapath::drain_batches(int fd, void* keys, const char* what, Fill fill) {
   uint32_t out_token = 0;
   bool first = true;
   uint64_t drained = 0;
   int64_t t0 = clock_ns(CLOCK_MONOTONIC);
   ring_flow_record rec{};
   rec.hdr.type = RING_RECORD_FLOW;
+  auto on_full = [this] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      counters_.ring_full_waits++;
+    }
+    emit(DatapathEvent{DatapathEvent::Records});
+  };
   for (;;) {
     uint32_t count = kBatch;
     uint32_t in_token = out_token;
-    void* keys = ipv4 ? static_cast<void*>(batch_keys4_.data()) : static_cast<void*>(batch_keys_.data());
     int err = bpf_map_lookup_and_delete_batch(fd, first ? nullptr : &in_token, &out_token, keys, batch_values_.data(),
                                               &count, nullptr);
     int e = err ? errno : 0;
@@ -418,31 +437,20 @@ bool Datapath::drain_map(int fd, bool ipv4) {
       DatapathEvent ev;
       ev.kind = DatapathEvent::Error;
       ev.err = e;
-      ev.message = std::string("draining flow map: ") + std::strerror(e);
+      ev.message = std::string("draining ") + what + ": " + std::strerror(e);
       emit(std::move(ev));
       break;
     }
-    int64_t t1 = clock_ns(CLOCK_MONOTONIC);
     {
       std::lock_guard<std::mutex> lock(mu_);
-      counters_.drain_ns_total += t1 - t0;
+      counters_.drain_ns_total += clock_ns(CLOCK_MONOTONIC) - t0;
     }
     for (uint32_t i = 0; i < count; i++) {
-      if (ipv4)
-        widen(batch_keys4_[i], rec.key);
-      else
-        rec.key = batch_keys_[i];
+      fill(i, rec);
       rec.counters = batch_values_[i];
       rec.counters.first_seen_ns += mono_to_unix_ns_;
       rec.counters.last_seen_ns += mono_to_unix_ns_;
-      bool pushed = ring_.push(&rec, closed_, [this] {
-        {
-          std::lock_guard<std::mutex> lock(mu_);
-          counters_.ring_full_waits++;
-        }
-        emit(DatapathEvent{DatapathEvent::Records});
-      });
-      if (!pushed) return false;
+      if (!ring_.push(&rec, closed_, on_full)) return false;
     }
     drained += count;
     if (count) emit(DatapathEvent{DatapathEvent::Records});
@@ -469,36 +477,10 @@ void Datapath::set_watched(int ifindex, bool on) {
 void Datapath::drain_drops(int gen) {
   if (!drop_skel_) return;
   int fd = bpf_map__fd(gen ? drop_skel_->maps.drops_1 : drop_skel_->maps.drops_0);
-  uint32_t out_token = 0;
-  bool first = true;
-  ring_flow_record rec{};
-  rec.hdr.type = RING_RECORD_FLOW;
-  for (;;) {
-    uint32_t count = kBatch;
-    uint32_t in_token = out_token;
-    int err = bpf_map_lookup_and_delete_batch(fd, first ? nullptr : &in_token, &out_token, drop_keys_.data(),
-                                              batch_values_.data(), &count, nullptr);
-    int e = err ? errno : 0;
-    first = false;
-    if (err && e != ENOENT) {
-      DatapathEvent ev;
-      ev.kind = DatapathEvent::Error;
-      ev.err = e;
-      ev.message = std::string("draining drop map: ") + std::strerror(e);
-      emit(std::move(ev));
-      return;
-    }
-    for (uint32_t i = 0; i < count; i++) {
-      rec.key = drop_keys_[i].flow;
-      rec.drop_reason = drop_keys_[i].reason;
-      rec.counters = batch_values_[i];
-      rec.counters.first_seen_ns += mono_to_unix_ns_;
-      rec.counters.last_seen_ns += mono_to_unix_ns_;
-      if (!ring_.push(&rec, closed_, [this] { emit(DatapathEvent{DatapathEvent::Records}); })) return;
-    }
-    if (count) emit(DatapathEvent{DatapathEvent::Records});
-    if (e == ENOENT) return;
-  }
+  drain_batches(fd, drop_keys_.data(), "drop map", [&](uint32_t i, ring_flow_record& rec) {
+    rec.key = drop_keys_[i].flow;
+    rec.drop_reason = drop_keys_[i].reason;
+  });
 }
 
 void Datapath::worker() {

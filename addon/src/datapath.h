@@ -123,6 +123,8 @@ class Datapath {
   void handle_rtnetlink();
   void drain_generation(int gen);
   bool drain_map(int fd, bool ipv4);
+  template <typename Fill>
+  bool drain_batches(int fd, void* keys, const char* what, Fill fill);
   void drain_drops(int gen);
   void set_watched(int ifindex, bool on);
   void emit(DatapathEvent&& ev);
