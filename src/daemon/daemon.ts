@@ -1,8 +1,10 @@
 // `flowlogd run`: datapath -> enrichment -> aggregation -> sinks, every flush interval.
 // Flushes never overlap; SIGTERM/SIGINT detach, drain the kernel and write a final flush;
 // SIGHUP re-reads the settings and the metadata.
+import { appendFile, mkdir } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import { networkInterfaces } from 'node:os';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { FlowAggregator } from '../aggregate/aggregator.ts';
@@ -86,12 +88,25 @@ export class Daemon {
           { lifecycle: source },
           source === 'conntrack'
             ? 'connection lifecycle from conntrack NEW/DESTROY events'
-            : 'no conntrack events: connection lifecycle from TCP flags and idle timeouts',
+            : 'connection lifecycle from TCP flags and idle timeouts (until conntrack events arrive, if they do)',
         ),
     });
     const sinks: Sink[] = [];
     const sinkLog = log.child({ component: 'sink' });
     if (c.flowLogsFileEnabled) {
+      // flows.log exists from the start, so log shippers can tail it and a directory that
+      // cannot be written is reported now rather than at the first flush (the sink keeps
+      // retrying either way: not fatal).
+      try {
+        await mkdir(c.flowLogsFileDirectory, { recursive: true });
+        await appendFile(join(c.flowLogsFileDirectory, 'flows.log'), '');
+      } catch (err) {
+        const e = err as NodeJS.ErrnoException;
+        log.error(
+          { code: e.code, directory: c.flowLogsFileDirectory },
+          `cannot create flows.log: ${e.message}`,
+        );
+      }
       sinks.push(
         new FileSink({
           directory: c.flowLogsFileDirectory,
