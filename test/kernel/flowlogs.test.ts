@@ -3,7 +3,7 @@
 // rules, names, labels and reporter, and per-key sums of bytes, packets and flows, equal
 // what an independent model derives from conntrack's accounting and the metadata.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -412,5 +412,53 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
         `${reporter}: packets`,
       );
     }
+  });
+
+  test('SIGHUP applies a new flush interval from the config file; bad new settings are rejected and the old kept', async () => {
+    const client = lab.addPod({ namespace: '-', name: `${lab.prefix}-hup-c` });
+    const server = lab.addPod({ namespace: '-', name: `${lab.prefix}-hup-s` });
+    await lab.serve(server, 5050);
+    const config = join(metaDir, 'felix.yaml');
+    const felix = (spec: string) =>
+      writeFileSync(
+        config,
+        `apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n${spec}`,
+      );
+    felix('  flowLogsFlushInterval: 10m\n  flowLogsFileAggregationKindForAllowed: 0\n');
+    const d = new Flowlogd(['--config', config, '--interfaces', client.hostIf]);
+    daemons.push(d);
+    await d.started;
+    felix('  flowLogsFlushInterval: 1s\n  flowLogsFileAggregationKindForAllowed: 7\n');
+    d.child.kill('SIGHUP');
+    await until('rejection logged', () => d.stderr.includes('new settings rejected'));
+    assert.match(d.stderr, /FlowLogsFileAggregationKindForAllowed|flowLogsFileAggregationKindForAllowed/);
+    felix('  flowLogsFlushInterval: 1s\n  flowLogsFileAggregationKindForAllowed: 0\n');
+    d.child.kill('SIGHUP');
+    await until('reloaded', () => d.stderr.includes('"msg":"reloaded"'));
+    await lab.traffic(client, [
+      'tcp',
+      '--host',
+      server.ipv4,
+      '--port',
+      '5050',
+      '--conns',
+      '2',
+      '--send',
+      '100',
+      '--recv',
+      '100',
+    ]);
+    await until('a flush on the new interval', () => d.flushes >= 2, 10_000);
+    assert.equal(await d.stop(), 0);
+    const tcp = d.records().filter((r) => r.proto === 'tcp' && r.source_ip === client.ipv4);
+    assert.equal(
+      tcp.reduce((a, r) => a + r.num_flows_started, 0),
+      2,
+      'both connections reported',
+    );
+    assert.ok(
+      tcp.every((r) => r.end_time - r.start_time <= 2),
+      'intervals of the new length',
+    );
   });
 });
