@@ -182,6 +182,10 @@ static __always_inline void account(struct __sk_buff *skb, void *flows, const st
 				    const void *key, __u8 dir, __u8 hook)
 {
 	__u64 bytes = skb->len - p->l3_off;
+	/* Ethernet pads short frames (a 40-byte ACK arrives as 46): count what IP says, as
+	 * conntrack does after ip_rcv trims. GSO/GRO packets carry their full length. */
+	if (p->l3_len && p->l3_len < bytes)
+		bytes = p->l3_len;
 	__u64 now = bpf_ktime_get_coarse_ns();
 	struct flow_counters *c;
 

@@ -240,7 +240,7 @@ bool ConntrackListener::handle(const nlmsghdr* h, Source src) {
   } else {
     return true;  // an UPDATE (not subscribed)
   }
-  if (!destroy) known_[rec.id] = Known{rec.orig, rec.reply, rec.proto, rec.family};
+  if (!destroy) known_[rec.id] = Known{rec.orig, rec.reply, rec.proto, rec.family, dump_gen_};
   rec.event = src == Source::Dump ? CT_EVENT_DUMP : destroy ? CT_EVENT_DESTROY : CT_EVENT_NEW;
   return push(rec);
 }
@@ -295,6 +295,9 @@ bool ConntrackListener::dump() {
       return !stop_.load();
     }
     seen_.clear();
+    // Entries learned from events from here on may be created after the dump walked their
+    // bucket: only entries known before this request can be proven gone by it.
+    const uint64_t this_dump = ++dump_gen_;
     uint64_t requested_ns = uint64_t(now_ns(CLOCK_REALTIME));
     bool lost_before = lost_since_dump_;
     lost_since_dump_ = false;
@@ -350,7 +353,7 @@ bool ConntrackListener::dump() {
     rec.time_ns = uint64_t(now_ns(CLOCK_REALTIME));
     uint64_t synthetic = 0;
     for (auto it = known_.begin(); it != known_.end();) {
-      if (seen_.count(it->first)) {
+      if (seen_.count(it->first) || it->second.learned >= this_dump) {
         ++it;
         continue;
       }

@@ -69,6 +69,7 @@ class ConntrackListener {
   struct Known {
     ct_tuple orig, reply;
     uint8_t proto, family;
+    uint64_t learned;  // dump_gen_ when learned: a dump can only vouch for older entries
   };
   enum class Source { Event, Dump };
 
@@ -88,9 +89,11 @@ class ConntrackListener {
   uint32_t seq_ = 0;
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  bool in_dump_ = false;          // reading the events queued during a dump
-  bool resync_again_ = false;     // an overrun happened meanwhile
-  bool lost_since_dump_ = false;  // events lost (ENOBUFS) since the last complete dump
+  bool in_dump_ = false;       // reading the events queued during a dump
+  bool resync_again_ = false;  // an overrun happened meanwhile
+  bool lost_since_dump_ = false;
+  uint64_t dump_gen_ =
+      0;  // incremented when a dump is requested  // events lost (ENOBUFS) since the last complete dump
   std::unordered_map<uint32_t, Known> known_;
   std::unordered_set<uint32_t> seen_;  // ids in the dump being read
   mutable std::mutex mu_;              // guards stats_

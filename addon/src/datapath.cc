@@ -327,11 +327,8 @@ void Datapath::detach(int ifindex) {
     LIBBPF_OPTS(bpf_tc_opts, d, .handle = kClsactHandle, .priority = kClsactPriority);
     bpf_tc_detach(&hook, &d);  // ENODEV when the interface is gone: nothing left to do
   }
-  if (a->created_qdisc) {
-    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex,
-                .attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS));
-    bpf_tc_hook_destroy(&hook);
-  }
+  // A clsact qdisc stays, even one we added: another agent (a CNI's TC datapath) may
+  // have put its own filters on it since, and destroying the qdisc would take them along.
   DatapathEvent ev;
   ev.kind = DatapathEvent::Detached;
   ev.ifindex = ifindex;
@@ -340,14 +337,36 @@ void Datapath::detach(int ifindex) {
   emit(std::move(ev));
 }
 
+void Datapath::resync_interfaces() {
+  try {
+    scan_interfaces();
+  } catch (const DatapathError& e) {
+    DatapathEvent ev;
+    ev.kind = DatapathEvent::Error;
+    ev.err = e.err;
+    ev.message = e.message;
+    emit(std::move(ev));
+  }
+  std::vector<int> gone;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto& [ifindex, a] : attachments_) {
+      char name[IF_NAMESIZE] = {};
+      if (!if_indextoname(ifindex, name) || !matches(name)) gone.push_back(ifindex);
+    }
+  }
+  for (int ifindex : gone) detach(ifindex);
+}
+
 void Datapath::handle_rtnetlink() {
   alignas(nlmsghdr) char buf[16384];
   for (;;) {
     ssize_t n = recv(rtnl_fd_, buf, sizeof(buf), 0);
     if (n < 0) {
       if (errno == ENOBUFS) {
-        // Missed link events: rescan so nothing matching stays unattached.
-        scan_interfaces();
+        // Missed link events: rescan, so nothing matching stays unattached and nothing
+        // deleted stays attached.
+        resync_interfaces();
         continue;
       }
       return;  // EAGAIN: all read
@@ -487,7 +506,15 @@ void Datapath::worker() {
   pollfd fds[3] = {{rtnl_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}, {timer_fd_, POLLIN, 0}};
   uint32_t gen = 0;
   for (;;) {
-    if (poll(fds, 3, -1) < 0 && errno != EINTR) break;
+    if (poll(fds, 3, -1) < 0 && errno != EINTR) {
+      DatapathEvent ev;
+      ev.kind = DatapathEvent::Error;
+      ev.err = errno;
+      ev.message = std::string("datapath worker: poll: ") + std::strerror(errno);
+      emit(std::move(ev));
+      emit(DatapathEvent{DatapathEvent::Stopped});  // nothing will drain any more: release waiters
+      return;
+    }
     if (closed_.load()) return;
     if (fds[0].revents & POLLIN) handle_rtnetlink();
     uint64_t v;
@@ -573,6 +600,9 @@ void Datapath::stop() {
 
 void Datapath::close() {
   if (closed_.exchange(true)) return;
+  // The conntrack thread first: it may wait on a full ring that nobody reads any more,
+  // and its own stop flag is what lets it give up (closed_ only frees the worker).
+  if (ct_) ct_->stop();
   wake();
   if (thread_.joinable()) thread_.join();
   release();

@@ -119,6 +119,7 @@ class Datapath {
   void detach(int ifindex);
   bool matches(const std::string& name) const;
   void scan_interfaces();
+  void resync_interfaces();
   void worker();
   void handle_rtnetlink();
   void drain_generation(int gen);

@@ -41,6 +41,8 @@ struct packet {
 	__u8 icmp_code;
 	__u8 nonfirst_fragment;
 	__u16 l3_off;
+	/* IP length from the header (0: unknown, e.g. BIG TCP): the frame may carry padding. */
+	__u32 l3_len;
 };
 
 static __always_inline void ipv4_mapped(__u8 out[16], __u32 addr)
@@ -116,6 +118,7 @@ static __always_inline int parse_ipv4(struct packet *p, void *data, void *end, _
 	hlen = ip->ihl * 4;
 	p->family = 4;
 	p->proto = ip->protocol;
+	p->l3_len = bpf_ntohs(ip->tot_len);
 	ipv4_mapped(p->saddr, ip->saddr);
 	ipv4_mapped(p->daddr, ip->daddr);
 	p->nonfirst_fragment = (bpf_ntohs(ip->frag_off) & 0x1fff) != 0;
@@ -137,6 +140,7 @@ static __always_inline int parse_ipv6(struct packet *p, void *data, void *end, _
 	if (ip6->version != 6)
 		return PARSE_BAD_L3;
 	p->family = 6;
+	p->l3_len = ip6->payload_len ? sizeof(*ip6) + bpf_ntohs(ip6->payload_len) : 0;
 	__builtin_memcpy(p->saddr, &ip6->saddr, 16);
 	__builtin_memcpy(p->daddr, &ip6->daddr, 16);
 	next = ip6->nexthdr;

@@ -189,15 +189,35 @@ describe('attach, follow, detach', { skip }, () => {
     });
   }
 
-  test('clsact: a qdisc flowlogd created is removed again', async () => {
+  test('clsact: removes its own filters but leaves the qdisc it added (others may share it)', async () => {
     const pod = lab.addPod({ namespace: 'default', name: `${lab.prefix}-ownq` });
-    const beforeState = tcState(pod.hostIf);
-    assert.doesNotMatch(beforeState, /clsact/);
+    assert.doesNotMatch(tcState(pod.hostIf), /clsact/);
     const dp = new FlowDatapath({ interfaces: [pod.hostIf], attachMode: 'clsact' }, () => {});
     assert.match(tcState(pod.hostIf), /clsact/);
+    // Another agent adds its filter to the qdisc flowlogd created.
+    run('tc', [
+      'filter',
+      'add',
+      'dev',
+      pod.hostIf,
+      'ingress',
+      'prio',
+      '7',
+      'handle',
+      '1',
+      'bpf',
+      'da',
+      'obj',
+      FOREIGN,
+      'sec',
+      'tc',
+    ]);
     await dp.stop();
     dp.close();
-    assert.equal(tcState(pod.hostIf), beforeState);
+    const after = tcState(pod.hostIf);
+    assert.doesNotMatch(after, /flowlogd_/, 'no filter of ours left');
+    assert.match(after, /foreign_pass/, "the other agent's filter survives");
+    assert.match(after, /clsact/);
   });
 
   test("a crashed run's clsact filters are removed at the next start; foreign ones stay", async () => {

@@ -62,11 +62,19 @@ export class Lab {
   private next = 2;
 
   constructor() {
-    const id = randomBytes(3).toString('hex');
+    // 10.213.X.0/24 and fd00:f10e:Y::/64: private to this machine's labs. A subnet an
+    // earlier lab used may still have conntrack entries (TIME_WAIT lasts 2 minutes), which
+    // would mix into this lab's ground truth: pick one nobody has left entries in.
+    const used = new Set(conntrackEntries().map((e) => e.src));
+    let id = randomBytes(3).toString('hex');
+    for (let i = 0; i < 64; i++) {
+      const x = Number.parseInt(id.slice(0, 2), 16);
+      const y = id.slice(0, 4);
+      if (![...used].some((ip) => ip.startsWith(`10.213.${x}.`) || ip.startsWith(`fd00:f10e:${y}:`))) break;
+      id = randomBytes(3).toString('hex');
+    }
     this.prefix = `fl${id}`;
-    // 10.213.X.0/24 and fd00:f10e:X::/64, X from the id: private to this machine's lab.
-    const x = Number.parseInt(id.slice(0, 2), 16);
-    this.subnet4 = `10.213.${x}`;
+    this.subnet4 = `10.213.${Number.parseInt(id.slice(0, 2), 16)}`;
     this.subnet6 = `fd00:f10e:${id.slice(0, 4)}`;
     this.setHostSysctl('net.ipv4.ip_forward', '1');
     this.setHostSysctl('net.ipv6.conf.all.forwarding', '1');
