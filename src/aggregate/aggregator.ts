@@ -724,9 +724,9 @@ export class FlowAggregator {
         }
       } else {
         // A connection conntrack tracks ends with its DESTROY (the TCP idle timeout stays
-        // as a safety net); others (no conntrack, or denied before conntrack confirmed
-        // them) by idle timeout.
-        const idle = c.proto === 6 || c.ct !== null ? this.#tcpIdleMs : this.#idleMs;
+        // as a safety net); others (no conntrack) by idle timeout, and denied ones by the
+        // short one whatever their protocol: a blocked SYN never sees FIN, RST or conntrack.
+        const idle = a === 0 && (c.proto === 6 || c.ct !== null) ? this.#tcpIdleMs : this.#idleMs;
         if (!c.ended && c.lastSeenMs + idle <= endMs) c.ended = true;
         completes = c.ended;
         if (completes) this.#unjoined.delete(c);

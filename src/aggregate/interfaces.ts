@@ -3,9 +3,9 @@
 
 export const DEFAULT_WORKLOAD_INTERFACES: readonly string[] = Object.freeze([
   'cali*', // Calico
-  'veth*', // bridge CNIs, Flannel, kindnet, Docker
+  'veth*', // bridge CNIs, Flannel, kindnet, Docker (not their bridge, cni0/docker0: a pod's
+  // traffic crosses both its veth and the bridge, and would be counted twice)
   'lxc*', // Cilium
-  'cni*', // generic CNI bridges' veths
   'azv*', // Azure CNI
   'gke*', // GKE
   'eni*', // AWS VPC CNI

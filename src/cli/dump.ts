@@ -135,14 +135,14 @@ export async function dump(opts: DumpOptions): Promise<void> {
   if (dp.interfaces().length === 0)
     opts.log(`no interface matches ${opts.interfaces.join(',')} yet; waiting for one`);
   await new Promise<void>((resolve) => {
-    const timer = opts.seconds === null ? null : setTimeout(resolve, opts.seconds * 1000);
+    // Either timer keeps the process alive until the time is up or a signal comes.
+    const timer = setTimeout(resolve, (opts.seconds ?? 86400) * 1000);
     const onSignal = () => {
-      if (timer) clearTimeout(timer);
+      clearTimeout(timer);
       resolve();
     };
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
-    if (!timer) setInterval(() => {}, 1 << 30); // keep running until a signal
   });
   await dp.stop();
   dp.close();

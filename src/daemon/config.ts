@@ -83,6 +83,9 @@ export interface Config {
 
 export type SourceName = 'default' | 'file' | 'environment' | 'command line';
 
+/** Longest accepted duration unless a setting says otherwise (timers take up to 24.8 days). */
+const DAY_MS = 86_400_000;
+
 type ValueType = 'duration' | 'bool' | 'kind' | 'posint' | 'string' | 'path' | 'globs' | 'logLevel';
 
 interface SettingDef {
@@ -97,6 +100,10 @@ interface SettingDef {
   readonly fileKey: string;
   /** Minimum for durations (ms) and integers. */
   readonly min?: number;
+  /** Maximum for durations (ms) and integers. */
+  readonly max?: number;
+  /** A duration of exactly 0 is also allowed (it switches the feature off). */
+  readonly zeroOff?: boolean;
 }
 
 function felix(key: keyof Config, name: string, type: ValueType, min?: number): SettingDef {
@@ -141,16 +148,25 @@ export const SETTINGS: readonly SettingDef[] = [
   own('nodeName', 'NodeName', 'string', 'NODENAME', '--node-name'),
   own('logLevel', 'LogLevel', 'logLevel', 'FLOWLOGD_LOG_LEVEL', '--log-level'),
   own('stdout', 'Stdout', 'bool', 'FLOWLOGD_STDOUT', '--stdout'),
-  own('metricsPort', 'MetricsPort', 'posint', 'FLOWLOGD_METRICS_PORT', '--metrics-port'),
+  {
+    ...own('metricsPort', 'MetricsPort', 'posint', 'FLOWLOGD_METRICS_PORT', '--metrics-port'),
+    min: 1,
+    max: 65535,
+  },
   own('conntrack', 'Conntrack', 'bool', 'FLOWLOGD_CONNTRACK', '--conntrack'),
   own('conntrackNetns', 'ConntrackNetns', 'string', 'FLOWLOGD_CONNTRACK_NETNS', '--conntrack-netns'),
-  own(
-    'conntrackResyncIntervalMs',
-    'ConntrackResyncInterval',
-    'duration',
-    'FLOWLOGD_CONNTRACK_RESYNC_INTERVAL',
-    '--conntrack-resync-interval',
-  ),
+  {
+    ...own(
+      'conntrackResyncIntervalMs',
+      'ConntrackResyncInterval',
+      'duration',
+      'FLOWLOGD_CONNTRACK_RESYNC_INTERVAL',
+      '--conntrack-resync-interval',
+    ),
+    min: 1000,
+    max: 3_600_000,
+    zeroOff: true,
+  },
   own('dropTracing', 'DropTracing', 'bool', 'FLOWLOGD_DROP_TRACING', '--drop-tracing'),
 ];
 
@@ -222,7 +238,12 @@ function convert(
       }
       const plain = source === 'environment' ? ' or a whole number of seconds' : '';
       if (ms === null) return { ok: false, why: `must be a duration such as 15s, 5m or 1h30m${plain}` };
-      if (ms < (def.min ?? 0)) return { ok: false, why: `must be at least ${(def.min ?? 0) / 1000}s` };
+      if (ms === 0 && def.zeroOff) return { ok: true, value: 0 };
+      const max = def.max ?? DAY_MS;
+      if (ms < (def.min ?? 0) || ms > max) {
+        const off = def.zeroOff ? ' (or 0 for off)' : '';
+        return { ok: false, why: `must be from ${(def.min ?? 0) / 1000}s to ${max / 1000}s${off}` };
+      }
       return { ok: true, value: ms };
     }
     case 'bool': {
@@ -248,8 +269,16 @@ function convert(
           : typeof text === 'string' && /^\d+$/.test(text)
             ? Number(text)
             : Number.NaN;
-      if (Number.isSafeInteger(n) && n >= (def.min ?? 0)) return { ok: true, value: n };
-      return { ok: false, why: `must be an integer ≥ ${def.min ?? 0}` };
+      if (Number.isSafeInteger(n) && n >= (def.min ?? 0) && n <= (def.max ?? Number.MAX_SAFE_INTEGER)) {
+        return { ok: true, value: n };
+      }
+      return {
+        ok: false,
+        why:
+          def.max === undefined
+            ? `must be an integer ≥ ${def.min ?? 0}`
+            : `must be an integer from ${def.min ?? 0} to ${def.max}`,
+      };
     }
     case 'string':
     case 'path': {

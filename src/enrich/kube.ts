@@ -167,6 +167,8 @@ export function parseClusterMetadata(text: string, source = 'metadata'): ParseRe
     switch (kind) {
       case 'Pod': {
         const hostNetwork = spec.hostNetwork === true;
+        // A finished pod (a Job's) keeps status.podIP after the IP went to another pod.
+        const finished = status.phase === 'Succeeded' || status.phase === 'Failed';
         const raw: unknown[] = [];
         if (Array.isArray(status.podIPs)) for (const p of status.podIPs) if (isObj(p)) raw.push(p.ip);
         raw.push(status.podIP);
@@ -175,7 +177,7 @@ export function parseClusterMetadata(text: string, source = 'metadata'): ParseRe
           namespace: str(md.namespace) ?? 'default',
           generateName: str(md.generateName),
           labels,
-          ips: hostNetwork ? [] : ipsOf(raw, where, warnings),
+          ips: hostNetwork || finished ? [] : ipsOf(raw, where, warnings),
           nodeName: str(spec.nodeName),
           hostNetwork,
         });

@@ -189,7 +189,7 @@ describe('loadConfig', () => {
     );
     assert.deepEqual(got, [
       'FELIX_FLOWLOGSFILEINCLUDELABLES (environment): unknown flow logs setting',
-      'FELIX_FLOWLOGSFLUSHINTERVAL=500ms (environment): must be at least 1s',
+      'FELIX_FLOWLOGSFLUSHINTERVAL=500ms (environment): must be from 1s to 86400s',
       'FELIX_FLOWLOGSFILEENABLED=yes (environment): must be true or false',
       '--flow-logs-file-max-file-size-mb=0 (command line): must be an integer ≥ 1',
       'FELIX_FLOWLOGSFILEAGGREGATIONKINDFORALLOWED=7 (environment): must be an integer 0–3',
@@ -228,4 +228,31 @@ describe('loadConfig', () => {
       ['spec.flowLogsFlushIntrval (file /f): unknown flow logs setting'],
     );
   });
+});
+
+test('ranges: metrics port, resync interval (0 = off), durations over a day', () => {
+  const problems = (argv: string[]) => {
+    try {
+      loadConfig({ argv, env: {} });
+      return [];
+    } catch (err) {
+      return (err as ConfigError).problems;
+    }
+  };
+  assert.deepEqual(problems(['--metrics-port', '0']), [
+    '--metrics-port=0 (command line): must be an integer from 1 to 65535',
+  ]);
+  assert.deepEqual(problems(['--metrics-port', '65536']), [
+    '--metrics-port=65536 (command line): must be an integer from 1 to 65535',
+  ]);
+  assert.deepEqual(problems(['--conntrack-resync-interval', '500ms']), [
+    '--conntrack-resync-interval=500ms (command line): must be from 1s to 3600s (or 0 for off)',
+  ]);
+  assert.equal(
+    loadConfig({ argv: ['--conntrack-resync-interval', '0'], env: {} }).conntrackResyncIntervalMs,
+    0,
+  );
+  assert.deepEqual(problems(['--flow-logs-flush-interval', '25h']), [
+    '--flow-logs-flush-interval=25h (command line): must be from 1s to 86400s',
+  ]);
 });

@@ -124,3 +124,21 @@ test('unreadable documents throw MetadataParseError naming the source', () => {
     /^MetadataParseError: y\.yaml: invalid YAML|y\.yaml: invalid YAML/,
   );
 });
+
+test('a finished pod (Succeeded/Failed) keeps no IP: its podIP may belong to a running pod now', () => {
+  const { metadata } = parseClusterMetadata(`
+kind: List
+items:
+- {kind: Pod, metadata: {name: job-1-x, namespace: batch}, status: {phase: Succeeded, podIP: 10.244.1.9}}
+- {kind: Pod, metadata: {name: job-2-y, namespace: batch}, status: {phase: Failed, podIP: 10.244.1.9}}
+- {kind: Pod, metadata: {name: web-1, namespace: web}, status: {phase: Running, podIP: 10.244.1.9}}
+`);
+  assert.deepEqual(
+    metadata.pods.map((p) => [p.name, p.ips]),
+    [
+      ['job-1-x', []],
+      ['job-2-y', []],
+      ['web-1', ['10.244.1.9']],
+    ],
+  );
+});
