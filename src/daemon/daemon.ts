@@ -24,6 +24,22 @@ export function hostAddresses(): string[] {
     .map((a) => a.address);
 }
 
+/** Resolves true when `p` settles within `ms`, false otherwise (it keeps running). */
+async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([p.then(() => true as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Longest wait for the sinks per chunk of an interval before moving on. */
+const SINK_FLUSH_TIMEOUT_MS = 5000;
+
 export interface DaemonOptions {
   config: Config;
   logger: Logger;
@@ -246,13 +262,26 @@ export class Daemon {
    */
   async #writeInterval(endMs: number): Promise<number> {
     let records = 0;
+    let stalled = false;
     for (const chunk of this.#aggregator.flushLineChunks(endMs, 8192)) {
       this.#sink.write(chunk);
       records += chunk.length;
-      await this.#sink.flush();
+      if (stalled) continue;
+      // Bounded: a stalled sink (a blocked stdout pipe, a hung NFS write) must not stall
+      // the flushes or the other sinks; its own bounded queue drops and counts instead.
+      stalled = !(await this.#flushSinkWithin(SINK_FLUSH_TIMEOUT_MS));
+      if (stalled)
+        this.#log.warn(
+          { timeoutMs: SINK_FLUSH_TIMEOUT_MS },
+          'a sink is not keeping up; its bounded queue takes the rest',
+        );
     }
     this.#metrics.lines.inc(records);
     return records;
+  }
+
+  #flushSinkWithin(ms: number): Promise<boolean> {
+    return within(this.#sink.flush(), ms);
   }
 
   /** SIGHUP: new settings (flush interval, kinds, includes, timeouts) and fresh metadata. */
@@ -284,7 +313,11 @@ export class Daemon {
       const records = await this.#writeInterval(endMs);
       this.#datapath.close();
       this.#source.close();
-      await this.#sink.close();
+      // A stalled sink must not keep the process from exiting: what it still holds is
+      // counted as dropped in its stats, logged below.
+      if (!(await within(this.#sink.close(), 2 * SINK_FLUSH_TIMEOUT_MS))) {
+        this.#log.error('a sink did not finish writing the final flush in time');
+      }
       this.#metricsServer?.close();
       this.#log.info(
         { records, sinks: this.#sink.statsBySink(), aggregator: this.#aggregator.stats() },
