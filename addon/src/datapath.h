@@ -106,7 +106,7 @@ class Datapath {
   // enum skb_drop_reason of the running kernel (BTF), names without the prefix.
   static std::vector<std::pair<uint32_t, std::string>> drop_reason_names();
 
-  // Runs the ingress program once over `packet` (BPF_PROG_TEST_RUN), for parser tests.
+  // Runs the ingress or egress program once over `packet` (BPF_PROG_TEST_RUN), for parser tests.
   int test_run(const uint8_t* packet, size_t len, bool egress);
 
  private:

@@ -346,7 +346,27 @@ export class Daemon {
       labelNames: ['counter'],
       registers: [r],
       collect() {
-        for (const [k, v] of Object.entries(dp.stats().kernel)) this.set({ counter: k }, v);
+        for (const [k, v] of Object.entries(dp.stats().kernel))
+          if (typeof v === 'number') this.set({ counter: k }, v);
+      },
+    });
+    new Gauge({
+      name: 'flowlogd_lifecycle_source',
+      help: 'Where connection lifecycle comes from: 1 for the source in use (conntrack, or tcp-flags+idle)',
+      labelNames: ['source'],
+      registers: [r],
+      collect() {
+        const now = agg.stats().lifecycleSource;
+        for (const source of ['conntrack', 'tcp-flags+idle']) this.set({ source }, source === now ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'flowlogd_kernel_drops',
+      help: 'Packets the kernel dropped, by drop reason (policy drops also become deny records; the rest are only counted here)',
+      labelNames: ['reason'],
+      registers: [r],
+      collect() {
+        for (const [reason, n] of Object.entries(dp.stats().dropReasons ?? {})) this.set({ reason }, n);
       },
     });
     new Gauge({
@@ -363,7 +383,8 @@ export class Daemon {
       labelNames: ['counter'],
       registers: [r],
       collect() {
-        for (const [k, v] of Object.entries(agg.stats())) this.set({ counter: k }, v);
+        for (const [k, v] of Object.entries(agg.stats()))
+          if (typeof v === 'number') this.set({ counter: k }, v);
       },
     });
     new Gauge({
@@ -408,8 +429,14 @@ export class Daemon {
         res.writeHead(404).end();
         return;
       }
-      res.writeHead(200, { 'content-type': this.#registry.contentType });
-      res.end(await this.#registry.metrics());
+      try {
+        const body = await this.#registry.metrics();
+        res.writeHead(200, { 'content-type': this.#registry.contentType }).end(body);
+      } catch (err) {
+        // A scrape must never take the daemon down.
+        this.#log.error({ err }, 'metrics collection failed');
+        res.writeHead(500).end();
+      }
     });
     await new Promise<void>((resolve, reject) => {
       this.#metricsServer!.once('error', reject);

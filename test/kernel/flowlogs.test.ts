@@ -353,7 +353,10 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
     const client = lab.addPod({ namespace: '-', name: `${lab.prefix}-term-c` });
     const server = lab.addPod({ namespace: '-', name: `${lab.prefix}-term-s` });
     await lab.serve(server, 6060);
+    const metricsPort = 20000 + Math.floor(Math.random() * 20000);
     const d = new Flowlogd([
+      '--metrics-port',
+      String(metricsPort),
       '--interfaces',
       `${client.hostIf},${server.hostIf}`,
       '--flow-logs-flush-interval',
@@ -390,6 +393,9 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
       '500',
     ]);
     assert.equal(d.flushes, 0, 'no interval ended yet');
+    const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.match(metrics, /^flowlogd_datapath_attached_interfaces 2$/m, 'metrics scrape works');
+    assert.match(metrics, /^flowlogd_lifecycle_source\{source="conntrack"\} 1$/m);
     assert.equal(await d.stop(), 0);
     const entries = conntrackEntries().filter(
       (e) => e.src === client.ipv4 && (e.proto === 'tcp' || e.proto === 'udp'),
