@@ -140,17 +140,6 @@ static __always_inline int parse_skb(struct sk_buff *skb, struct packet *p)
 	return -1;
 }
 
-static __always_inline int endpoint_before(const struct packet *p)
-{
-	const __u64 *s = (const __u64 *)p->saddr, *d = (const __u64 *)p->daddr;
-
-	if (s[0] != d[0])
-		return s[0] < d[0];
-	if (s[1] != d[1])
-		return s[1] < d[1];
-	return p->sport <= p->dport;
-}
-
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(flowlogd_drop, struct sk_buff *skb, void *location, enum skb_drop_reason reason)
 {

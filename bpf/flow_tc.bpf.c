@@ -63,18 +63,6 @@ static __always_inline void stat_add(__u32 idx, __u64 n)
 		*v += n; /* per-CPU slot: no atomics needed */
 }
 
-/* Total order on (address, port) pairs; only consistency matters. */
-static __always_inline int endpoint_before(const struct packet *p)
-{
-	const __u64 *s = (const __u64 *)p->saddr, *d = (const __u64 *)p->daddr;
-
-	if (s[0] != d[0])
-		return s[0] < d[0];
-	if (s[1] != d[1])
-		return s[1] < d[1];
-	return p->sport <= p->dport;
-}
-
 /*
  * A mid-stream first packet (connection older than this map generation, or than
  * flowlogd): ask the host's conntrack which way the connection was opened.

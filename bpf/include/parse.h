@@ -45,6 +45,21 @@ struct packet {
 	__u32 l3_len;
 };
 
+/*
+ * Which side of a packet is side a of the flow key: a total order on (address, port)
+ * pairs (only consistency matters). The TC and drop programs must agree on it.
+ */
+static __always_inline int endpoint_before(const struct packet *p)
+{
+	const __u64 *s = (const __u64 *)p->saddr, *d = (const __u64 *)p->daddr;
+
+	if (s[0] != d[0])
+		return s[0] < d[0];
+	if (s[1] != d[1])
+		return s[1] < d[1];
+	return p->sport <= p->dport;
+}
+
 static __always_inline void ipv4_mapped(__u8 out[16], __u32 addr)
 {
 	__builtin_memset(out, 0, 10);

@@ -37,6 +37,20 @@ async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   }
 }
 
+/** Settings a SIGHUP applies at once (Daemon.aggregationSettings and the flush interval). */
+const RELOADABLE: ReadonlySet<string> = new Set([
+  'flowLogsFlushIntervalMs',
+  'flowLogsFileAggregationKindForAllowed',
+  'flowLogsFileAggregationKindForDenied',
+  'flowLogsFileEnabledForAllowed',
+  'flowLogsFileEnabledForDenied',
+  'flowLogsFileIncludeLabels',
+  'flowLogsFileIncludePolicies',
+  'flowLogsFileIncludeService',
+  'flowLogsIdleTimeoutMs',
+  'flowLogsTcpIdleTimeoutMs',
+]);
+
 /** Longest wait for the sinks per chunk of an interval before moving on. */
 const SINK_FLUSH_TIMEOUT_MS = 5000;
 
@@ -284,22 +298,26 @@ export class Daemon {
     return within(this.#sink.flush(), ms);
   }
 
-  /** SIGHUP: new settings (flush interval, kinds, includes, timeouts) and fresh metadata. */
+  /**
+   * SIGHUP: the flush interval, the aggregation settings (kinds, enabled/include flags,
+   * idle timeouts) and the metadata take effect now; every other changed setting is named
+   * in a warning and waits for the next start.
+   */
   async reload(config: Config): Promise<void> {
-    const restartNeeded = (
-      ['interfaces', 'metadata', 'flowLogsFileDirectory', 'flowLogsFileEnabled', 'stdout'] as const
-    ).filter((k) => JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]));
-    if (restartNeeded.length)
-      this.#log.warn({ settings: restartNeeded }, 'these settings take effect at the next start');
+    const ignored = new Set(['sources', 'warnings', 'configFile']);
+    const later = (Object.keys(config) as (keyof Config)[]).filter(
+      (k) =>
+        !RELOADABLE.has(k) &&
+        !ignored.has(k) &&
+        JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]),
+    );
+    if (later.length) this.#log.warn({ settings: later }, 'these settings take effect at the next start');
     this.#aggregator.reconfigure(Daemon.aggregationSettings(config));
     const flushChanged = config.flowLogsFlushIntervalMs !== this.#config.flowLogsFlushIntervalMs;
-    this.#config = {
-      ...config,
-      ...Object.fromEntries(restartNeeded.map((k) => [k, this.#config[k]])),
-    } as Config;
+    this.#config = { ...config, ...Object.fromEntries(later.map((k) => [k, this.#config[k]])) } as Config;
     if (flushChanged) this.#schedule();
     const ok = await this.#source.reload();
-    this.#log.info({ metadataAccepted: ok }, 'reloaded');
+    this.#log.info({ metadataAccepted: ok, waitingForRestart: later }, 'reloaded');
   }
 
   /** Detach, drain everything counted, final flush, close the sinks. Idempotent. */
