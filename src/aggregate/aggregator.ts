@@ -123,6 +123,8 @@ class Conn {
   sPort: number;
   how: number;
   localIsClient: boolean;
+  /** The client is side a of the key (undefined for updates that do not say). */
+  clientIsA: boolean | undefined;
   c2sP = 0;
   c2sB = 0;
   s2cP = 0;
@@ -166,6 +168,7 @@ class Conn {
     this.sPort = u.dstPort;
     this.how = u.initiatorHow;
     this.localIsClient = localIsInitiator;
+    this.clientIsA = u.initiatorIsSideA;
     this.firstSeenMs = u.firstSeenMs;
     this.lastSeenMs = u.lastSeenMs;
   }
@@ -199,6 +202,7 @@ class Conn {
     this.finC = this.finS;
     this.finS = t;
     this.localIsClient = !this.localIsClient;
+    if (this.clientIsA !== undefined) this.clientIsA = !this.clientIsA;
     this.resolvedVersion = -1;
     this.keyStamp = -1;
   }
@@ -498,7 +502,13 @@ export class FlowAggregator {
       c.restart(u); // the 5-tuple was reused for a new connection
     }
 
-    let fwd = u.srcPort === c.cPort && u.srcIp === c.cIp;
+    // Same orientation as the connection? The key's side says so without formatting an
+    // address; hand-built updates without it compare addresses.
+    const sideA = u.initiatorIsSideA;
+    let fwd =
+      sideA !== undefined && c.clientIsA !== undefined
+        ? sideA === c.clientIsA
+        : u.srcPort === c.cPort && u.srcIp === c.cIp;
     if (u.initiatorHow > c.how) {
       if (!fwd) {
         c.swap();

@@ -151,6 +151,9 @@ export class FlowRecordView implements ConnectionUpdate {
   get firstHook(): Hook {
     return this.u8(C + FlowCounters.first_hook) as Hook;
   }
+  get initiatorIsSideA(): boolean {
+    return this.initiatorSide === 0;
+  }
   get firstFromInitiator(): boolean {
     return this.u8(C + FlowCounters.first_dir) === this.initiatorSide;
   }

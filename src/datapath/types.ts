@@ -62,6 +62,12 @@ export interface ConnectionUpdate {
   readonly firstHook: Hook;
   readonly firstFromInitiator: boolean;
   /**
+   * Whether the initiator is side a of the key (the key's own order, not the addresses'
+   * meaning): lets a consumer compare orientations without formatting addresses. Optional
+   * for hand-built updates; consumers fall back to comparing srcIp/srcPort.
+   */
+  readonly initiatorIsSideA?: boolean;
+  /**
    * 0: packets the TC program counted (allowed as far as we know). Otherwise these are
    * packets the kernel dropped by policy after TC counted them (enum skb_drop_reason,
    * name in `dropReasonName`): the aggregator moves them from `allow` to `deny`.
