@@ -406,6 +406,8 @@ export class FlowAggregator {
   readonly #pending = new Map<string, Conn[]>();
   /** Connections seen while conntrack events flow whose entry has not been found yet. */
   readonly #unjoined = new Set<Conn>();
+  /** IPs seen behind this node's workload interfaces (pods here), with when last seen. */
+  readonly #localPods = new Map<string, number>();
   readonly #onLifecycle: ((source: LifecycleSource) => void) | undefined;
   // Interned record keys and their parts, swept after every flush of what no connection uses.
   readonly #groups: [Map<string, Group>, Map<string, Group>] = [new Map(), new Map()];
@@ -486,7 +488,7 @@ export class FlowAggregator {
     const table = deny ? this.#deny : this.#allow;
     let c = table.get(u.key);
     if (c === undefined) {
-      const created = this.#create(u, table.size);
+      const created = this.#create(u, table.size, deny);
       if (created === null) return;
       c = created;
       table.set(u.key, c);
@@ -558,17 +560,23 @@ export class FlowAggregator {
     );
   }
 
-  #create(u: ConnectionUpdate, size: number): Conn | null {
+  #create(u: ConnectionUpdate, size: number, deny: boolean): Conn | null {
     const workload = this.#ifaces.role(u.interfaceName) === 'workload';
     // Workload (pod veth, host side): ingress = sent by the pod. Host interface: egress = sent by the host.
     const senderIsLocal = workload === (u.firstHook === Hook.ingress);
     const localIsInitiator = senderIsLocal === u.firstFromInitiator;
-    if (!workload) {
+    const localIp = localIsInitiator ? u.srcIp : u.dstIp;
+    if (workload) {
+      this.#localPods.set(localIp, u.lastSeenMs);
+    } else if (deny && this.#localPods.has(localIp)) {
+      // Dropped on its way in from off the node (an ingress policy against a remote
+      // client): the packet never reached the pod's veth, but the deny is the pod's.
+    } else {
       if (!this.#hostEndpoints) {
         this.#stats.ignoredHostInterface++;
         return null;
       }
-      if (!this.#resolver.isNodeIp(localIsInitiator ? u.srcIp : u.dstIp)) {
+      if (!this.#resolver.isNodeIp(localIp)) {
         this.#stats.forwarded++;
         return null;
       }
@@ -692,6 +700,9 @@ export class FlowAggregator {
   }
 
   #close(endTimeMs: number): { groups: Group[]; startS: number; endS: number } {
+    // Pods not seen for a TCP idle timeout may be gone (their IPs reused elsewhere).
+    for (const [ip, seen] of this.#localPods)
+      if (seen + this.#tcpIdleMs < endTimeMs) this.#localPods.delete(ip);
     const startS = Math.floor(this.#intervalStartMs / 1000);
     let endS = Math.floor(endTimeMs / 1000);
     if (endS <= startS) endS = startS + 1; // end_time is never equal to start_time

@@ -454,6 +454,69 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
     }
   });
 
+  test("a drop of traffic from off the node to a pod is reported as the pod's deny (reporter dst)", async () => {
+    const pod = lab.addPod({ namespace: 'default', name: `inp-${lab.prefix}` });
+    const remote = lab.addPod({ namespace: '-', name: `inr-${lab.prefix}` }, { remote: true });
+    const table = `${lab.prefix}_ingress`;
+    run(
+      'nft',
+      ['-f', '-'],
+      `table inet ${table} {\n chain deny_in {\n  type filter hook forward priority -10; policy accept;\n  ip saddr ${remote.ipv4} ip daddr ${pod.ipv4} udp dport 9999 counter drop\n }\n}\n`,
+    );
+    const p = new Pipeline(lab, [pod, remote], plainResolver([pod]), { kinds: [0] });
+    try {
+      await lab.serve(pod, 8080);
+      // Allowed traffic first: the pod talks, so it is known to be behind this node.
+      await lab.traffic(remote, [
+        'udp',
+        '--host',
+        pod.ipv4,
+        '--port',
+        '8080',
+        '--flows',
+        '1',
+        '--datagrams',
+        '2',
+        '--size',
+        '100',
+      ]);
+      await lab.traffic(remote, [
+        'udp',
+        '--host',
+        pod.ipv4,
+        '--port',
+        '9999',
+        '--flows',
+        '2',
+        '--datagrams',
+        '3',
+        '--size',
+        '200',
+      ]);
+      const [k0] = await p.flush();
+      const [packets, bytes] = [
+        ...run('nft', ['list', 'table', 'inet', table]).matchAll(/counter packets (\d+) bytes (\d+)/g),
+      ].map((m) => [Number(m[1]), Number(m[2])])[0]!;
+      assert.equal(packets, 6);
+      const deny = k0!.filter((r) => r.action === 'deny');
+      assert.equal(deny.length, 2, 'one deny record per blocked flow');
+      for (const r of deny) {
+        assert.deepEqual(
+          [r.reporter, r.source_type, r.source_ip, r.dest_type, r.dest_ip, r.dest_port, r.drop_reason],
+          ['dst', 'net', remote.ipv4, 'wep', pod.ipv4, 9999, 'NETFILTER_DROP'],
+        );
+      }
+      assert.deepEqual(
+        [deny.reduce((a, r) => a + r.packets_in, 0), deny.reduce((a, r) => a + r.bytes_in, 0)],
+        [packets, bytes],
+        "the denies equal the rule's counter",
+      );
+    } finally {
+      await p.close();
+      run('nft', ['delete', 'table', 'inet', table]);
+    }
+  });
+
   test('an overrun of a tiny receive buffer is counted and after the resync every connection started and completed once', async () => {
     lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout', '2');
     const client = lab.addPod({ namespace: 'default', name: `ovc-${lab.prefix}` });

@@ -101,10 +101,14 @@ export class Lab {
     );
   }
 
-  addPod(spec: PodSpec): Pod {
+  /**
+   * A pod behind a Calico-named veth; with `remote`, a host elsewhere reached through a
+   * link that is not a pod veth (named `<prefix>r<n>`), as traffic from off the node is.
+   */
+  addPod(spec: PodSpec, opts: { remote?: boolean } = {}): Pod {
     const n = this.next++;
     const netns = `${this.prefix}-${n}`;
-    const hostIf = caliName(spec.namespace, spec.name);
+    const hostIf = opts.remote ? `${this.prefix}r${n}` : caliName(spec.namespace, spec.name);
     const ipv4 = `${this.subnet4}.${n}`;
     const ipv6 = `${this.subnet6}::${n.toString(16)}`;
     run('ip', ['netns', 'add', netns]);
