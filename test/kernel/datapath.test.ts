@@ -51,6 +51,11 @@ describe('datapath counts against conntrack', { skip }, () => {
   before(() => {
     lab = new Lab();
     lab.enableConntrack();
+    // The ground truth must outlive the test's traffic: the kernel's default timeouts,
+    // whatever an earlier (killed) run left behind.
+    lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout', '30');
+    lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout_stream', '120');
+    lab.setHostSysctl('net.netfilter.nf_conntrack_icmp_timeout', '30');
   });
   after(async () => {
     await lab?.destroy();
