@@ -539,7 +539,15 @@ void Datapath::worker() {
       for (int ifindex : all) detach(ifindex);
     }
     __atomic_store_n(&skel_->bss->generation, gen + 1, __ATOMIC_SEQ_CST);
-    if (drop_skel_) __atomic_store_n(&drop_skel_->bss->generation, gen + 1, __ATOMIC_SEQ_CST);
+    if (drop_skel_) {
+      // A packet is counted by TC and dropped microseconds later. Flipping the drop
+      // program a grace period after TC puts the drop of every packet TC counted in the
+      // old generation in the old generation too, so a blocked packet never shows as
+      // allowed at a flush; at worst a drop lands one drain before its TC count, and the
+      // aggregator's debt absorbs that.
+      wait_for_running_programs();
+      __atomic_store_n(&drop_skel_->bss->generation, gen + 1, __ATOMIC_SEQ_CST);
+    }
     wait_for_running_programs();  // tracing programs run under RCU too
     drain_generation(gen & 1);
     drain_drops(gen & 1);  // after the flows: JavaScript moves these from allow to deny

@@ -406,6 +406,19 @@ export class FlowAggregator {
   readonly #pending = new Map<string, Conn[]>();
   /** Connections seen while conntrack events flow whose entry has not been found yet. */
   readonly #unjoined = new Set<Conn>();
+  /** Denied packets drained before the allowed side's count (see #moveDenied), by key. */
+  readonly #earlyDenies = new Map<
+    string,
+    {
+      srcIp: string;
+      srcPort: number;
+      origP: number;
+      origB: number;
+      replyP: number;
+      replyB: number;
+      flushes: number;
+    }
+  >();
   /** IPs seen behind this node's workload interfaces (pods here), with when last seen. */
   readonly #localPods = new Map<string, number>();
   readonly #onLifecycle: ((source: LifecycleSource) => void) | undefined;
@@ -498,6 +511,14 @@ export class FlowAggregator {
         const a = this.#allow.get(u.key);
         if (a !== undefined && a.cIp !== c.cIp) c.swap();
         if (a !== undefined) c.how = a.how;
+      }
+      if (!deny) {
+        const early = this.#earlyDenies.get(u.key);
+        if (early !== undefined) {
+          this.#earlyDenies.delete(u.key);
+          const fwd = early.srcPort === c.cPort && early.srcIp === c.cIp;
+          this.#addDebt(c, fwd, early.origP, early.origB, early.replyP, early.replyB);
+        }
       }
       this.#joinNew(c, u);
     } else if (c.state === CLOSED && this.#isNewTcpOpen(u)) {
@@ -700,6 +721,8 @@ export class FlowAggregator {
   }
 
   #close(endTimeMs: number): { groups: Group[]; startS: number; endS: number } {
+    // An early deny whose allowed count has not come within a flush never will.
+    for (const [k, d] of this.#earlyDenies) if (++d.flushes > 1) this.#earlyDenies.delete(k);
     // Pods not seen for a TCP idle timeout may be gone (their IPs reused elsewhere).
     for (const [ip, seen] of this.#localPods)
       if (seen + this.#tcpIdleMs < endTimeMs) this.#localPods.delete(ip);
@@ -1002,15 +1025,42 @@ export class FlowAggregator {
   /** Takes packets the kernel dropped off the allow side of the same interface and tuple. */
   #moveDenied(u: ConnectionUpdate): void {
     const a = this.#allow.get(u.key);
-    if (a === undefined) return;
-    this.#stats.deniedMoved += u.origPackets + u.replyPackets;
-    a.denied = true;
+    if (a === undefined) {
+      // The drop was drained before TC's count of the same packets (a packet TC counts
+      // just after a generation flip can be dropped before the drop program flips): keep
+      // the debt for the allowed side that comes with the next drain.
+      const d = this.#earlyDenies.get(u.key);
+      if (d === undefined) {
+        this.#earlyDenies.set(u.key, {
+          srcIp: u.srcIp,
+          srcPort: u.srcPort,
+          origP: u.origPackets,
+          origB: u.origBytes,
+          replyP: u.replyPackets,
+          replyB: u.replyBytes,
+          flushes: 0,
+        });
+      } else {
+        const same = d.srcIp === u.srcIp && d.srcPort === u.srcPort;
+        d.origP += same ? u.origPackets : u.replyPackets;
+        d.origB += same ? u.origBytes : u.replyBytes;
+        d.replyP += same ? u.replyPackets : u.origPackets;
+        d.replyB += same ? u.replyBytes : u.origBytes;
+      }
+      return;
+    }
     const fwd = u.srcPort === a.cPort && u.srcIp === a.cIp;
-    a.netP -= u.origPackets + u.replyPackets;
-    a.debtC2sP += fwd ? u.origPackets : u.replyPackets;
-    a.debtC2sB += fwd ? u.origBytes : u.replyBytes;
-    a.debtS2cP += fwd ? u.replyPackets : u.origPackets;
-    a.debtS2cB += fwd ? u.replyBytes : u.origBytes;
+    this.#addDebt(a, fwd, u.origPackets, u.origBytes, u.replyPackets, u.replyBytes);
+  }
+
+  #addDebt(a: Conn, fwd: boolean, origP: number, origB: number, replyP: number, replyB: number): void {
+    this.#stats.deniedMoved += origP + replyP;
+    a.denied = true;
+    a.netP -= origP + replyP;
+    a.debtC2sP += fwd ? origP : replyP;
+    a.debtC2sB += fwd ? origB : replyB;
+    a.debtS2cP += fwd ? replyP : origP;
+    a.debtS2cB += fwd ? replyB : origB;
     this.#payDebt(a);
   }
 

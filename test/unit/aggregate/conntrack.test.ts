@@ -342,3 +342,25 @@ test('denied packets move from allow to deny; a fully denied connection has no a
   const line = agg.flushLines(T0 + 20_000);
   assert.ok(line.every((l) => !l.includes('drop_reason') || l.includes('"action":"deny"')));
 });
+
+test('a drop drained before the allowed count of the same packets still moves them, across a flush', () => {
+  const agg = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(md),
+    startTimeMs: T0,
+    kindForAllowed: 0,
+    kindForDenied: 0,
+  });
+  const syn = { srcIp: CLIENT, srcPort: 40077, dstIp: BACKEND, origPackets: 2, origBytes: 120, ...AT_SRC };
+  // The drop program's drain carries the two SYNs first...
+  agg.observe(upd({ ...syn, dropReason: 12, dropReasonName: 'NETFILTER_DROP', initiatorHow: 1 }));
+  const r1 = agg.flush(T0 + 10_000);
+  assert.deepEqual(
+    r1.map((r) => [r.action, r.packets_out]),
+    [['deny', 2]],
+  );
+  // ...TC's count of the same two SYNs comes with the next drain: nothing was allowed.
+  agg.observe(upd(syn));
+  const r2 = agg.flush(T0 + 20_000);
+  assert.equal(r2.filter((r) => r.action === 'allow').length, 0, 'no allow record for blocked packets');
+});
