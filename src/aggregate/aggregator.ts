@@ -125,6 +125,10 @@ class Conn {
   localIsClient: boolean;
   /** The client is side a of the key (undefined for updates that do not say). */
   clientIsA: boolean | undefined;
+  /** Seen on a host interface (the host's own connection, unless conntrack says otherwise). */
+  hostSide = false;
+  /** Conntrack says neither end is this host: forwarded (e.g. masqueraded pod) traffic. */
+  forwarded = false;
   c2sP = 0;
   c2sB = 0;
   s2cP = 0;
@@ -602,13 +606,16 @@ export class FlowAggregator {
         return null;
       }
     }
+    const hostSide = !workload && !(deny && this.#localPods.has(localIp));
     if (size >= this.#maxConnections) {
       this.#stats.droppedTableFull++;
       this.#stats.droppedPackets += u.origPackets + u.replyPackets;
       this.#stats.droppedBytes += u.origBytes + u.replyBytes;
       return null;
     }
-    return new Conn(u, localIsInitiator);
+    const c = new Conn(u, localIsInitiator);
+    c.hostSide = hostSide;
+    return c;
   }
 
   /**
@@ -758,6 +765,12 @@ export class FlowAggregator {
     // Cached keys are valid for one (metadata version, options version, kind).
     const stamp = version * 1e6 + this.#optsVersion * 4 + kind;
     for (const [k, c] of table) {
+      if (c.forwarded) {
+        table.delete(k);
+        this.#unjoined.delete(c);
+        this.#stats.forwarded++;
+        continue;
+      }
       let completes = false;
       if (c.state === CLOSED) {
         // Late packets of a connection whose completion was already reported.
@@ -992,6 +1005,11 @@ export class FlowAggregator {
   #join(c: Conn, entry: CtEntry<Conn>): void {
     this.#unjoined.delete(c);
     if (c.ct === entry) return;
+    // On an uplink, a masqueraded pod connection looks like the host's own (the node's IP
+    // after SNAT); conntrack's original tuple tells: it is the pod's, reported at its veth.
+    if (c.hostSide && !this.#resolver.isNodeIp(entry.clientIp) && !this.#resolver.isNodeIp(entry.backendIp)) {
+      c.forwarded = true;
+    }
     c.ct = entry;
     entry.conns.push(c);
     this.#stats.conntrackJoined++;

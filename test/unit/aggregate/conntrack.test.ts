@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FlowAggregator } from '../../../src/aggregate/aggregator.ts';
 import { tupleKey } from '../../../src/aggregate/conntrack.ts';
-import { type ConntrackEvent, ConntrackEventType } from '../../../src/datapath/types.ts';
+import { type ConntrackEvent, ConntrackEventType, Hook } from '../../../src/datapath/types.ts';
 import { AT_DST, AT_SRC, metadata, pod, resolverWith, T0, upd } from './helpers.ts';
 
 function ct(p: Partial<ConntrackEvent> & { origSrc: string; origDst: string }): ConntrackEvent {
@@ -363,4 +363,64 @@ test('a drop drained before the allowed count of the same packets still moves th
   agg.observe(upd(syn));
   const r2 = agg.flush(T0 + 20_000);
   assert.equal(r2.filter((r) => r.action === 'allow').length, 0, 'no allow record for blocked packets');
+});
+
+test("a masqueraded pod connection on the uplink is not reported as the host's own", () => {
+  const NODE = '192.168.1.10';
+  const POD = '10.244.0.7';
+  const REMOTE = '203.0.113.5';
+  const agg = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(undefined, [NODE]),
+    startTimeMs: T0,
+    kindForAllowed: 0,
+    hostEndpoints: true,
+  });
+  // SNAT: the pod's 10.244.0.7:5000 leaves as the node's 192.168.1.10:61000.
+  agg.observeConntrack(
+    ct({
+      proto: 6,
+      origSrc: POD,
+      origSport: 5000,
+      origDst: REMOTE,
+      origDport: 443,
+      replySrc: REMOTE,
+      replySport: 443,
+      replyDst: NODE,
+      replyDport: 61000,
+    }),
+  );
+  // The host's own connection, also on eth0.
+  agg.observeConntrack(
+    ct({ id: 2, proto: 6, origSrc: NODE, origSport: 62000, origDst: REMOTE, origDport: 443 }),
+  );
+  const eth0 = { interfaceName: 'eth0', firstHook: Hook.egress, firstFromInitiator: true } as const;
+  agg.observe(
+    upd({
+      srcIp: NODE,
+      srcPort: 61000,
+      dstIp: REMOTE,
+      dstPort: 443,
+      origPackets: 3,
+      origBytes: 300,
+      ...eth0,
+    }),
+  );
+  agg.observe(
+    upd({
+      srcIp: NODE,
+      srcPort: 62000,
+      dstIp: REMOTE,
+      dstPort: 443,
+      origPackets: 2,
+      origBytes: 200,
+      ...eth0,
+    }),
+  );
+  const rs = agg.flush(T0 + 10_000);
+  assert.deepEqual(
+    rs.map((r) => [r.source_type, r.source_port, r.packets_out]),
+    [['hep', 62000, 2]],
+  );
+  assert.equal(agg.stats().forwarded, 1);
 });
