@@ -160,8 +160,10 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink)
 
     // Subscribe before scanning so an interface created in between is not missed.
     scan_interfaces();
-    thread_ = std::thread([this] { worker(); });
+    // The listener before the worker: if it cannot start, nothing runs yet that release()
+    // would pull the programs from under (and no joinable thread is left behind).
     if (ct_) ct_->start();
+    thread_ = std::thread([this] { worker(); });
   } catch (...) {
     release();
     throw;

@@ -464,4 +464,44 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
       'both connections reported',
     );
   });
+
+  test('a conntrack that cannot be opened: flowlogd says so and goes on with TCP flags and idle timeouts', async () => {
+    const client = lab.addPod({ namespace: '-', name: `${lab.prefix}-noct-c` });
+    const server = lab.addPod({ namespace: '-', name: `${lab.prefix}-noct-s` });
+    await lab.serve(server, 4040);
+    const d = new Flowlogd([
+      '--interfaces',
+      client.hostIf,
+      '--conntrack-netns',
+      `${lab.prefix}-no-such-netns`,
+      '--flow-logs-flush-interval',
+      '10m',
+      '--flow-logs-file-aggregation-kind-for-allowed',
+      '0',
+    ]);
+    daemons.push(d);
+    await d.started;
+    assert.match(d.stderr, /going on without conntrack events/);
+    assert.match(d.stderr, /"lifecycle":"tcp-flags\+idle"/);
+    await lab.traffic(client, [
+      'tcp',
+      '--host',
+      server.ipv4,
+      '--port',
+      '4040',
+      '--conns',
+      '2',
+      '--send',
+      '100',
+      '--recv',
+      '100',
+    ]);
+    assert.equal(await d.stop(), 0);
+    const tcp = d.records().filter((r) => r.proto === 'tcp' && r.source_ip === client.ipv4);
+    assert.deepEqual(
+      [tcp.reduce((a, r) => a + r.num_flows_started, 0), tcp.reduce((a, r) => a + r.num_flows_completed, 0)],
+      [2, 2],
+      'counted, and completed by FIN',
+    );
+  });
 });
