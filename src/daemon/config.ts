@@ -220,6 +220,12 @@ export interface LoadConfigInput {
 
 const GLOB_RE = /^[A-Za-z0-9_.:@*?+-]{1,15}$/;
 
+/** A YAML number or a string of digits as a number; NaN for anything else. */
+function wholeNumber(text: unknown): number {
+  if (typeof text === 'number') return text;
+  return typeof text === 'string' && /^\d+$/.test(text) ? Number(text) : Number.NaN;
+}
+
 /**
  * Converts one raw value to the setting's type. `raw` is a string from the command line
  * or environment, or any YAML value from the file. Returns the value or a problem text.
@@ -253,22 +259,12 @@ function convert(
       return { ok: false, why: 'must be true or false' };
     }
     case 'kind': {
-      const n =
-        typeof text === 'number'
-          ? text
-          : typeof text === 'string' && /^\d+$/.test(text)
-            ? Number(text)
-            : Number.NaN;
+      const n = wholeNumber(text);
       if (Number.isInteger(n) && n >= 0 && n <= 3) return { ok: true, value: n };
       return { ok: false, why: 'must be an integer 0–3' };
     }
     case 'posint': {
-      const n =
-        typeof text === 'number'
-          ? text
-          : typeof text === 'string' && /^\d+$/.test(text)
-            ? Number(text)
-            : Number.NaN;
+      const n = wholeNumber(text);
       if (Number.isSafeInteger(n) && n >= (def.min ?? 0) && n <= (def.max ?? Number.MAX_SAFE_INTEGER)) {
         return { ok: true, value: n };
       }
