@@ -221,6 +221,27 @@ static __always_inline void account(struct __sk_buff *skb, void *flows, const st
 	}
 }
 
+/* A first fragment records its ports; later ones of the same datagram take them. */
+static __always_inline void fragment_ports(struct packet *p)
+{
+	struct frag_key k = {.id = p->frag_id, .proto = p->proto};
+	struct frag_ports *found;
+
+	__builtin_memcpy(k.saddr, p->saddr, 16);
+	__builtin_memcpy(k.daddr, p->daddr, 16);
+	if (p->first_fragment) {
+		struct frag_ports v = {.sport = p->sport, .dport = p->dport};
+		bpf_map_update_elem(&frag_ports, &k, &v, BPF_ANY);
+		return;
+	}
+	stat_add(FLOW_STAT_FRAGMENTS, 1);
+	found = bpf_map_lookup_elem(&frag_ports, &k);
+	if (found) {
+		p->sport = found->sport;
+		p->dport = found->dport;
+	}
+}
+
 static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 {
 	void *data = (void *)(long)skb->data;
@@ -258,8 +279,8 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 		stat_add(FLOW_STAT_PARSE_L4, 1);
 		return TC_NEXT;
 	}
-	if (p.nonfirst_fragment)
-		stat_add(FLOW_STAT_FRAGMENTS, 1);
+	if (p.first_fragment || p.nonfirst_fragment)
+		fragment_ports(&p);
 
 	dir = endpoint_before(&p) ? FLOW_DIR_AB : FLOW_DIR_BA;
 	if (p.family == 4) {

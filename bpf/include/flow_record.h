@@ -153,7 +153,7 @@ enum flow_stat {
 	FLOW_STAT_PARSE_L2,	/* truncated Ethernet/VLAN header */
 	FLOW_STAT_PARSE_L3,	/* truncated or malformed IPv4/IPv6 header */
 	FLOW_STAT_PARSE_L4,	/* truncated TCP/UDP/SCTP/ICMP header */
-	FLOW_STAT_FRAGMENTS,	/* non-first fragments (counted without ports) */
+	FLOW_STAT_FRAGMENTS,	/* non-first fragments (ports from their first one, if seen) */
 	FLOW_STAT_INSERT_E2BIG, /* map full */
 	FLOW_STAT_INSERT_EBUSY, /* bucket lock contention / re-entrancy */
 	FLOW_STAT_INSERT_ENOMEM,

@@ -33,6 +33,31 @@ FLOW_MAP_DEF(flows4_1, struct flow_key4);
 FLOW_MAP_DEF(flows6_0, struct flow_key);
 FLOW_MAP_DEF(flows6_1, struct flow_key);
 
+/*
+ * Ports of fragmented datagrams, from their first fragment, so the later fragments (no
+ * L4 header) count under the same connection instead of a port-0 one. LRU: entries of
+ * finished datagrams age out without bookkeeping.
+ */
+struct frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 id;
+	__u8 proto;
+	__u8 _pad[3];
+};
+
+struct frag_ports {
+	__u16 sport;
+	__u16 dport;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct frag_key);
+	__type(value, struct frag_ports);
+} frag_ports SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, FLOW_STAT_MAX);

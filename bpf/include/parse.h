@@ -40,7 +40,9 @@ struct packet {
 	__u8 icmp_type;
 	__u8 icmp_code;
 	__u8 nonfirst_fragment;
+	__u8 first_fragment; /* offset 0 with more to come: its ports are the datagram's */
 	__u16 l3_off;
+	__u32 frag_id; /* IPv4 identification or IPv6 fragment header id */
 	/* IP length from the header (0: unknown, e.g. BIG TCP): the frame may carry padding. */
 	__u32 l3_len;
 };
@@ -137,6 +139,8 @@ static __always_inline int parse_ipv4(struct packet *p, void *data, void *end, _
 	ipv4_mapped(p->saddr, ip->saddr);
 	ipv4_mapped(p->daddr, ip->daddr);
 	p->nonfirst_fragment = (bpf_ntohs(ip->frag_off) & 0x1fff) != 0;
+	p->first_fragment = (bpf_ntohs(ip->frag_off) & 0x3fff) == 0x2000; /* MF, offset 0 */
+	p->frag_id = ip->id;
 	off += hlen;
 	if (off > PARSE_MAX_OFFSET)
 		return PARSE_BAD_L3;
@@ -188,6 +192,9 @@ static __always_inline int parse_ipv6(struct packet *p, void *data, void *end, _
 			next = h[0];
 			if (bpf_ntohs(*(__u16 *)(h + 2)) & 0xfff8)
 				p->nonfirst_fragment = 1;
+			else if (bpf_ntohs(*(__u16 *)(h + 2)) & 1)
+				p->first_fragment = 1;
+			p->frag_id = *(__u32 *)(h + 4);
 			off += 8;
 			continue;
 		}

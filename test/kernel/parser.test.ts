@@ -88,6 +88,20 @@ describe('parser (BPF_PROG_TEST_RUN)', { skip }, () => {
     });
   }
 
+  test("an IPv4 datagram in fragments is one connection, under the first fragment's ports", async () => {
+    const id = [0x12, 0x34];
+    const first = ipv4(17, V4A, V4B, udp(5300, 53, 24), { fragOffset: 0x2000 }); // MF, offset 0
+    const second = ipv4(17, V4A, V4B, new Array(16).fill(7), { fragOffset: 4 }); // offset 32 bytes
+    first.splice(4, 2, ...id);
+    second.splice(4, 2, ...id);
+    const d = await runAll([ether(0x0800, first), ether(0x0800, second)]);
+    assert.equal(d.fragments, 1);
+    assert.deepEqual(
+      [...flows.flows.values()].map((f) => `${f.srcPort}>${f.dstPort} ${f.origPackets}/${f.origBytes}`),
+      ['5300>53 2/88'],
+    );
+  });
+
   test('loopback ingress is not counted (its egress already was)', async () => {
     const before = dp.stats().kernel;
     flows.flows.clear();
@@ -105,7 +119,7 @@ describe('parser (BPF_PROG_TEST_RUN)', { skip }, () => {
       ether(0x86dd, ipv6(0, V6A, V6B, [...ext8(60), ...ext8(43), ...ext8(6), ...tcp(50000, 8443, 0x02)])), // ext headers
       ether(0x86dd, ipv6(44, V6A, V6B, [...fragment6(17, 0, true), ...udp(6000, 6001, 16)])), // first fragment
       ether(0x86dd, ipv6(44, V6A, V6B, [...fragment6(17, 3, false), 1, 2, 3, 4, 5, 6, 7, 8])), // non-first
-      ether(0x0800, ipv4(17, V4A, V4B, [9, 9, 9, 9, 9, 9, 9, 9], { fragOffset: 100 })), // v4 non-first fragment
+      ether(0x0800, ipv4(17, V4A, V4B, [9, 9, 9, 9, 9, 9, 9, 9], { fragOffset: 100 })), // v4 non-first, first unseen
       ether(0x0800, ipv4(1, V4A, V4B, icmpEcho(8, 777, 1))),
       ether(0x0800, ipv4(1, V4B, V4A, icmpEcho(0, 777, 1))), // the echo reply: same flow
     ];
@@ -124,8 +138,8 @@ describe('parser (BPF_PROG_TEST_RUN)', { skip }, () => {
       '17 10.0.0.1:0 > 10.0.0.2:0 1/28 0/0',
       '17 10.0.0.1:5353 > 10.0.0.2:53 1/38 0/0',
       '17 10.0.0.2:7000 > 10.0.0.1:7001 1/36 0/0',
-      '17 fd00::1:0 > fd00::2:0 1/56 0/0',
-      '17 fd00::1:6000 > fd00::2:6001 1/72 0/0',
+      // The IPv6 datagram's second fragment takes the ports of its first.
+      '17 fd00::1:6000 > fd00::2:6001 2/128 0/0',
       '6 10.0.0.1:40000 > 10.0.0.2:443 1/40 0/0',
       '6 fd00::1:50000 > fd00::2:8443 1/84 0/0',
     ]);
