@@ -120,7 +120,7 @@ export async function demo(write: (s: string) => void): Promise<void> {
     write('\nthe same bytes at every kind: only how many records carry them changes.\n');
   } finally {
     for (const d of daemons) {
-      if (d.child.exitCode === null) await d.stop();
+      await d.stop();
       rmSync(d.dir, { recursive: true, force: true });
     }
     await lab.destroy();

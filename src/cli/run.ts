@@ -18,7 +18,53 @@ export async function run(argv: string[]): Promise<number> {
   // Logs go to stderr: stdout may carry flow log lines (--stdout).
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } }, pino.destination(2));
   for (const w of config.warnings) log.warn(w);
-  let daemon: Daemon;
+  // Signals are handled from the first moment: one that arrives while the daemon starts
+  // is acted on once it has (the default action would kill it half-attached).
+  let daemon: Daemon | null = null;
+  let stopRequested: string | null = null;
+  let reloadRequested = false;
+  let stopping = false;
+  let resolveExit: (code: number) => void = () => {};
+  const exited = new Promise<number>((resolve) => {
+    resolveExit = resolve;
+  });
+  const stop = (signal: string) => {
+    if (!daemon) {
+      stopRequested = signal;
+      return;
+    }
+    if (stopping) {
+      log.warn({ signal }, 'second signal: exiting without waiting for the final flush');
+      process.exit(130);
+    }
+    stopping = true;
+    log.info({ signal }, 'stopping: draining the kernel and writing a final flush');
+    daemon.stop().then(
+      () => resolveExit(0),
+      (err) => {
+        log.error({ err }, 'final flush failed');
+        resolveExit(1);
+      },
+    );
+  };
+  const reload = () => {
+    if (!daemon) {
+      reloadRequested = true;
+      return;
+    }
+    try {
+      const next = loadConfig({ argv, env: process.env });
+      daemon.reload(next).catch((err) => log.error({ err }, 'reload failed'));
+    } catch (err) {
+      log.error(
+        { problems: (err as ConfigError).problems ?? [String(err)] },
+        'SIGHUP: new settings rejected; keeping the current ones',
+      );
+    }
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', reload);
   try {
     daemon = await Daemon.start({ config, logger: log });
   } catch (err) {
@@ -26,35 +72,7 @@ export async function run(argv: string[]): Promise<number> {
     log.fatal({ code: e.code, errno: e.errno }, e.message);
     return 1;
   }
-  return new Promise<number>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string) => {
-      if (stopping) {
-        log.warn({ signal }, 'second signal: exiting without waiting for the final flush');
-        process.exit(130);
-      }
-      stopping = true;
-      log.info({ signal }, 'stopping: draining the kernel and writing a final flush');
-      daemon.stop().then(
-        () => resolve(0),
-        (err) => {
-          log.error({ err }, 'final flush failed');
-          resolve(1);
-        },
-      );
-    };
-    process.on('SIGTERM', () => stop('SIGTERM'));
-    process.on('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
-      try {
-        const next = loadConfig({ argv, env: process.env });
-        daemon.reload(next).catch((err) => log.error({ err }, 'reload failed'));
-      } catch (err) {
-        log.error(
-          { problems: (err as ConfigError).problems ?? [String(err)] },
-          'SIGHUP: new settings rejected; keeping the current ones',
-        );
-      }
-    });
-  });
+  if (reloadRequested) reload();
+  if (stopRequested) stop(stopRequested);
+  return exited;
 }

@@ -45,11 +45,13 @@ export class Flowlogd {
     });
   }
 
+  /** SIGTERM, then the exit code (null if a signal ended it). Never waits on a dead process. */
   async stop(): Promise<number | null> {
-    this.child.kill('SIGTERM');
-    return new Promise((r) =>
-      this.child.exitCode !== null ? r(this.child.exitCode) : this.child.once('exit', r),
-    );
+    const c = this.child;
+    if (c.exitCode !== null || c.signalCode !== null) return c.exitCode;
+    const exited = new Promise<number | null>((r) => c.once('exit', (code) => r(code)));
+    c.kill('SIGTERM');
+    return exited;
   }
 
   records(): Rec[] {

@@ -79,6 +79,11 @@ export class Lab {
     this.setHostSysctl('net.ipv4.ip_forward', '1');
     this.setHostSysctl('net.ipv6.conf.all.forwarding', '1');
     this.setHostSysctl('net.netfilter.nf_conntrack_acct', '1');
+    // Conntrack accounts only packets it finds valid; with window tracking strict, an
+    // occasional out-of-window ACK near the end of a large transfer goes uncounted while
+    // it crossed the wire (and TC counted it). Liberal tracking, as kube-proxy sets it,
+    // makes conntrack's accounting the packets that really passed.
+    this.setHostSysctl('net.netfilter.nf_conntrack_tcp_be_liberal', '1');
   }
 
   /** Sets a host sysctl for the lab's lifetime (destroy() restores it). */
