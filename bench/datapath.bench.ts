@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { FlowDatapath } from '../src/datapath/datapath.ts';
 import { ether, ipv4, udp } from '../test/kernel/packets.ts';
-import { Lab, run } from '../test/lab/lab.ts';
+import { attachForeignProgram, Lab, run } from '../test/lab/lab.ts';
 
 const { values } = parseArgs({
   options: { runs: { type: 'string', default: '7' }, seconds: { type: 'string', default: '3' } },
@@ -39,34 +39,6 @@ function progStats(id: number): ProgStats {
     execFileSync('bpftool', ['-j', 'prog', 'show', 'id', String(id)], { encoding: 'utf8' }),
   );
   return { run_time_ns: j.run_time_ns ?? 0, run_cnt: j.run_cnt ?? 0 };
-}
-
-/** Attaches the foreign (empty) test program at clsact ingress and egress; returns its ids. */
-function attachEmpty(ifname: string): number[] {
-  run('tc', ['qdisc', 'add', 'dev', ifname, 'clsact']);
-  for (const dir of ['ingress', 'egress']) {
-    run('tc', [
-      'filter',
-      'add',
-      'dev',
-      ifname,
-      dir,
-      'prio',
-      '5',
-      'handle',
-      '1',
-      'bpf',
-      'da',
-      'obj',
-      join(OUT, 'foreign_tc.bpf.o'),
-      'sec',
-      'tc',
-    ]);
-  }
-  const text =
-    run('tc', ['filter', 'show', 'dev', ifname, 'ingress']) +
-    run('tc', ['filter', 'show', 'dev', ifname, 'egress']);
-  return [...text.matchAll(/ id (\d+)/g)].map((m) => Number(m[1]));
 }
 
 /** UDP 64-byte payloads as fast as iperf3 sends them; returns received packets/s. */
@@ -110,7 +82,7 @@ async function perPacketAndThroughput(lines: string[]) {
     const nsEmpty: number[] = [];
     // Baseline: an empty TC program (returns "next") under the same BPF stats. Its
     // "run time" is what the stats' own clock reads and the call cost add to any program.
-    const emptyIds = attachEmpty(client.hostIf);
+    const emptyIds = attachForeignProgram(client.hostIf);
     for (let i = 0; i < Math.min(RUNS, 3); i++) {
       const before = emptyIds.map(progStats);
       await udpBlast(lab, client, server);

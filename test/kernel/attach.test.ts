@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FlowDatapath, type InterfaceEvent } from '../../src/datapath/datapath.ts';
-import { conntrackEntries, Lab, run } from '../lab/lab.ts';
+import { attachForeignProgram, conntrackEntries, Lab, run } from '../lab/lab.ts';
 import { FlowCollector, kernelSkipReason } from './helpers.ts';
 
 const skip = kernelSkipReason();
@@ -41,44 +41,6 @@ function progExists(id: number): boolean {
   } catch {
     return false;
   }
-}
-
-function addForeign(ifname: string): void {
-  run('tc', ['qdisc', 'add', 'dev', ifname, 'clsact']);
-  run('tc', [
-    'filter',
-    'add',
-    'dev',
-    ifname,
-    'ingress',
-    'prio',
-    '5',
-    'handle',
-    '1',
-    'bpf',
-    'da',
-    'obj',
-    FOREIGN,
-    'sec',
-    'tc',
-  ]);
-  run('tc', [
-    'filter',
-    'add',
-    'dev',
-    ifname,
-    'egress',
-    'prio',
-    '5',
-    'handle',
-    '1',
-    'bpf',
-    'da',
-    'obj',
-    FOREIGN,
-    'sec',
-    'tc',
-  ]);
 }
 
 describe('attach, follow, detach', { skip }, () => {
@@ -150,7 +112,7 @@ describe('attach, follow, detach', { skip }, () => {
     test(`${mode}: a foreign TC program and clsact qdisc are left exactly as they were; nothing of ours remains`, async () => {
       const pod = lab.addPod({ namespace: 'default', name: `${lab.prefix}-foreign-${mode}` });
       const peer = lab.addPod({ namespace: 'default', name: `${lab.prefix}-peer-${mode}` });
-      addForeign(pod.hostIf);
+      attachForeignProgram(pod.hostIf);
       const beforeState = tcState(pod.hostIf);
       const flows = new FlowCollector();
       const dp = new FlowDatapath({ interfaces: [pod.hostIf], attachMode: mode }, flows.onUpdate);
@@ -222,7 +184,7 @@ describe('attach, follow, detach', { skip }, () => {
 
   test("a crashed run's clsact filters are removed at the next start; foreign ones stay", async () => {
     const pod = lab.addPod({ namespace: 'default', name: `${lab.prefix}-crash` });
-    addForeign(pod.hostIf);
+    attachForeignProgram(pod.hostIf);
     const beforeState = tcState(pod.hostIf);
     const child = spawn(process.execPath, [HOLD, pod.hostIf, 'clsact'], {
       stdio: ['ignore', 'pipe', 'inherit'],

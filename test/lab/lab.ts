@@ -40,6 +40,24 @@ function tryRun(cmd: string, args: string[]): void {
   }
 }
 
+const FOREIGN_PROGRAM = fileURLToPath(new URL('../../bpf/.output/foreign_tc.bpf.o', import.meta.url));
+
+/**
+ * Puts a clsact qdisc and a program flowlogd does not own (it returns "go on") at
+ * ingress and egress of `ifname`, as another agent would; returns that program's ids.
+ */
+export function attachForeignProgram(ifname: string, priority = 5): number[] {
+  run('tc', ['qdisc', 'add', 'dev', ifname, 'clsact']);
+  for (const dir of ['ingress', 'egress']) {
+    const filter = ['filter', 'add', 'dev', ifname, dir, 'prio', String(priority), 'handle', '1'];
+    run('tc', [...filter, 'bpf', 'da', 'obj', FOREIGN_PROGRAM, 'sec', 'tc']);
+  }
+  const shown = ['ingress', 'egress']
+    .map((dir) => run('tc', ['filter', 'show', 'dev', ifname, dir]))
+    .join('');
+  return [...shown.matchAll(/ id (\d+)/g)].map((m) => Number(m[1]));
+}
+
 /** Calico's host-side interface name for a pod. */
 export function caliName(namespace: string, name: string): string {
   return `cali${createHash('sha1').update(`${namespace}.${name}`).digest('hex').slice(0, 11)}`;
