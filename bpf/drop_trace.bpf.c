@@ -131,10 +131,33 @@ static __always_inline int parse_skb(struct sk_buff *skb, struct packet *p)
 		if (bpf_probe_read_kernel(&ip6, sizeof(ip6), l3) || ip6.version != 6)
 			return -1;
 		p->family = 6;
-		p->proto = ip6.nexthdr;
 		__builtin_memcpy(p->saddr, &ip6.saddr, 16);
 		__builtin_memcpy(p->daddr, &ip6.daddr, 16);
-		read_ports(p, l3 + sizeof(ip6)); /* extension headers: not walked (ports stay 0) */
+		/* Walk the extension headers as parse.h does, so the key is the TC program's. */
+		__u8 next = ip6.nexthdr;
+		__u32 off = sizeof(ip6);
+		for (int i = 0; i < IPV6_MAX_EXT_HEADERS; i++) {
+			__u8 h[8];
+
+			if (next != 0 && next != 43 && next != 60 && next != 51 && next != 44)
+				break;
+			if (bpf_probe_read_kernel(h, sizeof(h), l3 + off))
+				return -1;
+			if (next == 44) {
+				if (bpf_ntohs(*(__u16 *)(h + 2)) & 0xfff8) {
+					p->proto = h[0];
+					return 0; /* non-first fragment: no L4 header here */
+				}
+				off += 8;
+			} else if (next == 51) {
+				off += ((__u32)h[1] + 2) * 4;
+			} else {
+				off += ((__u32)h[1] + 1) * 8;
+			}
+			next = h[0];
+		}
+		p->proto = next;
+		read_ports(p, l3 + off);
 		return 0;
 	}
 	return -1;

@@ -517,6 +517,38 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
     }
   });
 
+  test('an IPv6 drop behind an extension header is keyed like the TC program keyed it', async () => {
+    const client = lab.addPod({ namespace: 'default', name: `v6c-${lab.prefix}` });
+    const server = lab.addPod({ namespace: 'default', name: `v6s-${lab.prefix}` });
+    const table = `${lab.prefix}_v6deny`;
+    run(
+      'nft',
+      ['-f', '-'],
+      `table inet ${table} {\n chain deny_fwd {\n  type filter hook forward priority -10; policy accept;\n  ip6 saddr ${client.ipv6} ip6 daddr ${server.ipv6} udp dport 9999 counter drop\n }\n}\n`,
+    );
+    const p = new Pipeline(lab, [client, server], plainResolver([client, server]), { kinds: [0] });
+    try {
+      // Three datagrams carrying a Destination Options header (PadN) before UDP.
+      const py = `import socket\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IPV6, 59, bytes([0,0,1,4,0,0,0,0]))\ns.bind(('::', 41999))\nfor i in range(3): s.sendto(b'x'*100, ('${server.ipv6}', 9999))\n`;
+      lab.exec(client, 'python3', ['-c', py]);
+      const [k0] = await p.flush();
+      const [packets, bytes] = [
+        ...run('nft', ['list', 'table', 'inet', table]).matchAll(/counter packets (\d+) bytes (\d+)/g),
+      ].map((m) => [Number(m[1]), Number(m[2])])[0]!;
+      assert.equal(packets, 3);
+      // (Neighbour discovery from the pod's address is ICMPv6 of its own.)
+      const mine = k0!.filter((r) => r.source_ip === client.ipv6 && r.proto !== 'icmp6');
+      assert.deepEqual(
+        mine.map((r) => [r.action, r.proto, r.source_port, r.dest_port, r.packets_out, r.bytes_out]),
+        [['deny', 'udp', 41999, 9999, packets, bytes]],
+        'one deny record under the UDP ports, no allow record, no record under the option header',
+      );
+    } finally {
+      await p.close();
+      run('nft', ['delete', 'table', 'inet', table]);
+    }
+  });
+
   test('an overrun of a tiny receive buffer is counted and after the resync every connection started and completed once', async () => {
     lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout', '2');
     const client = lab.addPod({ namespace: 'default', name: `ovc-${lab.prefix}` });
