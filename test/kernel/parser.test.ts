@@ -102,6 +102,20 @@ describe('parser (BPF_PROG_TEST_RUN)', { skip }, () => {
     );
   });
 
+  test('Ethernet padding is not counted: bytes are the IP length, as conntrack counts them', async () => {
+    // A 28-byte IPv4/UDP packet padded to Ethernet's 60-byte minimum frame.
+    const frame = Uint8Array.from([
+      ...ether(0x0800, ipv4(17, V4A, V4B, udp(7777, 53))),
+      ...new Array(18).fill(0),
+    ]);
+    assert.equal(frame.length, 60);
+    await runAll([frame]);
+    assert.deepEqual(
+      [...flows.flows.values()].map((f) => [f.srcPort, f.origPackets, f.origBytes]),
+      [[7777, 1, 28]],
+    );
+  });
+
   test('loopback ingress is not counted (its egress already was)', async () => {
     const before = dp.stats().kernel;
     flows.flows.clear();
