@@ -10,8 +10,8 @@ import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { projectPath } from '../src/common/paths.ts';
 import { FlowDatapath } from '../src/datapath/datapath.ts';
 import { ether, ipv4, udp } from '../test/kernel/packets.ts';
 import { attachForeignProgram, Lab, run } from '../test/lab/lab.ts';
@@ -21,7 +21,7 @@ const { values } = parseArgs({
 });
 const RUNS = Number(values.runs);
 const SECONDS = Number(values.seconds);
-const OUT = fileURLToPath(new URL('../bpf/.output/', import.meta.url));
+const OUT = `${projectPath('bpf', '.output')}/`;
 
 const median = (xs: number[]) => {
   const s = [...xs].sort((a, b) => a - b);

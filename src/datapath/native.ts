@@ -1,6 +1,6 @@
 // Loads the addon and types exactly what it exports (addon/src/binding.cc).
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+import { projectPath } from '../common/paths.ts';
 
 export type NativeEventKind =
   | 'records'
@@ -92,7 +92,10 @@ export interface NativeModule {
   dropReasonNames: Record<string, string>;
 }
 
-const candidates = ['../../build/Release/flowlogd.node', '../../build/Debug/flowlogd.node'];
+const candidates = [
+  projectPath('build', 'Release', 'flowlogd.node'),
+  projectPath('build', 'Debug', 'flowlogd.node'),
+];
 
 let cached: NativeModule | undefined;
 
@@ -101,8 +104,7 @@ export function loadNative(): NativeModule {
   if (cached) return cached;
   const require = createRequire(import.meta.url);
   const tried: string[] = [];
-  for (const rel of candidates) {
-    const path = fileURLToPath(new URL(rel, import.meta.url));
+  for (const path of candidates) {
     try {
       cached = require(path) as NativeModule;
       return cached;

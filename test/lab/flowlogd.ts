@@ -3,9 +3,9 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { projectPath } from '../../src/common/paths.ts';
 
-const FLOWLOGD = fileURLToPath(new URL('../../bin/flowlogd', import.meta.url));
+const FLOWLOGD = projectPath('bin', 'flowlogd');
 
 export type Rec = Record<string, unknown> & {
   bytes_in: number;

@@ -8,7 +8,7 @@
 // deletes exactly that and restores the host sysctls it changed.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { fileURLToPath } from 'node:url';
+import { projectPath, siblingModule } from '../../src/common/paths.ts';
 
 export interface PodSpec {
   namespace: string;
@@ -24,7 +24,7 @@ export interface Pod extends PodSpec {
   ipv6: string;
 }
 
-const TRAFFIC = fileURLToPath(new URL('./traffic.ts', import.meta.url));
+const TRAFFIC = siblingModule(import.meta.url, 'traffic');
 const HOST_MAC = 'ee:ee:ee:ee:ee:ee';
 const HOST_LL6 = 'fe80::ecee:eeff:feee:eeee';
 
@@ -40,7 +40,7 @@ function tryRun(cmd: string, args: string[]): void {
   }
 }
 
-const FOREIGN_PROGRAM = fileURLToPath(new URL('../../bpf/.output/foreign_tc.bpf.o', import.meta.url));
+const FOREIGN_PROGRAM = projectPath('bpf', '.output', 'foreign_tc.bpf.o');
 
 /**
  * Puts a clsact qdisc and a program flowlogd does not own (it returns "go on") at
