@@ -1,7 +1,12 @@
 // Hot path from datapath updates to written flow log lines, at each aggregation kind,
 // with 100k active connections: observe() rate on one core, flush time, memory.
 //
-//   node bench/aggregate.bench.ts [connections=100000] [rounds=5]
+//   node dist/bench/aggregate.bench.js [connections=100000] [rounds=5]
+//
+// Each kind runs twice, each run in its own process: with every connection's conntrack
+// entry (the daemon's case: its conntrack listener reports NEW for each, read through the
+// daemon's ConntrackEventView) and without (no conntrack). A process does only what the
+// daemon does (observe, flushLineChunks, file sink), so its memory is the daemon's.
 //
 // Updates reach observe() the way the daemon delivers them: ring records encoded into a
 // reused 8192-record buffer (as the addon fills it, untimed), read through one reused
@@ -16,16 +21,26 @@ import { join } from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { FlowAggregator } from '../src/aggregate/aggregator.ts';
-import { type AggregationKind, serializeRecord } from '../src/aggregate/record.ts';
-import { FlowRecordView } from '../src/datapath/decode.ts';
-import { FlowCounters, FlowKey, RING_RECORD_FLOW, RING_RECORD_SIZE, Ring } from '../src/datapath/layout.ts';
+import type { AggregationKind } from '../src/aggregate/record.ts';
+import { ConntrackEventView, FlowRecordView } from '../src/datapath/decode.ts';
+import {
+  CT_EVENT_DUMP,
+  CtRecord,
+  CtTuple,
+  FlowCounters,
+  FlowKey,
+  RING_RECORD_CONNTRACK,
+  RING_RECORD_FLOW,
+  RING_RECORD_SIZE,
+  Ring,
+} from '../src/datapath/layout.ts';
 import { Hook, InitiatorHow } from '../src/datapath/types.ts';
 import type { PodMeta } from '../src/enrich/kube.ts';
 import { EndpointResolver } from '../src/enrich/resolver.ts';
 import { FileSink } from '../src/export/file.ts';
 
 setFlagsFromString('--expose-gc');
-const gc = runInNewContext('gc') as () => void;
+const gc = runInNewContext('gc') as (options?: object) => void;
 
 const N = Number(process.argv[2] ?? 100_000);
 const ROUNDS = Number(process.argv[3] ?? 5);
@@ -62,6 +77,7 @@ const CHUNK = 8192; // the daemon's READ_RECORDS
 const ring = new Uint8Array(CHUNK * RING_RECORD_SIZE);
 const dv = new DataView(ring.buffer);
 const view = new FlowRecordView(ring, (i) => names.get(i) ?? '');
+const ctView = new ConntrackEventView(ring);
 
 function setAddr(off: number, ip: number): void {
   ring.fill(0, off, off + 10);
@@ -104,6 +120,45 @@ function encode(slot: number, i: number, round: number): void {
   ring[c + FlowCounters.first_dir] = 0; // the initiator sent the first packet
 }
 
+/** Encodes connection i's conntrack entry (as the listener's start-up dump reports it) into `slot`. */
+function encodeCt(slot: number, i: number): void {
+  const base = slot * RING_RECORD_SIZE;
+  ring.fill(0, base, base + RING_RECORD_SIZE);
+  dv.setUint32(base + Ring.type, RING_RECORD_CONNTRACK, true);
+  const outbound = i % 2 === 0;
+  const client = outbound ? podIp(i) : peerIp(i);
+  const server = outbound ? peerIp(i) : podIp(i);
+  const cport = 32768 + (i % 28000);
+  const sport = 8000 + Math.floor(i / 20_000);
+  ring[base + CtRecord.event] = CT_EVENT_DUMP;
+  ring[base + CtRecord.proto] = i % 10 === 9 ? 17 : 6;
+  ring[base + CtRecord.family] = 4;
+  dv.setUint32(base + CtRecord.id, i + 1, true);
+  for (const [t, src, dst, sp, dp] of [
+    [CtRecord.orig, client, server, cport, sport],
+    [CtRecord.reply, server, client, sport, cport],
+  ] as const) {
+    setAddr(base + t + CtTuple.src, src);
+    setAddr(base + t + CtTuple.dst, dst);
+    dv.setUint16(base + t + CtTuple.sport, sp, true);
+    dv.setUint16(base + t + CtTuple.dport, dp, true);
+  }
+  setU64(base + CtRecord.time_ns, T0 * 1e6);
+}
+
+/** Feeds every connection's conntrack entry; returns the ns spent in observeConntrack(). */
+function feedConntrack(agg: FlowAggregator): number {
+  let ns = 0;
+  for (let from = 0; from < N; from += CHUNK) {
+    const n = Math.min(CHUNK, N - from);
+    for (let j = 0; j < n; j++) encodeCt(j, from + j);
+    const s = process.hrtime.bigint();
+    for (let j = 0; j < n; j++) if (ctView.at(j) === RING_RECORD_CONNTRACK) agg.observeConntrack(ctView);
+    ns += Number(process.hrtime.bigint() - s);
+  }
+  return ns;
+}
+
 /** Feeds one round of updates for every connection; returns the ns spent in observe(). */
 function feed(agg: FlowAggregator, round: number): number {
   let ns = 0;
@@ -121,26 +176,33 @@ const MB = 2 ** 20;
 
 interface Row {
   kind: AggregationKind;
+  conntrack: boolean;
   createRate: number;
   observeRate: number;
   records: number;
+  /** flushLineChunks() taken to the end, lines dropped (the daemon's build, without the write). */
   flush1Ms: number;
   flushMs: number;
-  objectPathMs: number;
+  /** flushLineChunks() into the file sink, waiting for each chunk to be written (the daemon's flush). */
   writeMs: number;
-  /** Lines the file sink dropped (its queue is bounded). */
   dropped: number;
-  /** flushLineChunks() into the file sink, waiting for each chunk to be written. */
-  chunkedMs: number;
-  chunkedDropped: number;
-  /** After a forced GC, with 100k connections held and no lines or records alive. */
+  /** Right after the last flush, and after V8's memory reducer (see below), 100k connections held. */
   rss: number;
+  settledRss: number;
   heap: number;
-  /** Peak RSS of the process (includes the transient lines of one flush and the file write). */
+  /** Peak RSS of the process (the transient lines and garbage of a flush included). */
   maxRss: number;
 }
 
-async function runKind(kind: AggregationKind, dir: string): Promise<Row> {
+/** The daemon's flush without the write: every chunk built, then let go. */
+function buildLines(agg: FlowAggregator, endMs: number): { ms: number; lines: number } {
+  const t = performance.now();
+  let lines = 0;
+  for (const chunk of agg.flushLineChunks(endMs)) lines += chunk.length;
+  return { ms: performance.now() - t, lines };
+}
+
+async function runKind(kind: AggregationKind, conntrack: boolean, dir: string): Promise<Row> {
   gc();
   const resolver = new EndpointResolver({
     nodeName: 'node1',
@@ -158,115 +220,96 @@ async function runKind(kind: AggregationKind, dir: string): Promise<Row> {
     idleTimeoutMs: 3_600_000,
   });
 
-  // Round 0: every connection is new.
+  // Conntrack's entries come first (its dump at start-up), then round 0: every connection new.
+  if (conntrack) feedConntrack(agg);
   const createRate = N / (feed(agg, 0) / 1e9);
 
-  // First flush to lines (the daemon's path): resolves endpoints and builds record keys
-  // for every connection.
-  let t = performance.now();
-  let lines = agg.flushLines(T0 + 10_000);
-  const flush1Ms = performance.now() - t;
-  lines = [];
+  // First flush: resolves endpoints and builds record keys for every connection.
+  const first = buildLines(agg, T0 + 10_000);
 
   // Steady state: rounds of deltas for known connections.
   let observeNs = 0;
   for (let r = 1; r <= ROUNDS; r++) observeNs += feed(agg, r);
   const observeRate = (N * ROUNDS) / (observeNs / 1e9);
+  const steady = buildLines(agg, T0 + 20_000);
 
-  // Steady-state flush straight to JSON lines.
-  t = performance.now();
-  lines = agg.flushLines(T0 + 20_000);
-  const flushMs = performance.now() - t;
-  const records = lines.length;
-
+  // The daemon's flush: chunks of 8192 lines, each written before the next is built.
   const sink = new FileSink({ directory: join(dir, `k${kind}`), maxFileBytes: 100 << 20, maxFiles: 5 });
-  t = performance.now();
-  sink.write(lines);
-  await sink.flush();
-  const writeMs = performance.now() - t;
-  const dropped = sink.stats().droppedLines;
-  lines = [];
-
-  // The same, in chunks of 8192 lines, each written before the next is built (re-feed one round).
   feed(agg, ROUNDS + 1);
-  t = performance.now();
+  const t = performance.now();
   for (const chunk of agg.flushLineChunks(T0 + 25_000)) {
     sink.write(chunk);
     await sink.flush();
   }
-  const chunkedMs = performance.now() - t;
-  const chunkedDropped = sink.stats().droppedLines - dropped;
+  const writeMs = performance.now() - t;
+  const dropped = sink.stats().droppedLines;
   await sink.close();
 
-  // For comparison: the object path, flush() + JSON.stringify per record (re-feed one round).
-  feed(agg, ROUNDS + 2);
-  t = performance.now();
-  let recs = agg.flush(T0 + 30_000);
-  for (const r of recs) serializeRecord(r);
-  const objectPathMs = performance.now() - t;
-  recs = [];
-
   gc();
-  gc();
+  const rss = process.memoryUsage().rss / MB;
+  // V8 keeps the pages a flush's garbage freed pooled until its memory reducer runs, about
+  // 8-10 s after activity dies down (measured: kind 0, 496 MB -> 195 MB). This GC is the one
+  // the reducer runs, now, so the figure is what the daemon holds between flushes.
+  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
   const mem = process.memoryUsage();
-  if (agg.stats().connections !== N)
-    throw new Error(`expected ${N} connections, have ${agg.stats().connections}`);
+  const st = agg.stats();
+  if (st.connections !== N) throw new Error(`expected ${N} connections, have ${st.connections}`);
+  if (conntrack && st.conntrackJoined !== N)
+    throw new Error(`expected ${N} connections joined to conntrack, have ${st.conntrackJoined}`);
   return {
     kind,
+    conntrack,
     createRate,
     observeRate,
-    records,
-    flush1Ms,
-    flushMs,
-    objectPathMs,
+    records: steady.lines,
+    flush1Ms: first.ms,
+    flushMs: steady.ms,
     writeMs,
     dropped,
-    chunkedMs,
-    chunkedDropped,
-    rss: mem.rss / MB,
+    rss,
+    settledRss: mem.rss / MB,
     heap: mem.heapUsed / MB,
     maxRss: process.resourceUsage().maxRSS / 1024,
   };
 }
 
-// Each kind runs in its own process so that RSS is that kind's alone.
+// Each (kind, conntrack) runs in its own process so that RSS is that run's alone.
 const only = process.argv[4];
 if (only !== undefined) {
   const dir = mkdtempSync(join(tmpdir(), 'flowlogd-bench-'));
   try {
-    const row = await runKind(Number(only) as AggregationKind, dir);
+    const row = await runKind(Number(only) as AggregationKind, process.argv[5] === 'ct', dir);
     process.stdout.write(JSON.stringify(row));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 } else {
-  gc();
+  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
   const baseRss = process.memoryUsage().rss / MB;
   const baseHeap = process.memoryUsage().heapUsed / MB;
   const rows: Row[] = [];
-  for (const k of [0, 1, 2, 3] as const) {
-    // Same Node flags as this process (run.ts gives the daemon's: --max-semi-space-size=16).
-    const out = execFileSync(
-      process.execPath,
-      [...process.execArgv, process.argv[1]!, String(N), String(ROUNDS), String(k)],
-      {
-        encoding: 'utf8',
-      },
-    );
-    rows.push(JSON.parse(out) as Row);
-  }
+  for (const ct of ['ct', 'no-ct'])
+    for (const k of [0, 1, 2, 3] as const) {
+      // Same Node flags as this process (run.ts gives the daemon's: --max-semi-space-size=16).
+      const out = execFileSync(
+        process.execPath,
+        [...process.execArgv, process.argv[1]!, String(N), String(ROUNDS), String(k), ct],
+        { encoding: 'utf8' },
+      );
+      rows.push(JSON.parse(out) as Row);
+    }
   const f = (n: number, d = 0) => n.toFixed(d);
   console.log(
     `\nflowlogd aggregate bench — ${N} connections, ${ROUNDS} update rounds, node ${process.version}, ${cpus()[0]?.model ?? '?'}`,
   );
   console.log(`bare process with the modules loaded: RSS ${f(baseRss)} MB, heap ${f(baseHeap)} MB\n`);
   console.log(
-    '| kind | new conns/s | observe updates/s | records | 1st flush→lines ms | flush→lines ms | write to file ms (dropped lines) | chunked flush+write ms (dropped) | flush()+stringify ms | heap MB | RSS MB | peak RSS MB |',
+    '| kind | conntrack entries | new conns/s | observe updates/s | records | 1st flush→lines ms | flush→lines ms | flush+write to file ms (dropped lines) | heap MB | RSS after flush MB | RSS settled MB | peak RSS MB |',
   );
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(
-      `| ${r.kind} | ${f(r.createRate / 1e6, 2)} M | ${f(r.observeRate / 1e6, 2)} M | ${r.records} | ${f(r.flush1Ms)} | ${f(r.flushMs)} | ${f(r.writeMs)} (${r.dropped}) | ${f(r.chunkedMs)} (${r.chunkedDropped}) | ${f(r.objectPathMs)} | ${f(r.heap)} | ${f(r.rss)} | ${f(r.maxRss)} |`,
+      `| ${r.kind} | ${r.conntrack ? 'yes' : 'no'} | ${f(r.createRate / 1e6, 2)} M | ${f(r.observeRate / 1e6, 2)} M | ${r.records} | ${f(r.flush1Ms)} | ${f(r.flushMs)} | ${f(r.writeMs)} (${r.dropped}) | ${f(r.heap)} | ${f(r.rss)} | ${f(r.settledRss)} | ${f(r.maxRss)} |`,
     );
   }
 }

@@ -18,6 +18,7 @@ import {
 } from '../datapath/types.ts';
 import type { Labels } from '../enrich/kube.ts';
 import type { Endpoint, EndpointResolver, ServiceRef } from '../enrich/resolver.ts';
+import { flat } from '../common/flat.ts';
 import { type CtEntry, entryOf, isStart, tupleKey } from './conntrack.ts';
 import { DEFAULT_WORKLOAD_INTERFACES, InterfaceClassifier } from './interfaces.ts';
 import {
@@ -149,8 +150,9 @@ class Conn {
   keyStamp = -1;
   /** The record this connection folds into (interned, shared with like connections). */
   group: Group | null = null;
-  /** Direction-free 5-tuple (conntrack join), the conntrack entry, the Service's address. */
+  /** Direction-free 5-tuple while waiting for its conntrack entry ('' otherwise: it is long). */
   tk = '';
+  /** The conntrack entry, the Service's address. */
   ct: CtEntry<Conn> | null = null;
   svcIp: string | null = null;
   svcPort = 0;
@@ -214,14 +216,6 @@ class Conn {
 
 const q = JSON.stringify;
 
-/**
- * The same string, flat. Template literals give V8 rope (cons) strings, a tree of nodes
- * several times the size of the text, kept as long as the string is; trim() flattens.
- * Only for strings that cannot begin or end with whitespace.
- */
-function flat(s: string): string {
-  return s.trim();
-}
 
 /**
  * One side (source or destination) of a record key: type, namespace, aggregated name,
@@ -935,7 +929,7 @@ export class FlowAggregator {
         const waiting = this.#pending.get(k);
         if (waiting === undefined) continue;
         this.#pending.delete(k);
-        for (const c of waiting) this.#join(c, entry);
+        for (const c of waiting) this.#join(c, entry, k);
       }
       return;
     }
@@ -968,7 +962,7 @@ export class FlowAggregator {
     for (const c of this.#unjoined) {
       const entry = this.#ct.get(c.tk);
       if (entry !== undefined) {
-        this.#join(c, entry);
+        this.#join(c, entry, c.tk);
       } else if (e.afterOverrun && c.lastSeenMs < e.timeMs) {
         this.#unjoined.delete(c);
         this.#complete(c);
@@ -984,26 +978,29 @@ export class FlowAggregator {
 
   /** Joins a new connection to its conntrack entry, or waits for one until the next flush. */
   #joinNew(c: Conn, u: ConnectionUpdate): void {
+    if (this.#stats.lifecycleSource !== 'conntrack') return; // no conntrack events at all
     const icmp = isIcmp(c.proto);
     const id = icmp ? (u.icmpId ?? 0) : 0;
-    c.tk = tupleKey(c.proto, c.cIp, icmp ? id : c.cPort, c.sIp, icmp ? id : c.sPort);
-    const entry = this.#ct.get(c.tk);
+    const tk = tupleKey(c.proto, c.cIp, icmp ? id : c.cPort, c.sIp, icmp ? id : c.sPort);
+    const entry = this.#ct.get(tk);
     if (entry !== undefined) {
-      this.#join(c, entry);
+      this.#join(c, entry, tk);
       return;
     }
-    if (this.#stats.lifecycleSource !== 'conntrack') return; // no conntrack events at all
+    c.tk = tk;
     this.#unjoined.add(c);
-    let list = this.#pending.get(c.tk);
+    let list = this.#pending.get(tk);
     if (list === undefined) {
       list = [];
-      this.#pending.set(c.tk, list);
+      this.#pending.set(tk, list);
     }
     list.push(c);
   }
 
-  #join(c: Conn, entry: CtEntry<Conn>): void {
+  /** `tk`: the connection's tuple key, the entry's original or reply one. */
+  #join(c: Conn, entry: CtEntry<Conn>, tk: string): void {
     this.#unjoined.delete(c);
+    c.tk = '';
     if (c.ct === entry) return;
     // On an uplink, a masqueraded pod connection looks like the host's own (the node's IP
     // after SNAT); conntrack's original tuple tells: it is the pod's, reported at its veth.
@@ -1015,7 +1012,7 @@ export class FlowAggregator {
     this.#stats.conntrackJoined++;
     // Conntrack knows the initiator for sure: orient the connection by it.
     const icmp = isIcmp(c.proto);
-    const preNat = c.tk === entry.origKey;
+    const preNat = tk === entry.origKey;
     const serverIp = preNat ? entry.origDstIp : entry.backendIp;
     const serverPort = preNat ? entry.origDstPort : entry.backendPort;
     if (

@@ -5,13 +5,17 @@
 // sees the pre-DNAT tuple, TC on the backend's veth the post-DNAT one; both are the same
 // connection. Connections are matched by a direction-free tuple key without interface.
 
+import { flat } from '../common/flat.ts';
 import { type ConntrackEvent, ConntrackEventType } from '../datapath/types.ts';
 
 /** Direction-free key of a 5-tuple (ICMP: the echo identifier as both ports). */
 export function tupleKey(proto: number, ipA: string, portA: number, ipB: string, portB: number): string {
-  return ipA < ipB || (ipA === ipB && portA <= portB)
-    ? `${proto}|${ipA}|${portA}|${ipB}|${portB}`
-    : `${proto}|${ipB}|${portB}|${ipA}|${portA}`;
+  // Flat: kept as map keys, one or two per live entry.
+  return flat(
+    ipA < ipB || (ipA === ipB && portA <= portB)
+      ? `${proto}|${ipA}|${portA}|${ipB}|${portB}`
+      : `${proto}|${ipB}|${portB}|${ipA}|${portA}`,
+  );
 }
 
 /** What the aggregator keeps of one live conntrack entry (shared by its two tuple keys). */
