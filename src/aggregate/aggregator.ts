@@ -8,6 +8,7 @@
 // state to leak: a key exists in a flush exactly when some connection mapped to it was
 // active in the interval (new, carried over while open, or completed in it).
 
+import { flat } from '../common/flat.ts';
 import {
   type ConnectionUpdate,
   type ConntrackEvent,
@@ -18,7 +19,6 @@ import {
 } from '../datapath/types.ts';
 import type { Labels } from '../enrich/kube.ts';
 import type { Endpoint, EndpointResolver, ServiceRef } from '../enrich/resolver.ts';
-import { flat } from '../common/flat.ts';
 import { type CtEntry, entryOf, isStart, tupleKey } from './conntrack.ts';
 import { DEFAULT_WORKLOAD_INTERFACES, InterfaceClassifier } from './interfaces.ts';
 import {
@@ -112,8 +112,65 @@ export interface AggregatorStats {
   lifecycleSource: LifecycleSource;
 }
 
-const OPEN = 0;
-const CLOSED = 1; // completion reported; kept one interval for late packets (TCP only)
+// Connection state bits (Conn.fl): one small integer instead of a field per flag.
+const FIN_C = 1 << 0;
+const FIN_S = 1 << 1;
+const ENDED = 1 << 2;
+const CLOSED = 1 << 3; // completion reported; kept one interval for late packets (TCP only)
+const ACTIVE = 1 << 4;
+const REPORTED = 1 << 5;
+const HOST_SIDE = 1 << 6;
+const FORWARDED = 1 << 7;
+const DENIED = 1 << 8;
+const LOCAL_IS_CLIENT = 1 << 9;
+const CLIENT_IS_A = 1 << 10;
+const CLIENT_SIDE_KNOWN = 1 << 11;
+
+// A connection's numbers live in its table's Float64Array, at Conn.o + one of these. As
+// object fields they would be one boxed double each (byte counts and Unix ms times do
+// not fit a small integer), 16 B apiece on top of the field.
+const C2S_P = 0;
+const C2S_B = 1;
+const S2C_P = 2;
+const S2C_B = 3;
+const FIRST_SEEN = 4;
+const LAST_SEEN = 5;
+const NET_P = 6;
+const DEBT_C2S_P = 7;
+const DEBT_C2S_B = 8;
+const DEBT_S2C_P = 9;
+const DEBT_S2C_B = 10;
+const STRIDE = 11;
+
+/**
+ * Numbers of all of one aggregator's connections, a slot of STRIDE doubles each, reused
+ * through a free list. Slot 0 is scratch: a released connection points there, so a stale
+ * reference can never write into a slot that was handed to another connection.
+ */
+class ConnNumbers {
+  f = new Float64Array(STRIDE * 1024);
+  readonly #free: number[] = [];
+  #next = STRIDE;
+
+  alloc(): number {
+    let o = this.#free.pop();
+    if (o === undefined) {
+      if (this.#next + STRIDE > this.f.length) {
+        const bigger = new Float64Array(this.f.length * 2);
+        bigger.set(this.f);
+        this.f = bigger;
+      }
+      o = this.#next;
+      this.#next += STRIDE;
+    }
+    this.f.fill(0, o, o + STRIDE);
+    return o;
+  }
+
+  release(o: number): void {
+    if (o !== 0) this.#free.push(o);
+  }
+}
 
 /** One (interface, connection, action), oriented client (initiator) → server. */
 class Conn {
@@ -123,25 +180,10 @@ class Conn {
   cPort: number;
   sPort: number;
   how: number;
-  localIsClient: boolean;
-  /** The client is side a of the key (undefined for updates that do not say). */
-  clientIsA: boolean | undefined;
-  /** Seen on a host interface (the host's own connection, unless conntrack says otherwise). */
-  hostSide = false;
-  /** Conntrack says neither end is this host: forwarded (e.g. masqueraded pod) traffic. */
-  forwarded = false;
-  c2sP = 0;
-  c2sB = 0;
-  s2cP = 0;
-  s2cB = 0;
-  finC = false;
-  finS = false;
-  ended = false;
-  state = OPEN;
-  active = true;
-  reported = false;
-  firstSeenMs: number;
-  lastSeenMs: number;
+  fl = ACTIVE;
+  readonly #nums: ConnNumbers;
+  /** Offset of this connection's slot in #nums.f (0 once released). */
+  o: number;
   // Cached resolution and record key.
   resolvedVersion = -1;
   srcEp: Endpoint | null = null;
@@ -156,34 +198,192 @@ class Conn {
   ct: CtEntry<Conn> | null = null;
   svcIp: string | null = null;
   svcPort = 0;
-  /** Allow side: some packets were moved to deny; lifetime net allowed packets; not yet subtracted. */
-  denied = false;
-  netP = 0;
-  debtC2sP = 0;
-  debtC2sB = 0;
-  debtS2cP = 0;
-  debtS2cB = 0;
   /** Deny side: the kernel's drop reason name. */
   dropReason = '';
 
-  constructor(u: ConnectionUpdate, localIsInitiator: boolean) {
+  constructor(u: ConnectionUpdate, localIsInitiator: boolean, nums: ConnNumbers) {
     this.proto = u.proto;
     this.cIp = u.srcIp;
     this.sIp = u.dstIp;
     this.cPort = u.srcPort;
     this.sPort = u.dstPort;
     this.how = u.initiatorHow;
+    this.#nums = nums;
+    this.o = nums.alloc();
     this.localIsClient = localIsInitiator;
     this.clientIsA = u.initiatorIsSideA;
     this.firstSeenMs = u.firstSeenMs;
     this.lastSeenMs = u.lastSeenMs;
   }
 
+  /** Gives the numbers' slot back; the connection is gone from its table. */
+  release(): void {
+    this.#nums.release(this.o);
+    this.o = 0;
+  }
+
+  #bit(b: number): boolean {
+    return (this.fl & b) !== 0;
+  }
+  #set(b: number, on: boolean): void {
+    this.fl = on ? this.fl | b : this.fl & ~b;
+  }
+  #get(i: number): number {
+    return this.#nums.f[this.o + i]!;
+  }
+  #put(i: number, v: number): void {
+    this.#nums.f[this.o + i] = v;
+  }
+
+  get finC(): boolean {
+    return this.#bit(FIN_C);
+  }
+  set finC(v: boolean) {
+    this.#set(FIN_C, v);
+  }
+  get finS(): boolean {
+    return this.#bit(FIN_S);
+  }
+  set finS(v: boolean) {
+    this.#set(FIN_S, v);
+  }
+  get ended(): boolean {
+    return this.#bit(ENDED);
+  }
+  set ended(v: boolean) {
+    this.#set(ENDED, v);
+  }
+  /** Completion reported; kept one interval for late packets (TCP only). */
+  get closed(): boolean {
+    return this.#bit(CLOSED);
+  }
+  set closed(v: boolean) {
+    this.#set(CLOSED, v);
+  }
+  /** Counted something since the last flush. */
+  get active(): boolean {
+    return this.#bit(ACTIVE);
+  }
+  set active(v: boolean) {
+    this.#set(ACTIVE, v);
+  }
+  /** In a flush already (so no longer "started"). */
+  get reported(): boolean {
+    return this.#bit(REPORTED);
+  }
+  set reported(v: boolean) {
+    this.#set(REPORTED, v);
+  }
+  /** Seen on a host interface (the host's own connection, unless conntrack says otherwise). */
+  get hostSide(): boolean {
+    return this.#bit(HOST_SIDE);
+  }
+  set hostSide(v: boolean) {
+    this.#set(HOST_SIDE, v);
+  }
+  /** Conntrack says neither end is this host: forwarded (e.g. masqueraded pod) traffic. */
+  get forwarded(): boolean {
+    return this.#bit(FORWARDED);
+  }
+  set forwarded(v: boolean) {
+    this.#set(FORWARDED, v);
+  }
+  /** Allow side: some of its packets were moved to deny. */
+  get denied(): boolean {
+    return this.#bit(DENIED);
+  }
+  set denied(v: boolean) {
+    this.#set(DENIED, v);
+  }
+  get localIsClient(): boolean {
+    return this.#bit(LOCAL_IS_CLIENT);
+  }
+  set localIsClient(v: boolean) {
+    this.#set(LOCAL_IS_CLIENT, v);
+  }
+  /** The client is side a of the key (undefined for updates that do not say). */
+  get clientIsA(): boolean | undefined {
+    return this.#bit(CLIENT_SIDE_KNOWN) ? this.#bit(CLIENT_IS_A) : undefined;
+  }
+  set clientIsA(v: boolean | undefined) {
+    this.#set(CLIENT_SIDE_KNOWN, v !== undefined);
+    this.#set(CLIENT_IS_A, v === true);
+  }
+
+  get c2sP(): number {
+    return this.#get(C2S_P);
+  }
+  set c2sP(v: number) {
+    this.#put(C2S_P, v);
+  }
+  get c2sB(): number {
+    return this.#get(C2S_B);
+  }
+  set c2sB(v: number) {
+    this.#put(C2S_B, v);
+  }
+  get s2cP(): number {
+    return this.#get(S2C_P);
+  }
+  set s2cP(v: number) {
+    this.#put(S2C_P, v);
+  }
+  get s2cB(): number {
+    return this.#get(S2C_B);
+  }
+  set s2cB(v: number) {
+    this.#put(S2C_B, v);
+  }
+  get firstSeenMs(): number {
+    return this.#get(FIRST_SEEN);
+  }
+  set firstSeenMs(v: number) {
+    this.#put(FIRST_SEEN, v);
+  }
+  get lastSeenMs(): number {
+    return this.#get(LAST_SEEN);
+  }
+  set lastSeenMs(v: number) {
+    this.#put(LAST_SEEN, v);
+  }
+  /** Allow side: lifetime packets counted less those moved to deny. */
+  get netP(): number {
+    return this.#get(NET_P);
+  }
+  set netP(v: number) {
+    this.#put(NET_P, v);
+  }
+  /** Allow side: denied packets and bytes not yet subtracted, per direction. */
+  get debtC2sP(): number {
+    return this.#get(DEBT_C2S_P);
+  }
+  set debtC2sP(v: number) {
+    this.#put(DEBT_C2S_P, v);
+  }
+  get debtC2sB(): number {
+    return this.#get(DEBT_C2S_B);
+  }
+  set debtC2sB(v: number) {
+    this.#put(DEBT_C2S_B, v);
+  }
+  get debtS2cP(): number {
+    return this.#get(DEBT_S2C_P);
+  }
+  set debtS2cP(v: number) {
+    this.#put(DEBT_S2C_P, v);
+  }
+  get debtS2cB(): number {
+    return this.#get(DEBT_S2C_B);
+  }
+  set debtS2cB(v: number) {
+    this.#put(DEBT_S2C_B, v);
+  }
+
   restart(u: ConnectionUpdate): void {
     this.finC = false;
     this.finS = false;
     this.ended = false;
-    this.state = OPEN;
+    this.closed = false;
     this.reported = false;
     this.firstSeenMs = u.firstSeenMs;
     this.resolvedVersion = -1;
@@ -208,14 +408,14 @@ class Conn {
     this.finC = this.finS;
     this.finS = t;
     this.localIsClient = !this.localIsClient;
-    if (this.clientIsA !== undefined) this.clientIsA = !this.clientIsA;
+    const a = this.clientIsA;
+    if (a !== undefined) this.clientIsA = !a;
     this.resolvedVersion = -1;
     this.keyStamp = -1;
   }
 }
 
 const q = JSON.stringify;
-
 
 /**
  * One side (source or destination) of a record key: type, namespace, aggregated name,
@@ -377,6 +577,12 @@ function labelsJson(l: Labels | null): string {
   return j;
 }
 
+/** Removes a connection from its table for good (its numbers' slot is reused). */
+function forget(table: Map<string, Conn>, k: string, c: Conn): void {
+  table.delete(k);
+  c.release();
+}
+
 function isIcmp(proto: number): boolean {
   return proto === 1 || proto === 58;
 }
@@ -396,6 +602,7 @@ export class FlowAggregator {
   #tcpIdleMs: number;
   /** Bumped when options change so cached record keys are rebuilt. */
   #optsVersion = 0;
+  readonly #nums = new ConnNumbers();
   readonly #allow = new Map<string, Conn>();
   readonly #deny = new Map<string, Conn>();
   // Conntrack join: live entries by id and by tuple key; connections waiting for theirs.
@@ -519,7 +726,7 @@ export class FlowAggregator {
         }
       }
       this.#joinNew(c, u);
-    } else if (c.state === CLOSED && this.#isNewTcpOpen(u)) {
+    } else if (c.closed && this.#isNewTcpOpen(u)) {
       c.restart(u); // the 5-tuple was reused for a new connection
     }
 
@@ -607,7 +814,7 @@ export class FlowAggregator {
       this.#stats.droppedBytes += u.origBytes + u.replyBytes;
       return null;
     }
-    const c = new Conn(u, localIsInitiator);
+    const c = new Conn(u, localIsInitiator, this.#nums);
     c.hostSide = hostSide;
     return c;
   }
@@ -760,16 +967,16 @@ export class FlowAggregator {
     const stamp = version * 1e6 + this.#optsVersion * 4 + kind;
     for (const [k, c] of table) {
       if (c.forwarded) {
-        table.delete(k);
+        forget(table, k, c);
         this.#unjoined.delete(c);
         this.#stats.forwarded++;
         continue;
       }
       let completes = false;
-      if (c.state === CLOSED) {
+      if (c.closed) {
         // Late packets of a connection whose completion was already reported.
         if (!c.active) {
-          table.delete(k);
+          forget(table, k, c);
           this.#unjoined.delete(c);
           continue;
         }
@@ -784,7 +991,7 @@ export class FlowAggregator {
       }
       if (c.denied && c.netP <= 0 && a === 0) {
         // Every packet of it was denied: it exists only as a deny record.
-        if (completes) table.delete(k);
+        if (completes) forget(table, k, c);
         c.reported = true;
         continue;
       }
@@ -827,8 +1034,8 @@ export class FlowAggregator {
       if (completes) {
         // TCP closed by FIN/RST stays one interval to absorb late packets (the last ACK);
         // idle-expired and non-TCP connections go now: a later packet is a new connection.
-        if (c.proto === 6 && c.lastSeenMs + this.#tcpIdleMs > endMs) c.state = CLOSED;
-        else table.delete(k);
+        if (c.proto === 6 && c.lastSeenMs + this.#tcpIdleMs > endMs) c.closed = true;
+        else forget(table, k, c);
       }
     }
   }
@@ -971,7 +1178,7 @@ export class FlowAggregator {
   }
 
   #complete(c: Conn): void {
-    if (c.state !== OPEN || c.ended) return;
+    if (c.closed || c.ended) return;
     c.ended = true;
     this.#stats.conntrackCompleted++;
   }
@@ -1008,7 +1215,8 @@ export class FlowAggregator {
       c.forwarded = true;
     }
     c.ct = entry;
-    entry.conns.push(c);
+    if (entry.conns.length === 0) entry.conns = [c];
+    else entry.conns.push(c);
     this.#stats.conntrackJoined++;
     // Conntrack knows the initiator for sure: orient the connection by it.
     const icmp = isIcmp(c.proto);

@@ -34,14 +34,18 @@ export interface CtEntry<C> {
   /** The pre-DNAT tuple key and the post-NAT one (equal without NAT). */
   readonly origKey: string;
   readonly replyKey: string;
-  /** Per-interface connections joined to this entry. */
-  readonly conns: C[];
+  /** Per-interface connections joined to this entry (usually one or two). */
+  conns: C[];
 }
+
+/** Shared by entries no connection has joined yet: a fresh [] grows to 17 slots on its first push. */
+const NO_CONNS: readonly never[] = Object.freeze([]);
 
 export function entryOf<C>(e: ConntrackEvent): CtEntry<C> {
   const origKey = tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport);
   // The reply tuple seen from the client's side: replyDst:replyDport -> replySrc:replySport.
-  const replyKey = tupleKey(e.proto, e.replyDst, e.replyDport, e.replySrc, e.replySport);
+  let replyKey = tupleKey(e.proto, e.replyDst, e.replyDport, e.replySrc, e.replySport);
+  if (replyKey === origKey) replyKey = origKey; // one string kept, not two equal ones
   return {
     id: e.id,
     clientIp: e.origSrc,
@@ -53,7 +57,7 @@ export function entryOf<C>(e: ConntrackEvent): CtEntry<C> {
     dnat: e.replySrc !== e.origDst || e.replySport !== e.origDport,
     origKey,
     replyKey,
-    conns: [],
+    conns: NO_CONNS as unknown as C[], // frozen: replaced, never pushed to
   };
 }
 

@@ -1,6 +1,7 @@
 // Decodes ring records in place: one reusable view over the caller's buffer, so no
 // object is made per record. Field getters read the DataView on demand.
 
+import { flat } from '../common/flat.ts';
 import { formatIpv6Groups } from '../common/ipv6-text.ts';
 import {
   CT_FLAG_AFTER_OVERRUN,
@@ -20,14 +21,42 @@ const TWO_32 = 2 ** 32;
 const IPPROTO_ICMP = 1;
 const IPPROTO_ICMPV6 = 58;
 
+// Address text is interned: a connection and its conntrack entry keep their addresses as
+// strings, and the same few addresses (this node's pods) recur in most of them, so one
+// shared string each instead of one per record. Bounded: cleared when full.
+const MAX_INTERNED = 65_536;
+const v4Text = new Map<number, string>();
+const v6Text = new Map<string, string>();
+/** Keys v6Text by the raw bytes (a one-to-one mapping of bytes to characters). */
+const latin1 = new TextDecoder('latin1');
+
 /** Text form of a 16-byte address (IPv4-mapped when family is 4), RFC 5952 for IPv6. */
 export function formatAddress(bytes: Uint8Array, offset: number, family: number): string {
   if (family === 4) {
-    return `${bytes[offset + 12]}.${bytes[offset + 13]}.${bytes[offset + 14]}.${bytes[offset + 15]}`;
+    // Signed, so that every address is a small-integer key.
+    const n =
+      (bytes[offset + 12]! << 24) |
+      (bytes[offset + 13]! << 16) |
+      (bytes[offset + 14]! << 8) |
+      bytes[offset + 15]!;
+    let t = v4Text.get(n);
+    if (t === undefined) {
+      if (v4Text.size >= MAX_INTERNED) v4Text.clear();
+      t = flat(`${bytes[offset + 12]}.${bytes[offset + 13]}.${bytes[offset + 14]}.${bytes[offset + 15]}`);
+      v4Text.set(n, t);
+    }
+    return t;
   }
-  const groups: number[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((bytes[offset + i]! << 8) | bytes[offset + i + 1]!);
-  return formatIpv6Groups(groups);
+  const raw = latin1.decode(bytes.subarray(offset, offset + 16));
+  let t = v6Text.get(raw);
+  if (t === undefined) {
+    if (v6Text.size >= MAX_INTERNED) v6Text.clear();
+    const groups: number[] = [];
+    for (let i = 0; i < 16; i += 2) groups.push((bytes[offset + i]! << 8) | bytes[offset + i + 1]!);
+    t = formatIpv6Groups(groups);
+    v6Text.set(raw, t);
+  }
+  return t;
 }
 
 export class FlowRecordView implements ConnectionUpdate {
