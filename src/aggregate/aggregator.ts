@@ -446,8 +446,20 @@ class Side {
       `${f}ip":${q(ip)},${f}name":${q(this.name)},${f}name_aggr":${q(this.nameAggr)},` +
         `${f}namespace":${q(this.namespace)},${f}port":`,
     );
-    this.post = flat(`,${f}type":${q(this.type)},${f}labels":`);
+    this.post = postJson(f, this.type);
   }
+}
+
+/** Side.post by (source/dest, type): a handful of distinct strings, shared. */
+const postCache = new Map<string, string>();
+function postJson(f: string, type: string): string {
+  const k = f + type;
+  let j = postCache.get(k);
+  if (j === undefined) {
+    j = flat(`,${f}type":${q(type)},${f}labels":`);
+    postCache.set(k, j);
+  }
+  return j;
 }
 
 /** The destination Service part of a record key (interned by value). */
@@ -474,72 +486,82 @@ class SvcPart {
 const NO_SVC = new SvcPart(0, '-', '-', '-', null);
 
 /**
- * `"proto":…,"action":…,"reporter":…` (and `"drop_reason":…` for deny records) for each
- * combination (bounded: 256 × 2 × 2 × the kernel's drop reasons).
+ * What a record key says besides its endpoints: proto, action, reporter, drop reason, and
+ * their JSON (`"proto":…,"action":…,"reporter":…` and `"drop_reason":…` for denies).
+ * Interned: 256 protocols × 2 actions × 2 reporters, times the kernel's drop reasons.
  */
-const parJsonCache = new Map<string, string>();
-function parJson(proto: string, action: Action, reporter: Reporter, dropReason: string): string {
-  const k = `${proto}|${action}|${reporter}|${dropReason}`;
-  let j = parJsonCache.get(k);
-  if (j === undefined) {
+class Par {
+  readonly proto: string;
+  readonly action: Action;
+  readonly reporter: Reporter;
+  readonly dropReason: string;
+  readonly json: string;
+  constructor(proto: string, action: Action, reporter: Reporter, dropReason: string) {
+    this.proto = proto;
+    this.action = action;
+    this.reporter = reporter;
+    this.dropReason = dropReason;
     const drop = dropReason === '' ? '' : `,"drop_reason":${q(dropReason)}`;
-    j = flat(`"proto":${q(proto)},"action":${q(action)},"reporter":${q(reporter)}${drop}`);
-    parJsonCache.set(k, j);
+    this.json = flat(`"proto":${q(proto)},"action":${q(action)},"reporter":${q(reporter)}${drop}`);
   }
-  return j;
 }
+/** Without a drop reason, by (proto << 2 | deny << 1 | dst reporter); with one, by name too. */
+const parsPlain: (Par | undefined)[] = [];
+const parsDrop = new Map<string, Par>();
+function parOf(proto: number, action: Action, reporter: Reporter, dropReason: string): Par {
+  const i = (proto << 2) | (action === 'deny' ? 2 : 0) | (reporter === 'dst' ? 1 : 0);
+  if (dropReason === '') {
+    let p = parsPlain[i];
+    if (p === undefined) {
+      p = new Par(protoName(proto), action, reporter, '');
+      parsPlain[i] = p;
+    }
+    return p;
+  }
+  const k = `${i}|${dropReason}`;
+  let p = parsDrop.get(k);
+  if (p === undefined) {
+    p = new Par(protoName(proto), action, reporter, dropReason);
+    parsDrop.set(k, p);
+  }
+  return p;
+}
+
+// A record's counters during a flush, in the aggregator's #sums at Group.at * SUMS + one
+// of these (as Group fields they would be boxed doubles, allocated for every record key).
+const BYTES_IN = 0;
+const BYTES_OUT = 1;
+const PACKETS_IN = 2;
+const PACKETS_OUT = 3;
+const NUM_FLOWS = 4;
+const STARTED = 5;
+const COMPLETED = 6;
+const SUMS = 7;
 
 /**
  * One record key (everything but counters and labels), interned by value per action and
- * kept while connections map to it; its counters and labels are the current flush's.
+ * kept while connections map to it; its labels and place in #sums are the current flush's.
  */
 class Group {
-  readonly key: string;
   readonly src: Side;
   readonly dst: Side;
   readonly srcPort: number | null;
   readonly dstPort: number | null;
   readonly svc: SvcPart;
-  readonly proto: string;
-  readonly action: Action;
-  readonly reporter: Reporter;
-  /** Deny records: the kernel's drop reason ('' for allow). */
-  readonly dropReason: string;
-  readonly par: string;
-  /** Flush whose record the counters below belong to. */
+  readonly par: Par;
+  /** Flush whose record the labels and `at` below belong to. */
   stamp = 0;
+  /** Index of this record in the flush (its counters are at #sums[at * SUMS]). */
+  at = 0;
   srcLabels: Labels | null = null;
   dstLabels: Labels | null = null;
-  numFlows = 0;
-  started = 0;
-  completed = 0;
-  bytesIn = 0;
-  bytesOut = 0;
-  packetsIn = 0;
-  packetsOut = 0;
-  constructor(
-    key: string,
-    src: Side,
-    dst: Side,
-    srcPort: number | null,
-    dstPort: number | null,
-    svc: SvcPart,
-    proto: string,
-    action: Action,
-    reporter: Reporter,
-    dropReason: string,
-  ) {
-    this.key = key;
+  constructor(src: Side, dst: Side, srcPort: number | null, dstPort: number | null, svc: SvcPart, par: Par) {
     this.src = src;
     this.dst = dst;
     this.srcPort = srcPort;
     this.dstPort = dstPort;
     this.svc = svc;
-    this.proto = proto;
-    this.action = action;
-    this.reporter = reporter;
-    this.dropReason = dropReason;
-    this.par = parJson(proto, action, reporter, dropReason);
+    this.par = par;
   }
 }
 
@@ -629,7 +651,11 @@ export class FlowAggregator {
   readonly #onLifecycle: ((source: LifecycleSource) => void) | undefined;
   // Interned record keys and their parts, swept after every flush of what no connection uses.
   readonly #groups: [Map<string, Group>, Map<string, Group>] = [new Map(), new Map()];
-  /** Every live Side by value; the two indexes below find most without building that key. */
+  /**
+   * Live Sides by value, for those the indexes below cannot tell apart: every Side without
+   * an IP, and a Side with one when its address's index entry names another endpoint. A
+   * Side with an IP is here or only in #sidesByIp, never both ways (one Side per value).
+   */
   readonly #sides = new Map<string, Side>();
   /** [source, destination] Sides with an IP (kinds 0–1), by IP. */
   readonly #sidesByIp: [Map<string, Side>, Map<string, Side>] = [new Map(), new Map()];
@@ -637,6 +663,8 @@ export class FlowAggregator {
   readonly #sidesByEp: [Map<Endpoint, Side>, Map<Endpoint, Side>] = [new Map(), new Map()];
   readonly #svcs = new Map<string, SvcPart>();
   #nextId = 1;
+  /** The current flush's record counters (SUMS per record, at Group.at). */
+  #sums = new Float64Array(SUMS * 1024);
   /** Number of the flush in progress (stamps the groups it fills). */
   #flushNo = 0;
   #intervalStartMs: number;
@@ -825,6 +853,7 @@ export class FlowAggregator {
    */
   flush(endTimeMs: number): FlowLogRecord[] {
     const { groups, startS, endS } = this.#close(endTimeMs);
+    const sums = this.#sums;
     const out: FlowLogRecord[] = new Array(groups.length);
     const policies = this.#includePolicies ? NO_POLICY_HITS : null;
     const labels = this.#includeLabels;
@@ -834,6 +863,8 @@ export class FlowAggregator {
       const s = g.src;
       const d = g.dst;
       const v = g.svc;
+      const p = g.par;
+      const n = i * SUMS;
       out[i] = {
         start_time: startS,
         end_time: endS,
@@ -855,18 +886,18 @@ export class FlowAggregator {
         dest_service_name: v.name,
         dest_service_port: v.portName,
         dest_service_port_num: v.port,
-        proto: g.proto,
-        action: g.action,
-        reporter: g.reporter,
-        ...(g.dropReason === '' ? {} : { drop_reason: g.dropReason }),
+        proto: p.proto,
+        action: p.action,
+        reporter: p.reporter,
+        ...(p.dropReason === '' ? {} : { drop_reason: p.dropReason }),
         policies,
-        bytes_in: g.bytesIn,
-        bytes_out: g.bytesOut,
-        packets_in: g.packetsIn,
-        packets_out: g.packetsOut,
-        num_flows: g.numFlows,
-        num_flows_started: g.started,
-        num_flows_completed: g.completed,
+        bytes_in: sums[n + BYTES_IN]!,
+        bytes_out: sums[n + BYTES_OUT]!,
+        packets_in: sums[n + PACKETS_IN]!,
+        packets_out: sums[n + PACKETS_OUT]!,
+        num_flows: sums[n + NUM_FLOWS]!,
+        num_flows_started: sums[n + STARTED]!,
+        num_flows_completed: sums[n + COMPLETED]!,
         http_requests_allowed_in: 0,
         http_requests_denied_in: 0,
         original_source_ips: null,
@@ -913,14 +944,17 @@ export class FlowAggregator {
         const out: string[] = new Array(n);
         for (let i = 0; i < n; i++) {
           const g = groups[from + i]!;
+          const n = (from + i) * SUMS;
+          const sums = self.#sums;
           // Flat right away: the rope's nodes then die young instead of being copied out of
           // the young generation with the line (and the sinks would flatten it anyway).
           out[i] = flat(
             `${head}${g.src.pre}${g.srcPort}${g.src.post}${labels ? labelsJson(g.srcLabels) : 'null'},` +
               `${g.dst.pre}${g.dstPort}${g.dst.post}${labels ? labelsJson(g.dstLabels) : 'null'},` +
-              `${g.svc.json},${g.par}${policies}${g.bytesIn},"bytes_out":${g.bytesOut},` +
-              `"packets_in":${g.packetsIn},"packets_out":${g.packetsOut},"num_flows":${g.numFlows},` +
-              `"num_flows_started":${g.started},"num_flows_completed":${g.completed}${tail}`,
+              `${g.svc.json},${g.par.json}${policies}${sums[n + BYTES_IN]},"bytes_out":${sums[n + BYTES_OUT]},` +
+              `"packets_in":${sums[n + PACKETS_IN]},"packets_out":${sums[n + PACKETS_OUT]},` +
+              `"num_flows":${sums[n + NUM_FLOWS]},"num_flows_started":${sums[n + STARTED]},` +
+              `"num_flows_completed":${sums[n + COMPLETED]}${tail}`,
           );
         }
         yield out;
@@ -993,6 +1027,7 @@ export class FlowAggregator {
         // Every packet of it was denied: it exists only as a deny record.
         if (completes) forget(table, k, c);
         c.reported = true;
+        c.keyStamp = -1; // its record key is not kept alive meanwhile: build it again if needed
         continue;
       }
       if (c.resolvedVersion !== version) {
@@ -1008,25 +1043,33 @@ export class FlowAggregator {
         g.stamp = g.src.stamp = g.dst.stamp = g.svc.stamp = no;
         g.srcLabels = c.srcEp!.labels;
         g.dstLabels = c.dstEp!.labels;
-        g.numFlows = g.started = g.completed = g.bytesIn = g.bytesOut = g.packetsIn = g.packetsOut = 0;
+        g.at = groups.length;
         groups.push(g);
+        if ((g.at + 1) * SUMS > this.#sums.length) {
+          const bigger = new Float64Array(this.#sums.length * 2);
+          bigger.set(this.#sums);
+          this.#sums = bigger;
+        }
+        this.#sums.fill(0, g.at * SUMS, (g.at + 1) * SUMS);
       } else if (this.#includeLabels) {
         if (g.srcLabels !== c.srcEp!.labels) g.srcLabels = intersect(g.srcLabels, c.srcEp!.labels);
         if (g.dstLabels !== c.dstEp!.labels) g.dstLabels = intersect(g.dstLabels, c.dstEp!.labels);
       }
-      g.numFlows++;
-      if (!c.reported) g.started++;
-      if (completes) g.completed++;
+      const sums = this.#sums;
+      const n = g.at * SUMS;
+      sums[n + NUM_FLOWS]!++;
+      if (!c.reported) sums[n + STARTED]!++;
+      if (completes) sums[n + COMPLETED]!++;
       if (c.localIsClient) {
-        g.bytesIn += c.s2cB;
-        g.packetsIn += c.s2cP;
-        g.bytesOut += c.c2sB;
-        g.packetsOut += c.c2sP;
+        sums[n + BYTES_IN]! += c.s2cB;
+        sums[n + PACKETS_IN]! += c.s2cP;
+        sums[n + BYTES_OUT]! += c.c2sB;
+        sums[n + PACKETS_OUT]! += c.c2sP;
       } else {
-        g.bytesIn += c.c2sB;
-        g.packetsIn += c.c2sP;
-        g.bytesOut += c.s2cB;
-        g.packetsOut += c.s2cP;
+        sums[n + BYTES_IN]! += c.c2sB;
+        sums[n + PACKETS_IN]! += c.c2sP;
+        sums[n + BYTES_OUT]! += c.s2cB;
+        sums[n + PACKETS_OUT]! += c.s2cP;
       }
       c.c2sB = c.c2sP = c.s2cB = c.s2cP = 0;
       c.active = false;
@@ -1051,13 +1094,27 @@ export class FlowAggregator {
     const reporter: Reporter = c.localIsClient ? 'src' : 'dst';
     // Sides and Services are interned by value, so their ids stand for their fields.
     const dropReason = action === 'deny' ? c.dropReason : '';
-    const key = flat(
-      `${src.id},${srcPort},${dst.id},${dstPort},${svc.id},${c.proto},${reporter},${dropReason}`,
+    // Ids (48 bits: they never wrap) and numbers as UTF-16 code units: short, flat, no
+    // number formatting.
+    let key = String.fromCharCode(
+      src.id & 0xffff,
+      src.id >>> 16,
+      (src.id / 2 ** 32) & 0xffff,
+      dst.id & 0xffff,
+      dst.id >>> 16,
+      (dst.id / 2 ** 32) & 0xffff,
+      svc.id & 0xffff,
+      svc.id >>> 16,
+      (svc.id / 2 ** 32) & 0xffff,
+      srcPort ?? 0,
+      dstPort ?? 0,
+      (c.proto << 3) | (srcPort === null ? 4 : 0) | (dstPort === null ? 2 : 0) | (reporter === 'dst' ? 1 : 0),
     );
+    if (dropReason !== '') key = flat(key + dropReason);
     const groups = this.#groups[action === 'allow' ? 0 : 1];
     let g = groups.get(key);
     if (g === undefined) {
-      g = new Group(key, src, dst, srcPort, dstPort, svc, protoName(c.proto), action, reporter, dropReason);
+      g = new Group(src, dst, srcPort, dstPort, svc, parOf(c.proto, action, reporter, dropReason));
       groups.set(key, g);
     }
     c.group = g;
@@ -1081,7 +1138,14 @@ export class FlowAggregator {
         x.type === ep.type
       )
         return x;
+      if (x === undefined && this.#sides.size === 0) {
+        // The common case (kinds 0-1: one Side per address): the index is its only home.
+        x = new Side(this.#nextId++, dest, ip, ep, aggregated);
+        this.#sidesByIp[role].set(ip, x);
+        return x;
+      }
     }
+    // Rarer: endpoint objects equal by value, an address that moved to another endpoint.
     // '\u0001' cannot occur in names, IPs or numbers: an unambiguous separator.
     const key = flat(`${role}${ip}\u0001${ep.type}\u0001${ep.namespace}\u0001${ep.nameAggr}\u0001${name}|`);
     x = this.#sides.get(key);
