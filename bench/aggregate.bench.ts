@@ -6,7 +6,7 @@
 // Each kind runs twice, each run in its own process: with every connection's conntrack
 // entry (the daemon's case: its conntrack listener reports NEW for each, read through the
 // daemon's ConntrackEventView) and without (no conntrack). A process does only what the
-// daemon does (observe, flushLineChunks, file sink), so its memory is the daemon's.
+// daemon does (observe, flushLineIterator, batches, file sink), so its memory is the daemon's.
 //
 // Updates reach observe() the way the daemon delivers them: ring records encoded into a
 // reused 8192-record buffer (as the addon fills it, untimed), read through one reused
@@ -37,6 +37,7 @@ import {
 import { Hook, InitiatorHow } from '../src/datapath/types.ts';
 import type { PodMeta } from '../src/enrich/kube.ts';
 import { EndpointResolver } from '../src/enrich/resolver.ts';
+import { LineBatchBuilder } from '../src/export/batch.ts';
 import { FileSink } from '../src/export/file.ts';
 
 setFlagsFromString('--expose-gc');
@@ -180,10 +181,10 @@ interface Row {
   createRate: number;
   observeRate: number;
   records: number;
-  /** flushLineChunks() taken to the end, lines dropped (the daemon's build, without the write). */
+  /** Every line built and encoded into batches, then dropped (the daemon's flush, without the write). */
   flush1Ms: number;
   flushMs: number;
-  /** flushLineChunks() into the file sink, waiting for each chunk to be written (the daemon's flush). */
+  /** The daemon's flush: batches into the file sink, each written before the next is built. */
   writeMs: number;
   dropped: number;
   /** Right after the last flush, and after V8's memory reducer (see below), 100k connections held. */
@@ -194,12 +195,30 @@ interface Row {
   maxRss: number;
 }
 
-/** The daemon's flush without the write: every chunk built, then let go. */
+/** The daemon's flush without the write: every line built and encoded into batches, then let go. */
 function buildLines(agg: FlowAggregator, endMs: number): { ms: number; lines: number } {
   const t = performance.now();
   let lines = 0;
-  for (const chunk of agg.flushLineChunks(endMs)) lines += chunk.length;
+  for (const line of agg.flushLineIterator(endMs)) {
+    batches.add(line);
+    if (batches.full) lines += batches.finish().count;
+  }
+  lines += batches.finish().count;
   return { ms: performance.now() - t, lines };
+}
+
+/** The daemon's (src/daemon/daemon.ts #writeInterval): 1 MiB batches, each written before the next is built. */
+const batches = new LineBatchBuilder(1 << 20, 8192);
+async function flushToSink(agg: FlowAggregator, endMs: number, sink: FileSink): Promise<void> {
+  for (const line of agg.flushLineIterator(endMs)) {
+    batches.add(line);
+    if (batches.full) {
+      sink.write(batches.finish());
+      await sink.flush();
+    }
+  }
+  if (batches.count > 0) sink.write(batches.finish());
+  await sink.flush();
 }
 
 async function runKind(kind: AggregationKind, conntrack: boolean, dir: string): Promise<Row> {
@@ -233,14 +252,11 @@ async function runKind(kind: AggregationKind, conntrack: boolean, dir: string): 
   const observeRate = (N * ROUNDS) / (observeNs / 1e9);
   const steady = buildLines(agg, T0 + 20_000);
 
-  // The daemon's flush: chunks of 8192 lines, each written before the next is built.
+  // The daemon's flush, to flows.log.
   const sink = new FileSink({ directory: join(dir, `k${kind}`), maxFileBytes: 100 << 20, maxFiles: 5 });
   feed(agg, ROUNDS + 1);
   const t = performance.now();
-  for (const chunk of agg.flushLineChunks(T0 + 25_000)) {
-    sink.write(chunk);
-    await sink.flush();
-  }
+  await flushToSink(agg, T0 + 25_000, sink);
   const writeMs = performance.now() - t;
   const dropped = sink.stats().droppedLines;
   await sink.close();

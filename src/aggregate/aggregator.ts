@@ -915,17 +915,34 @@ export class FlowAggregator {
    * per interned endpoint side, Service and record key (no intermediate objects).
    */
   flushLines(endTimeMs: number): string[] {
-    const all = this.flushLineChunks(endTimeMs, Number.POSITIVE_INFINITY).next();
-    return all.done ? [] : all.value;
+    return Array.from(this.flushLineIterator(endTimeMs), flat);
+  }
+
+  /** flushLines() in arrays of at most `chunkLines` lines (see flushLineIterator). */
+  flushLineChunks(endTimeMs: number, chunkLines = 8192): IterableIterator<string[]> {
+    const size = Math.max(1, chunkLines);
+    const lines = this.flushLineIterator(endTimeMs); // the interval closes now
+    return (function* chunks() {
+      let out: string[] = [];
+      for (const line of lines) {
+        out.push(flat(line));
+        if (out.length >= size) {
+          yield out;
+          out = [];
+        }
+      }
+      if (out.length > 0) yield out;
+    })();
   }
 
   /**
-   * flushLines() in chunks of at most `chunkLines` lines, built as they are taken, so a
-   * caller that hands each chunk to a sink and waits for it to drain never holds all of
-   * one flush's lines at once. The interval closes now; take every chunk before the next
-   * flush (which reuses the records' counters: a stale chunk throws).
+   * flushLines() one line at a time, each built as it is taken, so a caller that encodes
+   * each line and hands batches to a sink, waiting for them to drain, never holds one
+   * flush's lines as strings (they die young). The interval closes on the first take;
+   * take every line before the next flush (which reuses the records' counters: a line
+   * taken after it throws).
    */
-  flushLineChunks(endTimeMs: number, chunkLines = 8192): IterableIterator<string[]> {
+  flushLineIterator(endTimeMs: number): IterableIterator<string> {
     const { groups, startS, endS } = this.#close(endTimeMs);
     const no = this.#flushNo;
     const head = flat(`{"start_time":${startS},"end_time":${endS},`);
@@ -935,29 +952,19 @@ export class FlowAggregator {
         `"num_original_source_ips":0,"host":${q(this.#nodeName)},"@timestamp":${endS * 1000}}`,
     );
     const labels = this.#includeLabels;
-    const size = Math.max(1, chunkLines);
     const self = this;
-    return (function* chunks() {
-      for (let from = 0; from < groups.length; from += size) {
-        if (self.#flushNo !== no) throw new Error('flushLineChunks: chunks taken after the next flush');
-        const n = Math.min(size, groups.length - from);
-        const out: string[] = new Array(n);
-        for (let i = 0; i < n; i++) {
-          const g = groups[from + i]!;
-          const n = (from + i) * SUMS;
-          const sums = self.#sums;
-          // Flat right away: the rope's nodes then die young instead of being copied out of
-          // the young generation with the line (and the sinks would flatten it anyway).
-          out[i] = flat(
-            `${head}${g.src.pre}${g.srcPort}${g.src.post}${labels ? labelsJson(g.srcLabels) : 'null'},` +
-              `${g.dst.pre}${g.dstPort}${g.dst.post}${labels ? labelsJson(g.dstLabels) : 'null'},` +
-              `${g.svc.json},${g.par.json}${policies}${sums[n + BYTES_IN]},"bytes_out":${sums[n + BYTES_OUT]},` +
-              `"packets_in":${sums[n + PACKETS_IN]},"packets_out":${sums[n + PACKETS_OUT]},` +
-              `"num_flows":${sums[n + NUM_FLOWS]},"num_flows_started":${sums[n + STARTED]},` +
-              `"num_flows_completed":${sums[n + COMPLETED]}${tail}`,
-          );
-        }
-        yield out;
+    return (function* lines() {
+      for (let i = 0; i < groups.length; i++) {
+        if (self.#flushNo !== no) throw new Error('flushLineIterator: lines taken after the next flush');
+        const g = groups[i]!;
+        const n = i * SUMS;
+        const sums = self.#sums;
+        yield `${head}${g.src.pre}${g.srcPort}${g.src.post}${labels ? labelsJson(g.srcLabels) : 'null'},` +
+          `${g.dst.pre}${g.dstPort}${g.dst.post}${labels ? labelsJson(g.dstLabels) : 'null'},` +
+          `${g.svc.json},${g.par.json}${policies}${sums[n + BYTES_IN]},"bytes_out":${sums[n + BYTES_OUT]},` +
+          `"packets_in":${sums[n + PACKETS_IN]},"packets_out":${sums[n + PACKETS_OUT]},` +
+          `"num_flows":${sums[n + NUM_FLOWS]},"num_flows_started":${sums[n + STARTED]},` +
+          `"num_flows_completed":${sums[n + COMPLETED]}${tail}`;
       }
     })();
   }

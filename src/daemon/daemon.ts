@@ -11,6 +11,7 @@ import { FlowAggregator } from '../aggregate/aggregator.ts';
 import { FlowDatapath } from '../datapath/datapath.ts';
 import { EndpointResolver } from '../enrich/resolver.ts';
 import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
+import { LineBatchBuilder } from '../export/batch.ts';
 import { FileSink } from '../export/file.ts';
 import { FanoutSink, type Sink } from '../export/sink.ts';
 import { StreamSink } from '../export/stdout.ts';
@@ -68,6 +69,8 @@ export class Daemon {
   readonly #aggregator: FlowAggregator;
   readonly #datapath: FlowDatapath;
   readonly #sink: FanoutSink;
+  /** Encodes each flush's lines; its working buffer is reused from flush to flush. */
+  readonly #batches = new LineBatchBuilder(1 << 20, 8192);
   readonly #registry = new Registry();
   readonly #metrics: ReturnType<Daemon['registerMetrics']>;
   #metricsServer: Server | null = null;
@@ -270,17 +273,20 @@ export class Daemon {
   }
 
   /**
-   * Closes the interval and hands its lines to the sinks chunk by chunk, waiting for each
-   * chunk to be written: a whole interval at kind 0 (100k lines, ~90 MB) is larger than a
-   * sink's bounded queue, which would drop the oldest lines of a single big write.
+   * Closes the interval and hands its lines to the sinks in encoded batches (1 MiB),
+   * waiting for each batch to be written: a whole interval at kind 0 (100k lines, ~90 MB)
+   * is larger than a sink's bounded queue, which would drop the oldest lines of a single
+   * big write, and lines held as strings until then would outlive the young generation.
    */
   async #writeInterval(endMs: number): Promise<number> {
     let records = 0;
     let stalled = false;
-    for (const chunk of this.#aggregator.flushLineChunks(endMs, 8192)) {
-      this.#sink.write(chunk);
-      records += chunk.length;
-      if (stalled) continue;
+    const batches = this.#batches;
+    const write = async (): Promise<void> => {
+      const batch = batches.finish();
+      this.#sink.write(batch);
+      records += batch.count;
+      if (stalled) return;
       // Bounded: a stalled sink (a blocked stdout pipe, a hung NFS write) must not stall
       // the flushes or the other sinks; its own bounded queue drops and counts instead.
       stalled = !(await this.#flushSinkWithin(SINK_FLUSH_TIMEOUT_MS));
@@ -289,7 +295,12 @@ export class Daemon {
           { timeoutMs: SINK_FLUSH_TIMEOUT_MS },
           'a sink is not keeping up; its bounded queue takes the rest',
         );
+    };
+    for (const line of this.#aggregator.flushLineIterator(endMs)) {
+      batches.add(line);
+      if (batches.full) await write();
     }
+    if (batches.count > 0) await write();
     this.#metrics.lines.inc(records);
     return records;
   }

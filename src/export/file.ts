@@ -12,8 +12,10 @@
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  asBatch,
+  BatchQueue,
   errorCode,
-  LineQueue,
+  type Lines,
   newSinkStats,
   type Sink,
   type SinkLogger,
@@ -76,7 +78,7 @@ export class FileSink implements Sink {
   readonly #log: SinkLogger;
   readonly #fs: FileSystem;
   readonly #now: () => Date;
-  readonly #queue: LineQueue;
+  readonly #queue: BatchQueue;
   readonly #stats: SinkStats = newSinkStats();
   #handle: FileHandleLike | null = null;
   /** Size of the current file up to its last complete line. */
@@ -104,21 +106,21 @@ export class FileSink implements Sink {
     this.#log = opts.logger ?? silentSinkLogger;
     this.#fs = opts.fs ?? (nodeFs as unknown as FileSystem);
     this.#now = opts.now ?? (() => new Date());
-    this.#queue = new LineQueue(opts.maxQueueBytes ?? 64 << 20);
+    this.#queue = new BatchQueue(opts.maxQueueBytes ?? 64 << 20);
   }
 
   get path(): string {
     return this.#path;
   }
 
-  write(lines: readonly string[]): void {
-    this.#stats.acceptedLines += lines.length;
+  write(lines: Lines): void {
+    const batch = asBatch(lines);
+    this.#stats.acceptedLines += batch.count;
     if (this.#closed) {
-      this.#stats.droppedLines += lines.length;
+      this.#stats.droppedLines += batch.count;
       return;
     }
-    let dropped = 0;
-    for (const l of lines) dropped += this.#queue.push(l, Buffer.byteLength(l) + 1);
+    const dropped = this.#queue.push(batch);
     if (dropped > 0) this.#drop(dropped, 'queue full');
     // While failing, the retry timer drives the next attempt.
     if (this.#retryTimer === null) this.#kick();
@@ -187,17 +189,10 @@ export class FileSink implements Sink {
       await this.#rotate();
       return;
     }
-    let n = 0;
-    let bytes = 0;
-    while (n < q.length) {
-      const s = q.peekSize(n);
-      if (n > 0 && (this.#size + bytes + s > this.#maxFileBytes || bytes + s > this.#maxWriteBytes)) break;
-      bytes += s;
-      n++;
-    }
-    const parts: string[] = new Array(n);
-    for (let i = 0; i < n; i++) parts[i] = q.peek(i);
-    const buf = Buffer.from(`${parts.join('\n')}\n`);
+    // Contiguous lines of one batch, written from the batch itself.
+    const run = q.headRun(Math.min(this.#maxFileBytes - this.#size, this.#maxWriteBytes))!;
+    const n = run.lines;
+    const buf = run.batch.buf.subarray(run.start, run.end);
     let off = 0;
     try {
       while (off < buf.length) {

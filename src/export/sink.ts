@@ -1,5 +1,7 @@
 // The common shape of flow log outputs, so the daemon can fan records out to several.
 
+import { LineBatch } from './batch.ts';
+
 export interface SinkStats {
   /** Lines accepted by write(). */
   acceptedLines: number;
@@ -19,10 +21,10 @@ export interface SinkStats {
 export interface Sink {
   readonly name: string;
   /**
-   * Queues whole lines (without newline). Never throws and never blocks: when the bounded
-   * queue is full the oldest queued lines are dropped and counted.
+   * Queues whole lines (a batch, or strings without newline). Never throws and never
+   * blocks: when the bounded queue is full the oldest queued lines are dropped and counted.
    */
-  write(lines: readonly string[]): void;
+  write(lines: Lines): void;
   /** Resolves when what was queued has been written, or the sink is failing (it keeps retrying). */
   flush(): Promise<void>;
   /** Flushes what it can, then releases resources. Idempotent. */
@@ -58,14 +60,31 @@ export function errorCode(err: unknown): string {
   return typeof code === 'string' ? code : 'UNKNOWN';
 }
 
+/** What write() takes: a batch, or lines as strings (converted once, for small callers). */
+export type Lines = LineBatch | readonly string[];
+
+export function asBatch(lines: Lines): LineBatch {
+  return lines instanceof LineBatch ? lines : LineBatch.fromLines(lines);
+}
+
+/** Contiguous lines at the head of a queue: `batch.buf` bytes [start, end), `lines` of them. */
+export interface Run {
+  readonly batch: LineBatch;
+  readonly start: number;
+  readonly end: number;
+  readonly lines: number;
+}
+
 /**
- * A FIFO of lines bounded in bytes: pushing beyond the bound drops the oldest lines.
- * Array with a moving head, compacted now and then, so shifting is O(1) amortised.
+ * A FIFO of line batches bounded in bytes: pushing beyond the bound drops the oldest
+ * lines (whole batches when it can, else lines off the head of the oldest).
  */
-export class LineQueue {
-  #lines: string[] = [];
-  #sizes: number[] = [];
+export class BatchQueue {
+  #batches: LineBatch[] = [];
+  /** Index of the oldest batch still queued, and of its first line still queued. */
   #head = 0;
+  #line = 0;
+  #lines = 0;
   #bytes = 0;
   readonly maxBytes: number;
 
@@ -73,62 +92,89 @@ export class LineQueue {
     this.maxBytes = maxBytes;
   }
 
+  /** Lines queued. */
   get length(): number {
-    return this.#lines.length - this.#head;
+    return this.#lines;
   }
 
   get bytes(): number {
     return this.#bytes;
   }
 
-  /** Adds a line (size in bytes incl. newline); returns how many old lines were dropped. */
-  push(line: string, size: number): number {
+  /** Queues a batch; returns how many lines (old or its own) were dropped to stay within the bound. */
+  push(batch: LineBatch): number {
+    if (batch.count === 0) return 0;
+    this.#batches.push(batch);
+    this.#lines += batch.count;
+    this.#bytes += batch.bytes;
     let dropped = 0;
-    while (this.#bytes + size > this.maxBytes && this.length > 0) {
-      this.#bytes -= this.#sizes[this.#head]!;
-      this.#head++;
-      dropped++;
+    while (this.#bytes > this.maxBytes) {
+      // As few of the oldest lines as bring the queue within its bound.
+      const b = this.#batches[this.#head]!;
+      const from = b.start(this.#line);
+      const excess = this.#bytes - this.maxBytes;
+      let k = this.#line;
+      while (k < b.count - 1 && b.ends[k]! - from < excess) k++;
+      const n = k - this.#line + 1;
+      this.drop(n);
+      dropped += n;
     }
-    if (size > this.maxBytes) return dropped + 1; // never fits
-    this.#lines.push(line);
-    this.#sizes.push(size);
-    this.#bytes += size;
-    this.#compact();
     return dropped;
   }
 
-  peekSize(i = 0): number {
-    return this.#sizes[this.#head + i]!;
+  /** Bytes of the oldest queued line, newline included (0 when empty). */
+  peekSize(): number {
+    if (this.#lines === 0) return 0;
+    return this.#batches[this.#head]!.size(this.#line);
   }
 
-  peek(i = 0): string {
-    return this.#lines[this.#head + i]!;
+  /**
+   * The oldest line and those after it in the same batch while the total stays within
+   * `maxBytes` (the oldest line always, whatever its size).
+   */
+  headRun(maxBytes: number): Run | null {
+    if (this.#lines === 0) return null;
+    const b = this.#batches[this.#head]!;
+    const start = b.start(this.#line);
+    let i = this.#line + 1;
+    while (i < b.count && b.ends[i]! - start <= maxBytes) i++;
+    return { batch: b, start, end: b.ends[i - 1]!, lines: i - this.#line };
   }
 
-  /** Removes the first n lines. */
+  /** Removes the oldest n lines. */
   drop(n: number): void {
-    for (let i = 0; i < n; i++) this.#bytes -= this.#sizes[this.#head + i]!;
-    this.#head += n;
-    this.#compact();
-  }
-
-  clear(): number {
-    const n = this.length;
-    this.#lines = [];
-    this.#sizes = [];
-    this.#head = 0;
-    this.#bytes = 0;
-    return n;
-  }
-
-  #compact(): void {
-    if (this.#head > 1024 && this.#head * 2 > this.#lines.length) {
-      this.#lines = this.#lines.slice(this.#head);
-      this.#sizes = this.#sizes.slice(this.#head);
+    while (n > 0 && this.#lines > 0) {
+      const b = this.#batches[this.#head]!;
+      const take = Math.min(n, b.count - this.#line);
+      this.#bytes -= b.start(this.#line + take) - b.start(this.#line);
+      this.#lines -= take;
+      this.#line += take;
+      n -= take;
+      if (this.#line === b.count) {
+        this.#batches[this.#head] = EMPTY;
+        this.#head++;
+        this.#line = 0;
+      }
+    }
+    if (this.#head > 64 && this.#head * 2 > this.#batches.length) {
+      this.#batches = this.#batches.slice(this.#head);
       this.#head = 0;
     }
   }
+
+  /** Empties the queue; returns how many lines it held. */
+  clear(): number {
+    const n = this.#lines;
+    this.#batches = [];
+    this.#head = 0;
+    this.#line = 0;
+    this.#lines = 0;
+    this.#bytes = 0;
+    return n;
+  }
 }
+
+const EMPTY = LineBatch.fromLines([]);
 
 /** Writes every line to every sink. */
 export class FanoutSink implements Sink {
@@ -137,8 +183,9 @@ export class FanoutSink implements Sink {
   constructor(sinks: readonly Sink[]) {
     this.#sinks = sinks;
   }
-  write(lines: readonly string[]): void {
-    for (const s of this.#sinks) s.write(lines);
+  write(lines: Lines): void {
+    const batch = asBatch(lines); // encoded once for all sinks
+    for (const s of this.#sinks) s.write(batch);
   }
   async flush(): Promise<void> {
     await Promise.all(this.#sinks.map((s) => s.flush()));

@@ -4,8 +4,10 @@
 
 import type { Writable } from 'node:stream';
 import {
+  asBatch,
+  BatchQueue,
   errorCode,
-  LineQueue,
+  type Lines,
   newSinkStats,
   type Sink,
   type SinkLogger,
@@ -23,7 +25,7 @@ export class StreamSink implements Sink {
   readonly name: string;
   readonly #stream: Writable;
   readonly #log: SinkLogger;
-  readonly #queue: LineQueue;
+  readonly #queue: BatchQueue;
   readonly #stats: SinkStats = newSinkStats();
   #waiting = false;
   #broken = false;
@@ -34,7 +36,7 @@ export class StreamSink implements Sink {
     this.name = name;
     this.#stream = opts.stream ?? process.stdout;
     this.#log = opts.logger ?? silentSinkLogger;
-    this.#queue = new LineQueue(opts.maxQueueBytes ?? 16 << 20);
+    this.#queue = new BatchQueue(opts.maxQueueBytes ?? 16 << 20);
     this.#stream.on('error', (err) => {
       const code = errorCode(err);
       this.#stats.errors[code] = (this.#stats.errors[code] ?? 0) + 1;
@@ -48,14 +50,14 @@ export class StreamSink implements Sink {
     });
   }
 
-  write(lines: readonly string[]): void {
-    this.#stats.acceptedLines += lines.length;
+  write(lines: Lines): void {
+    const batch = asBatch(lines);
+    this.#stats.acceptedLines += batch.count;
     if (this.#broken || this.#closed) {
-      this.#stats.droppedLines += lines.length;
+      this.#stats.droppedLines += batch.count;
       return;
     }
-    let dropped = 0;
-    for (const l of lines) dropped += this.#queue.push(l, Buffer.byteLength(l) + 1);
+    const dropped = this.#queue.push(batch);
     if (dropped > 0) {
       this.#stats.droppedLines += dropped;
       this.#log.warn({ sink: this.name, dropped }, 'flow log lines dropped: output too slow');
@@ -66,15 +68,12 @@ export class StreamSink implements Sink {
   #pump(): void {
     const q = this.#queue;
     while (q.length > 0 && !this.#broken) {
-      let n = 0;
-      let bytes = 0;
-      while (n < q.length && bytes < 1 << 20) bytes += q.peekSize(n++);
-      const parts: string[] = new Array(n);
-      for (let i = 0; i < n; i++) parts[i] = q.peek(i);
-      q.drop(n);
-      const ok = this.#stream.write(`${parts.join('\n')}\n`);
-      this.#stats.writtenLines += n;
-      this.#stats.writtenBytes += bytes;
+      const run = q.headRun(1 << 20)!;
+      q.drop(run.lines);
+      // A slice of the batch: the stream holds it, not a copy, until written.
+      const ok = this.#stream.write(run.batch.buf.subarray(run.start, run.end));
+      this.#stats.writtenLines += run.lines;
+      this.#stats.writtenBytes += run.end - run.start;
       if (!ok) {
         this.#waiting = true;
         this.#stream.once('drain', () => {

@@ -1,0 +1,109 @@
+// Flow log lines as the sinks take them: encoded once into one buffer per batch, with
+// each line's end offset. A flush at kind 0 is 100k lines of ~1 KB; held as strings until
+// written they would outlive the young generation and be copied into the old one (most
+// of a first flush's time was that garbage collection). Encoded as they are built, each
+// line's string dies young, and a sink writes contiguous lines as one slice of the batch,
+// without joining or copying them again.
+
+/** Complete lines, each ending in '\n', in `buf`; line i ends at `ends[i]` (exclusive). */
+export class LineBatch {
+  readonly buf: Buffer;
+  readonly ends: Uint32Array;
+  readonly count: number;
+
+  constructor(buf: Buffer, ends: Uint32Array, count: number) {
+    this.buf = buf;
+    this.ends = ends;
+    this.count = count;
+  }
+
+  static fromLines(lines: readonly string[]): LineBatch {
+    const b = new LineBatchBuilder(Number.POSITIVE_INFINITY, lines.length);
+    for (const l of lines) b.add(l);
+    return b.finish();
+  }
+
+  get bytes(): number {
+    return this.count === 0 ? 0 : this.ends[this.count - 1]!;
+  }
+
+  start(i: number): number {
+    return i === 0 ? 0 : this.ends[i - 1]!;
+  }
+
+  /** Bytes of line i, newline included. */
+  size(i: number): number {
+    return this.ends[i]! - this.start(i);
+  }
+
+  /** Line i without its newline (tests, debugging). */
+  line(i: number): string {
+    return this.buf.toString('utf8', this.start(i), this.ends[i]! - 1);
+  }
+
+  lines(): string[] {
+    return Array.from({ length: this.count }, (_, i) => this.line(i));
+  }
+}
+
+/** Encodes lines into a batch until it holds `maxBytes` (at least one line) or `maxLines`. */
+export class LineBatchBuilder {
+  readonly #maxBytes: number;
+  readonly #maxLines: number;
+  #buf: Buffer;
+  #ends: Uint32Array;
+  #used = 0;
+  #count = 0;
+
+  constructor(maxBytes = 1 << 20, maxLines = 8192) {
+    this.#maxBytes = maxBytes;
+    this.#maxLines = Math.max(1, maxLines);
+    this.#buf = Buffer.allocUnsafe(Math.min(maxBytes, 64 << 10) + 1);
+    this.#ends = new Uint32Array(Math.min(this.#maxLines, 1024));
+  }
+
+  get count(): number {
+    return this.#count;
+  }
+
+  /** True once another line may not fit: finish() the batch and start another. */
+  get full(): boolean {
+    return this.#count >= this.#maxLines || (this.#count > 0 && this.#used >= this.#maxBytes);
+  }
+
+  /** Appends `line` and its newline. A line never straddles two batches. */
+  add(line: string): void {
+    // UTF-16 code units encode to at most 3 bytes each in UTF-8.
+    const worst = line.length * 3 + 1;
+    if (this.#used + worst > this.#buf.length) this.#grow(this.#used + worst);
+    this.#used += this.#buf.write(line, this.#used, 'utf8');
+    this.#buf[this.#used++] = 0x0a;
+    if (this.#count === this.#ends.length) {
+      const bigger = new Uint32Array(this.#ends.length * 2);
+      bigger.set(this.#ends);
+      this.#ends = bigger;
+    }
+    this.#ends[this.#count++] = this.#used;
+  }
+
+  #grow(need: number): void {
+    let size = this.#buf.length * 2;
+    while (size < need) size *= 2;
+    const bigger = Buffer.allocUnsafe(size);
+    this.#buf.copy(bigger, 0, 0, this.#used);
+    this.#buf = bigger;
+  }
+
+  /**
+   * The lines so far as a batch of exactly their size (the builder keeps its working
+   * buffer, so the queue never holds slack); the builder starts empty again.
+   */
+  finish(): LineBatch {
+    const buf = Buffer.allocUnsafe(this.#used);
+    this.#buf.copy(buf, 0, 0, this.#used);
+    const batch = new LineBatch(buf, this.#ends.slice(0, this.#count), this.#count);
+    this.#used = 0;
+    this.#count = 0;
+    return batch;
+  }
+}

@@ -1,0 +1,90 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { LineBatch, LineBatchBuilder } from '../../../src/export/batch.ts';
+import { BatchQueue } from '../../../src/export/sink.ts';
+
+test('a builder encodes lines as UTF-8 with newlines and line ends, and starts over after finish()', () => {
+  const b = new LineBatchBuilder(1 << 20, 10);
+  b.add('{"a":1}');
+  b.add('{"name":"café-ü"}'); // é and ü are two bytes each in UTF-8
+  b.add('{"x":"☃"}'); // three bytes
+  const batch = b.finish();
+  assert.equal(batch.count, 3);
+  assert.deepEqual([...batch.ends], [8, 8 + 20, 8 + 20 + 12]);
+  assert.equal(batch.buf.toString('utf8'), '{"a":1}\n{"name":"café-ü"}\n{"x":"☃"}\n');
+  assert.deepEqual(batch.lines(), ['{"a":1}', '{"name":"café-ü"}', '{"x":"☃"}']);
+  assert.equal(batch.bytes, 40);
+  assert.equal(batch.buf.length, 40, 'exactly its size, no slack kept in the queue');
+  assert.equal(b.count, 0);
+  b.add('{"b":2}');
+  assert.deepEqual(b.finish().lines(), ['{"b":2}']);
+});
+
+test('a builder is full at maxLines, or once maxBytes are used; one line always fits', () => {
+  const byLines = new LineBatchBuilder(1 << 20, 2);
+  byLines.add('1');
+  assert.equal(byLines.full, false);
+  byLines.add('2');
+  assert.equal(byLines.full, true);
+
+  const byBytes = new LineBatchBuilder(10, 100);
+  const long = 'x'.repeat(200_000); // far beyond maxBytes and the initial buffer: it grows
+  byBytes.add(long);
+  assert.equal(byBytes.full, true);
+  const batch = byBytes.finish();
+  assert.equal(batch.count, 1);
+  assert.equal(batch.line(0), long);
+  byBytes.add('abcd'); // 5 bytes
+  assert.equal(byBytes.full, false);
+  byBytes.add('efgh'); // 10 bytes
+  assert.equal(byBytes.full, true);
+});
+
+test('a queue drops as few of the oldest lines as bring it within its bound, across batches', () => {
+  const q = new BatchQueue(30);
+  // 8 bytes a line with its newline.
+  assert.equal(q.push(LineBatch.fromLines(['{"a":1}', '{"b":2}'])), 0);
+  assert.equal(q.push(LineBatch.fromLines(['{"c":3}'])), 0);
+  assert.deepEqual([q.length, q.bytes], [3, 24]);
+  // +16 bytes = 40: the two oldest lines (16 bytes) must go, from the first batch.
+  assert.equal(q.push(LineBatch.fromLines(['{"d":4}', '{"e":5}'])), 2);
+  assert.deepEqual([q.length, q.bytes], [3, 24]);
+  const run = q.headRun(1 << 20)!;
+  assert.equal(run.batch.buf.subarray(run.start, run.end).toString(), '{"c":3}\n');
+  assert.equal(run.lines, 1, 'a run never crosses into the next batch');
+  q.drop(1);
+  assert.equal(q.peekSize(), 8);
+  const rest = q.headRun(1 << 20)!;
+  assert.equal(rest.batch.buf.subarray(rest.start, rest.end).toString(), '{"d":4}\n{"e":5}\n');
+  // A batch bigger than the whole bound keeps only its newest lines that fit.
+  const big = Array.from({ length: 6 }, (_, i) => `{"n":${i}}`);
+  assert.equal(q.push(LineBatch.fromLines(big)), 2 + 3);
+  assert.deepEqual(
+    q
+      .headRun(1 << 20)!
+      .batch.lines()
+      .slice(3),
+    ['{"n":3}', '{"n":4}', '{"n":5}'],
+  );
+  assert.deepEqual([q.length, q.bytes], [3, 24]);
+  // A single line longer than the bound is dropped itself.
+  assert.equal(q.push(LineBatch.fromLines(['x'.repeat(40)])), 3 + 1);
+  assert.deepEqual([q.length, q.bytes], [0, 0]);
+  assert.equal(q.headRun(100), null);
+});
+
+test('a queue run stops before the line that would pass the byte limit, but takes one line always', () => {
+  const q = new BatchQueue(1 << 20);
+  q.push(LineBatch.fromLines(['aaaa', 'bbbb', 'cccc'])); // 5 bytes each
+  assert.deepEqual(pick(q.headRun(10)!), ['aaaa\nbbbb\n', 2]);
+  assert.deepEqual(pick(q.headRun(9)!), ['aaaa\n', 1]);
+  assert.deepEqual(pick(q.headRun(1)!), ['aaaa\n', 1]);
+  q.drop(2);
+  assert.deepEqual(pick(q.headRun(100)!), ['cccc\n', 1]);
+  assert.equal(q.clear(), 1);
+  assert.equal(q.length, 0);
+});
+
+function pick(r: { batch: LineBatch; start: number; end: number; lines: number }): [string, number] {
+  return [r.batch.buf.subarray(r.start, r.end).toString(), r.lines];
+}
