@@ -490,7 +490,9 @@ const NO_SVC = new SvcPart(0, '-', '-', '-', null);
  * their JSON (`"proto":…,"action":…,"reporter":…` and `"drop_reason":…` for denies).
  * Interned: 256 protocols × 2 actions × 2 reporters, times the kernel's drop reasons.
  */
+let nextParId = 1;
 class Par {
+  readonly id = nextParId++;
   readonly proto: string;
   readonly action: Action;
   readonly reporter: Reporter;
@@ -563,6 +565,91 @@ class Group {
     this.svc = svc;
     this.par = par;
   }
+}
+
+/**
+ * One action's record keys, found by their parts (interned objects and ports) through an
+ * open-addressing table of indexes: no key string per record and no string hashing, and
+ * at kind 0 there is a record key per connection. Rebuilt, compacted, after each sweep.
+ */
+class GroupIndex {
+  #groups: Group[] = [];
+  /** Index into #groups + 1, or 0 for an empty slot; capacity a power of two, at most half full. */
+  #slots = new Int32Array(1024);
+
+  get size(): number {
+    return this.#groups.length;
+  }
+
+  find(
+    src: Side,
+    srcPort: number | null,
+    dst: Side,
+    dstPort: number | null,
+    svc: SvcPart,
+    par: Par,
+  ): Group | undefined {
+    const mask = this.#slots.length - 1;
+    for (let i = hashKey(src, srcPort, dst, dstPort, svc, par) & mask; ; i = (i + 1) & mask) {
+      const at = this.#slots[i]!;
+      if (at === 0) return undefined;
+      const g = this.#groups[at - 1]!;
+      if (
+        g.src === src &&
+        g.dst === dst &&
+        g.srcPort === srcPort &&
+        g.dstPort === dstPort &&
+        g.svc === svc &&
+        g.par === par
+      )
+        return g;
+    }
+  }
+
+  /** Adds a group that find() did not find. */
+  add(g: Group): void {
+    this.#groups.push(g);
+    if (this.#groups.length * 2 > this.#slots.length) this.#rebuild(this.#slots.length * 2);
+    else this.#place(g, this.#groups.length);
+  }
+
+  /** Keeps the groups `keep` says yes to. */
+  sweep(keep: (g: Group) => boolean): void {
+    const kept = this.#groups.filter(keep);
+    if (kept.length === this.#groups.length) return;
+    this.#groups = kept;
+    let size = 1024;
+    while (size < kept.length * 4) size *= 2; // room to grow before the next rebuild
+    this.#rebuild(size);
+  }
+
+  #rebuild(size: number): void {
+    this.#slots = new Int32Array(size);
+    for (let i = 0; i < this.#groups.length; i++) this.#place(this.#groups[i]!, i + 1);
+  }
+
+  #place(g: Group, at: number): void {
+    const mask = this.#slots.length - 1;
+    let i = hashKey(g.src, g.srcPort, g.dst, g.dstPort, g.svc, g.par) & mask;
+    while (this.#slots[i] !== 0) i = (i + 1) & mask;
+    this.#slots[i] = at;
+  }
+}
+
+/** Mixes a record key's parts (ids are unique per live object; ports null as -1). */
+function hashKey(
+  src: Side,
+  srcPort: number | null,
+  dst: Side,
+  dstPort: number | null,
+  svc: SvcPart,
+  par: Par,
+): number {
+  let h = Math.imul(src.id | 0, 0x9e3779b1);
+  h = Math.imul(h ^ (dst.id | 0), 0x85ebca77) ^ ((srcPort ?? -1) << 7);
+  h = Math.imul(h ^ (dstPort ?? -1), 0xc2b2ae3d) ^ (svc.id | 0);
+  h = Math.imul(h ^ par.id, 0x27d4eb2f);
+  return (h ^ (h >>> 15)) >>> 0;
 }
 
 const EMPTY_LABELS: Labels = Object.freeze({});
@@ -650,7 +737,7 @@ export class FlowAggregator {
   readonly #localPods = new Map<string, number>();
   readonly #onLifecycle: ((source: LifecycleSource) => void) | undefined;
   // Interned record keys and their parts, swept after every flush of what no connection uses.
-  readonly #groups: [Map<string, Group>, Map<string, Group>] = [new Map(), new Map()];
+  readonly #groups: [GroupIndex, GroupIndex] = [new GroupIndex(), new GroupIndex()];
   /**
    * Live Sides by value, for those the indexes below cannot tell apart: every Side without
    * an IP, and a Side with one when its address's index entry names another endpoint. A
@@ -992,7 +1079,7 @@ export class FlowAggregator {
 
   /** Forgets record keys, sides and Services that no connection used in flush `no`. */
   #sweep(no: number): void {
-    for (const m of this.#groups) for (const [k, g] of m) if (g.stamp !== no) m.delete(k);
+    for (const m of this.#groups) m.sweep((g) => g.stamp === no);
     for (const [k, x] of this.#sides) if (x.stamp !== no) this.#sides.delete(k);
     for (const m of this.#sidesByIp) for (const [k, x] of m) if (x.stamp !== no) m.delete(k);
     for (const m of this.#sidesByEp) for (const [k, x] of m) if (x.stamp !== no) m.delete(k);
@@ -1099,30 +1186,14 @@ export class FlowAggregator {
     const srcPort = kind >= 1 || icmp ? null : c.cPort;
     const dstPort = kind >= 3 || icmp ? null : c.sPort;
     const reporter: Reporter = c.localIsClient ? 'src' : 'dst';
-    // Sides and Services are interned by value, so their ids stand for their fields.
+    // Sides, Services and Pars are interned by value: identity stands for their fields.
     const dropReason = action === 'deny' ? c.dropReason : '';
-    // Ids (48 bits: they never wrap) and numbers as UTF-16 code units: short, flat, no
-    // number formatting.
-    let key = String.fromCharCode(
-      src.id & 0xffff,
-      src.id >>> 16,
-      (src.id / 2 ** 32) & 0xffff,
-      dst.id & 0xffff,
-      dst.id >>> 16,
-      (dst.id / 2 ** 32) & 0xffff,
-      svc.id & 0xffff,
-      svc.id >>> 16,
-      (svc.id / 2 ** 32) & 0xffff,
-      srcPort ?? 0,
-      dstPort ?? 0,
-      (c.proto << 3) | (srcPort === null ? 4 : 0) | (dstPort === null ? 2 : 0) | (reporter === 'dst' ? 1 : 0),
-    );
-    if (dropReason !== '') key = flat(key + dropReason);
+    const par = parOf(c.proto, action, reporter, dropReason);
     const groups = this.#groups[action === 'allow' ? 0 : 1];
-    let g = groups.get(key);
+    let g = groups.find(src, srcPort, dst, dstPort, svc, par);
     if (g === undefined) {
-      g = new Group(src, dst, srcPort, dstPort, svc, parOf(c.proto, action, reporter, dropReason));
-      groups.set(key, g);
+      g = new Group(src, dst, srcPort, dstPort, svc, par);
+      groups.add(g);
     }
     c.group = g;
     c.keyStamp = stamp;
