@@ -19,7 +19,7 @@ import {
 } from '../datapath/types.ts';
 import type { Labels } from '../enrich/kube.ts';
 import type { Endpoint, EndpointResolver, ServiceRef } from '../enrich/resolver.ts';
-import { type CtEntry, entryOf, isStart, tupleKey } from './conntrack.ts';
+import { addConn, type CtEntry, entryOf, forEachConn, isStart, tupleKey } from './conntrack.ts';
 import { DEFAULT_WORKLOAD_INTERFACES, InterfaceClassifier } from './interfaces.ts';
 import {
   type Action,
@@ -184,20 +184,14 @@ class Conn {
   readonly #nums: ConnNumbers;
   /** Offset of this connection's slot in #nums.f (0 once released). */
   o: number;
-  // Cached resolution and record key.
-  resolvedVersion = -1;
+  // Cached resolution and record key (valid while keyStamp is the flush's stamp).
   srcEp: Endpoint | null = null;
   dstEp: Endpoint | null = null;
-  svc: ServiceRef | null = null;
   keyStamp = -1;
   /** The record this connection folds into (interned, shared with like connections). */
   group: Group | null = null;
-  /** Direction-free 5-tuple while waiting for its conntrack entry ('' otherwise: it is long). */
-  tk = '';
-  /** The conntrack entry, the Service's address. */
+  /** The conntrack entry (a DNAT'd one names the Service's address). */
   ct: CtEntry<Conn> | null = null;
-  svcIp: string | null = null;
-  svcPort = 0;
   /** Deny side: the kernel's drop reason name. */
   dropReason = '';
 
@@ -386,7 +380,6 @@ class Conn {
     this.closed = false;
     this.reported = false;
     this.firstSeenMs = u.firstSeenMs;
-    this.resolvedVersion = -1;
     this.keyStamp = -1;
   }
 
@@ -410,7 +403,6 @@ class Conn {
     this.localIsClient = !this.localIsClient;
     const a = this.clientIsA;
     if (a !== undefined) this.clientIsA = !a;
-    this.resolvedVersion = -1;
     this.keyStamp = -1;
   }
 }
@@ -539,6 +531,7 @@ const NUM_FLOWS = 4;
 const STARTED = 5;
 const COMPLETED = 6;
 const SUMS = 7;
+const NO_SUMS = new Float64Array(0);
 
 /**
  * One record key (everything but counters and labels), interned by value per action and
@@ -718,8 +711,8 @@ export class FlowAggregator {
   readonly #ctById = new Map<number, CtEntry<Conn>>();
   readonly #ct = new Map<string, CtEntry<Conn>>();
   readonly #pending = new Map<string, Conn[]>();
-  /** Connections seen while conntrack events flow whose entry has not been found yet. */
-  readonly #unjoined = new Set<Conn>();
+  /** Connections seen while conntrack events flow whose entry has not been found yet, and their tuple keys. */
+  readonly #unjoined = new Map<Conn, string>();
   /** Denied packets drained before the allowed side's count (see #moveDenied), by key. */
   readonly #earlyDenies = new Map<
     string,
@@ -750,8 +743,8 @@ export class FlowAggregator {
   readonly #sidesByEp: [Map<Endpoint, Side>, Map<Endpoint, Side>] = [new Map(), new Map()];
   readonly #svcs = new Map<string, SvcPart>();
   #nextId = 1;
-  /** The current flush's record counters (SUMS per record, at Group.at). */
-  #sums = new Float64Array(SUMS * 1024);
+  /** The record counters of the flush being collected (SUMS per record, at Group.at; zeroed). */
+  #sums = NO_SUMS;
   /** Number of the flush in progress (stamps the groups it fills). */
   #flushNo = 0;
   #intervalStartMs: number;
@@ -939,8 +932,7 @@ export class FlowAggregator {
    * in the interval is in exactly one record; counters restart at zero.
    */
   flush(endTimeMs: number): FlowLogRecord[] {
-    const { groups, startS, endS } = this.#close(endTimeMs);
-    const sums = this.#sums;
+    const { groups, sums, startS, endS } = this.#close(endTimeMs);
     const out: FlowLogRecord[] = new Array(groups.length);
     const policies = this.#includePolicies ? NO_POLICY_HITS : null;
     const labels = this.#includeLabels;
@@ -1030,7 +1022,7 @@ export class FlowAggregator {
    * taken after it throws).
    */
   flushLineIterator(endTimeMs: number): IterableIterator<string> {
-    const { groups, startS, endS } = this.#close(endTimeMs);
+    const { groups, sums, startS, endS } = this.#close(endTimeMs);
     const no = this.#flushNo;
     const head = flat(`{"start_time":${startS},"end_time":${endS},`);
     const policies = flat(`,"policies":${this.#includePolicies ? q(NO_POLICY_HITS) : 'null'},"bytes_in":`);
@@ -1045,7 +1037,6 @@ export class FlowAggregator {
         if (self.#flushNo !== no) throw new Error('flushLineIterator: lines taken after the next flush');
         const g = groups[i]!;
         const n = i * SUMS;
-        const sums = self.#sums;
         yield `${head}${g.src.pre}${g.srcPort}${g.src.post}${labels ? labelsJson(g.srcLabels) : 'null'},` +
           `${g.dst.pre}${g.dstPort}${g.dst.post}${labels ? labelsJson(g.dstLabels) : 'null'},` +
           `${g.svc.json},${g.par.json}${policies}${sums[n + BYTES_IN]},"bytes_out":${sums[n + BYTES_OUT]},` +
@@ -1056,7 +1047,7 @@ export class FlowAggregator {
     })();
   }
 
-  #close(endTimeMs: number): { groups: Group[]; startS: number; endS: number } {
+  #close(endTimeMs: number): { groups: Group[]; sums: Float64Array; startS: number; endS: number } {
     // An early deny whose allowed count has not come within a flush never will.
     for (const [k, d] of this.#earlyDenies) if (++d.flushes > 1) this.#earlyDenies.delete(k);
     // Pods not seen for a TCP idle timeout may be gone (their IPs reused elsewhere).
@@ -1066,6 +1057,9 @@ export class FlowAggregator {
     let endS = Math.floor(endTimeMs / 1000);
     if (endS <= startS) endS = startS + 1; // end_time is never equal to start_time
     const groups: Group[] = [];
+    // At most a record per connection; the caller holds the counters only while it takes
+    // the flush's records, so none of them are kept between flushes.
+    this.#sums = new Float64Array(SUMS * Math.max(16, this.#allow.size + this.#deny.size));
     const no = ++this.#flushNo;
     this.#collect(this.#allow, 0, endTimeMs, groups, no);
     this.#collect(this.#deny, 1, endTimeMs, groups, no);
@@ -1074,7 +1068,9 @@ export class FlowAggregator {
     this.#intervalStartMs = endTimeMs;
     this.#stats.flushes++;
     this.#stats.records += groups.length;
-    return { groups, startS, endS };
+    const sums = this.#sums;
+    this.#sums = NO_SUMS;
+    return { groups, sums, startS, endS };
   }
 
   /** Forgets record keys, sides and Services that no connection used in flush `no`. */
@@ -1124,13 +1120,16 @@ export class FlowAggregator {
         c.keyStamp = -1; // its record key is not kept alive meanwhile: build it again if needed
         continue;
       }
-      if (c.resolvedVersion !== version) {
+      if (c.keyStamp !== stamp) {
         c.srcEp = resolver.resolve(c.cIp, c.firstSeenMs);
         c.dstEp = resolver.resolve(c.sIp, c.firstSeenMs);
-        c.svc = resolver.service(c.svcIp ?? c.sIp, c.svcIp === null ? c.sPort : c.svcPort, c.proto);
-        c.resolvedVersion = version;
+        const nat = c.ct !== null && c.ct.dnat ? c.ct : null;
+        const svc =
+          nat === null
+            ? resolver.service(c.sIp, c.sPort, c.proto)
+            : resolver.service(nat.origDstIp, nat.origDstPort, c.proto);
+        this.#buildKey(c, svc, kind, action, stamp);
       }
-      if (c.keyStamp !== stamp) this.#buildKey(c, kind, action, stamp);
       const g = c.group!;
       if (g.stamp !== no) {
         // First connection of this record in this flush.
@@ -1139,12 +1138,6 @@ export class FlowAggregator {
         g.dstLabels = c.dstEp!.labels;
         g.at = groups.length;
         groups.push(g);
-        if ((g.at + 1) * SUMS > this.#sums.length) {
-          const bigger = new Float64Array(this.#sums.length * 2);
-          bigger.set(this.#sums);
-          this.#sums = bigger;
-        }
-        this.#sums.fill(0, g.at * SUMS, (g.at + 1) * SUMS);
       } else if (this.#includeLabels) {
         if (g.srcLabels !== c.srcEp!.labels) g.srcLabels = intersect(g.srcLabels, c.srcEp!.labels);
         if (g.dstLabels !== c.dstEp!.labels) g.dstLabels = intersect(g.dstLabels, c.dstEp!.labels);
@@ -1177,11 +1170,11 @@ export class FlowAggregator {
     }
   }
 
-  #buildKey(c: Conn, kind: AggregationKind, action: Action, stamp: number): void {
+  #buildKey(c: Conn, svcRef: ServiceRef | null, kind: AggregationKind, action: Action, stamp: number): void {
     const aggregated = kind >= 2;
     const src = this.#side(false, aggregated ? null : c.cIp, c.srcEp!, aggregated);
     const dst = this.#side(true, aggregated ? null : c.sIp, c.dstEp!, aggregated);
-    const svc = this.#includeService && c.svc !== null ? this.#svc(c.svc, kind) : NO_SVC;
+    const svc = this.#includeService && svcRef !== null ? this.#svc(svcRef, kind) : NO_SVC;
     const icmp = isIcmp(c.proto);
     const srcPort = kind >= 1 || icmp ? null : c.cPort;
     const dstPort = kind >= 3 || icmp ? null : c.sPort;
@@ -1299,7 +1292,7 @@ export class FlowAggregator {
     this.#ctById.delete(entry.id);
     if (this.#ct.get(entry.origKey) === entry) this.#ct.delete(entry.origKey);
     if (this.#ct.get(entry.replyKey) === entry) this.#ct.delete(entry.replyKey);
-    for (const c of entry.conns) this.#complete(c);
+    forEachConn(entry, (c) => this.#complete(c));
   }
 
   /**
@@ -1308,10 +1301,10 @@ export class FlowAggregator {
    * it have ended unheard (their NEW and DESTROY went with the overrun).
    */
   #afterDump(e: ConntrackEvent): void {
-    for (const c of this.#unjoined) {
-      const entry = this.#ct.get(c.tk);
+    for (const [c, tk] of this.#unjoined) {
+      const entry = this.#ct.get(tk);
       if (entry !== undefined) {
-        this.#join(c, entry, c.tk);
+        this.#join(c, entry, tk);
       } else if (e.afterOverrun && c.lastSeenMs < e.timeMs) {
         this.#unjoined.delete(c);
         this.#complete(c);
@@ -1336,8 +1329,7 @@ export class FlowAggregator {
       this.#join(c, entry, tk);
       return;
     }
-    c.tk = tk;
-    this.#unjoined.add(c);
+    this.#unjoined.set(c, tk);
     let list = this.#pending.get(tk);
     if (list === undefined) {
       list = [];
@@ -1349,7 +1341,6 @@ export class FlowAggregator {
   /** `tk`: the connection's tuple key, the entry's original or reply one. */
   #join(c: Conn, entry: CtEntry<Conn>, tk: string): void {
     this.#unjoined.delete(c);
-    c.tk = '';
     if (c.ct === entry) return;
     // On an uplink, a masqueraded pod connection looks like the host's own (the node's IP
     // after SNAT); conntrack's original tuple tells: it is the pod's, reported at its veth.
@@ -1357,8 +1348,7 @@ export class FlowAggregator {
       c.forwarded = true;
     }
     c.ct = entry;
-    if (entry.conns.length === 0) entry.conns = [c];
-    else entry.conns.push(c);
+    addConn(entry, c);
     this.#stats.conntrackJoined++;
     // Conntrack knows the initiator for sure: orient the connection by it.
     const icmp = isIcmp(c.proto);
@@ -1380,10 +1370,7 @@ export class FlowAggregator {
         c.sIp = entry.backendIp;
         c.sPort = icmp ? 0 : entry.backendPort;
       }
-      c.svcIp = entry.origDstIp;
-      c.svcPort = entry.origDstPort;
     }
-    c.resolvedVersion = -1;
     c.keyStamp = -1;
   }
 

@@ -34,12 +34,10 @@ export interface CtEntry<C> {
   /** The pre-DNAT tuple key and the post-NAT one (equal without NAT). */
   readonly origKey: string;
   readonly replyKey: string;
-  /** Per-interface connections joined to this entry (usually one or two). */
-  conns: C[];
+  /** Per-interface connections joined to this entry: usually one or two, so no array for the first. */
+  conn: C | null;
+  more: C[] | null;
 }
-
-/** Shared by entries no connection has joined yet: a fresh [] grows to 17 slots on its first push. */
-const NO_CONNS: readonly never[] = Object.freeze([]);
 
 export function entryOf<C>(e: ConntrackEvent): CtEntry<C> {
   const origKey = tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport);
@@ -57,8 +55,22 @@ export function entryOf<C>(e: ConntrackEvent): CtEntry<C> {
     dnat: e.replySrc !== e.origDst || e.replySport !== e.origDport,
     origKey,
     replyKey,
-    conns: NO_CONNS as unknown as C[], // frozen: replaced, never pushed to
+    conn: null,
+    more: null,
   };
+}
+
+/** Adds a connection to those joined to the entry. */
+export function addConn<C>(entry: CtEntry<C>, c: C): void {
+  if (entry.conn === null) entry.conn = c;
+  else if (entry.more === null) entry.more = [c];
+  else entry.more.push(c);
+}
+
+/** Calls `f` for each connection joined to the entry. */
+export function forEachConn<C>(entry: CtEntry<C>, f: (c: C) => void): void {
+  if (entry.conn !== null) f(entry.conn);
+  if (entry.more !== null) for (const c of entry.more) f(c);
 }
 
 export function isStart(e: ConntrackEvent): boolean {
