@@ -1123,7 +1123,7 @@ export class FlowAggregator {
       if (c.keyStamp !== stamp) {
         c.srcEp = resolver.resolve(c.cIp, c.firstSeenMs);
         c.dstEp = resolver.resolve(c.sIp, c.firstSeenMs);
-        const nat = c.ct !== null && c.ct.dnat ? c.ct : null;
+        const nat = c.ct?.dnat ? c.ct : null;
         const svc =
           nat === null
             ? resolver.service(c.sIp, c.sPort, c.proto)
