@@ -410,48 +410,83 @@ class Conn {
 const q = JSON.stringify;
 
 /**
- * One side (source or destination) of a record key: type, namespace, aggregated name,
- * name and IP as the kind leaves them. Interned by value, so connections between the
- * same endpoints share one Side and its JSON fragments (endpoint pairs repeat a lot).
+ * What one endpoint says as a record's source or destination, besides its IP, and the
+ * JSON around it; shared by every Side of that endpoint object, role and kind group (at
+ * kind 0 there is a Side per peer address, and most peers are one 'pvt' or 'pub').
  */
-class Side {
-  readonly id: number;
-  readonly ip: string | null;
+class SideText {
   readonly name: string;
   readonly nameAggr: string;
   readonly namespace: string;
   readonly type: string;
-  /** Flush in which a record last used it; unused Sides are dropped after each flush. */
-  stamp = 0;
-  /** JSON from the side's first field up to the port value, and from after it to the labels value. */
-  readonly pre: string;
+  /** `"source_ip":`, then after the IP up to the port value, then from after it to the labels value. */
+  readonly ipField: string;
+  readonly rest: string;
   readonly post: string;
-  constructor(id: number, dest: boolean, ip: string | null, ep: Endpoint, aggregated: boolean) {
-    this.id = id;
-    this.ip = ip;
+  constructor(dest: boolean, ep: Endpoint, aggregated: boolean) {
     this.name = aggregated ? '-' : ep.name;
     this.nameAggr = ep.nameAggr;
     this.namespace = ep.namespace;
     this.type = ep.type;
     const f = dest ? '"dest_' : '"source_';
-    this.pre = flat(
-      `${f}ip":${q(ip)},${f}name":${q(this.name)},${f}name_aggr":${q(this.nameAggr)},` +
-        `${f}namespace":${q(this.namespace)},${f}port":`,
+    this.ipField = `${f}ip":`;
+    this.rest = flat(
+      `,${f}name":${q(this.name)},${f}name_aggr":${q(this.nameAggr)},${f}namespace":${q(this.namespace)},${f}port":`,
     );
-    this.post = postJson(f, this.type);
+    this.post = flat(`,${f}type":${q(this.type)},${f}labels":`);
+  }
+}
+const sideTexts = new WeakMap<Endpoint, (SideText | undefined)[]>();
+function sideText(dest: boolean, ep: Endpoint, aggregated: boolean): SideText {
+  let all = sideTexts.get(ep);
+  if (all === undefined) {
+    all = [];
+    sideTexts.set(ep, all);
+  }
+  const i = (dest ? 2 : 0) + (aggregated ? 1 : 0);
+  let t = all[i];
+  if (t === undefined) {
+    t = new SideText(dest, ep, aggregated);
+    all[i] = t;
+  }
+  return t;
+}
+
+/**
+ * One side (source or destination) of a record key: type, namespace, aggregated name,
+ * name and IP as the kind leaves them. Interned by value, so connections between the
+ * same endpoints share one Side (endpoint pairs repeat a lot).
+ */
+class Side {
+  readonly id: number;
+  /** Text form; never needs JSON escaping (digits, dots, colons, hex). */
+  readonly ip: string | null;
+  readonly text: SideText;
+  /** Flush in which a record last used it; unused Sides are dropped after each flush. */
+  stamp = 0;
+  constructor(id: number, dest: boolean, ip: string | null, ep: Endpoint, aggregated: boolean) {
+    this.id = id;
+    this.ip = ip;
+    this.text = sideText(dest, ep, aggregated);
+  }
+  get name(): string {
+    return this.text.name;
+  }
+  get nameAggr(): string {
+    return this.text.nameAggr;
+  }
+  get namespace(): string {
+    return this.text.namespace;
+  }
+  get type(): string {
+    return this.text.type;
   }
 }
 
-/** Side.post by (source/dest, type): a handful of distinct strings, shared. */
-const postCache = new Map<string, string>();
-function postJson(f: string, type: string): string {
-  const k = f + type;
-  let j = postCache.get(k);
-  if (j === undefined) {
-    j = flat(`,${f}type":${q(type)},${f}labels":`);
-    postCache.set(k, j);
-  }
-  return j;
+/** A side's JSON up to its port value. */
+function sideJson(x: Side): string {
+  const t = x.text;
+  return x.ip === null ? `${t.ipField}null${t.rest}` : `${t.ipField}"${x.ip}"${t.rest}`;
 }
 
 /** The destination Service part of a record key (interned by value). */
@@ -1037,8 +1072,8 @@ export class FlowAggregator {
         if (self.#flushNo !== no) throw new Error('flushLineIterator: lines taken after the next flush');
         const g = groups[i]!;
         const n = i * SUMS;
-        yield `${head}${g.src.pre}${g.srcPort}${g.src.post}${labels ? labelsJson(g.srcLabels) : 'null'},` +
-          `${g.dst.pre}${g.dstPort}${g.dst.post}${labels ? labelsJson(g.dstLabels) : 'null'},` +
+        yield `${head}${sideJson(g.src)}${g.srcPort}${g.src.text.post}${labels ? labelsJson(g.srcLabels) : 'null'},` +
+          `${sideJson(g.dst)}${g.dstPort}${g.dst.text.post}${labels ? labelsJson(g.dstLabels) : 'null'},` +
           `${g.svc.json},${g.par.json}${policies}${sums[n + BYTES_IN]},"bytes_out":${sums[n + BYTES_OUT]},` +
           `"packets_in":${sums[n + PACKETS_IN]},"packets_out":${sums[n + PACKETS_OUT]},` +
           `"num_flows":${sums[n + NUM_FLOWS]},"num_flows_started":${sums[n + STARTED]},` +

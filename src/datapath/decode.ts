@@ -102,8 +102,28 @@ export class FlowRecordView implements ConnectionUpdate {
     return p === IPPROTO_ICMP || p === IPPROTO_ICMPV6;
   }
 
+  /**
+   * The record's identity as a string (map key): the key's bytes, or for IPv4 only the
+   * bytes that can differ (ifindex, the two IPv4 addresses, ports, proto), as 9 UTF-16
+   * code units: a 40-byte string instead of a 64-byte one, kept per connection.
+   */
   get key(): string {
-    return this.buf.toString('latin1', this.base + K, this.base + K + FlowKey.size);
+    const b = this.bytes;
+    const k = this.base + K;
+    if (b[k + FlowKey.family] !== 4) return this.buf.toString('latin1', k, k + FlowKey.size);
+    const a = k + FlowKey.addr_a + 12;
+    const z = k + FlowKey.addr_b + 12;
+    return String.fromCharCode(
+      b[k]! | (b[k + 1]! << 8),
+      b[k + 2]! | (b[k + 3]! << 8),
+      b[a]! | (b[a + 1]! << 8),
+      b[a + 2]! | (b[a + 3]! << 8),
+      b[z]! | (b[z + 1]! << 8),
+      b[z + 2]! | (b[z + 3]! << 8),
+      b[k + FlowKey.port_a]! | (b[k + FlowKey.port_a + 1]! << 8),
+      b[k + FlowKey.port_b]! | (b[k + FlowKey.port_b + 1]! << 8),
+      b[k + FlowKey.proto]!,
+    );
   }
   get ifindex(): number {
     return this.dv.getUint32(this.base + K + FlowKey.ifindex, true);

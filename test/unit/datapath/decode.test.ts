@@ -75,7 +75,6 @@ test('a view orients the record by its initiator', () => {
   assert.deepEqual([v.firstSeenMs, v.lastSeenMs], [1_795_000_000_123, 1_795_000_001_000]);
   assert.equal(v.firstHook, 1);
   assert.equal(v.firstFromInitiator, false, 'b sent first, a initiated');
-  assert.equal(v.key.length, FlowKey.size);
 
   const w = new FlowRecordView(record(1));
   w.at(1);
@@ -83,4 +82,35 @@ test('a view orients the record by its initiator', () => {
   assert.deepEqual([w.origPackets, w.replyPackets, w.origTcpFlags], [7, 10, 0x13]);
   assert.equal(w.firstFromInitiator, true);
   assert.equal(w.key, v.key, 'the key does not depend on orientation');
+});
+
+test('a flow key tells apart every field that can differ, and is short for IPv4', () => {
+  const buf = record(0);
+  const k = RING_RECORD_SIZE + Ring.key;
+  const v = new FlowRecordView(buf);
+  v.at(1);
+  const key = v.key;
+  assert.equal(key.length, 9, 'IPv4: ifindex, two addresses, two ports, proto as 9 code units');
+  // Every byte of ifindex, the IPv4 addresses, the ports and proto changes the key.
+  const varying = [
+    ...[0, 1, 2, 3].map((i) => FlowKey.ifindex + i),
+    ...[12, 13, 14, 15].map((i) => FlowKey.addr_a + i),
+    ...[12, 13, 14, 15].map((i) => FlowKey.addr_b + i),
+    FlowKey.port_a,
+    FlowKey.port_a + 1,
+    FlowKey.port_b,
+    FlowKey.port_b + 1,
+    FlowKey.proto,
+  ];
+  const seen = new Set([key]);
+  for (const off of varying) {
+    buf[k + off]! ^= 0x80;
+    seen.add(v.key);
+    buf[k + off]! ^= 0x80;
+  }
+  assert.equal(seen.size, 1 + varying.length);
+  assert.equal(v.key, key);
+  // IPv6: the whole key, 44 bytes, never equal to an IPv4 key.
+  buf[k + FlowKey.family] = 6;
+  assert.equal(v.key.length, FlowKey.size);
 });
