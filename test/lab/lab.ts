@@ -225,6 +225,18 @@ export class Lab {
     for (const child of this.children) child.kill('SIGKILL');
     for (const pod of this.pods) tryRun('ip', ['netns', 'del', pod.netns]); // takes its veth pair along
     if (this.nftTable) tryRun('nft', ['delete', 'table', 'inet', this.nftTable]);
+    // The lab's own conntrack entries (its subnets are its alone): a UDP entry outlives
+    // its lab by 30 s, and a daemon started meanwhile would dump it.
+    for (const [family, net] of [
+      ['ipv4', `${this.subnet4}.0/24`],
+      ['ipv6', `${this.subnet6}::/64`],
+    ])
+      for (const dir of ['-s', '-d'])
+        try {
+          execFileSync('conntrack', ['-D', '-f', family!, dir, net!], { stdio: 'ignore' });
+        } catch {
+          // none left (conntrack exits 1 when nothing matched)
+        }
     for (const [k, v] of this.savedSysctls) sysctl(k, v);
     this.pods.length = 0;
   }

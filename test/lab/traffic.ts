@@ -4,6 +4,9 @@
 //   serve  --port P [--hold]                TCP + UDP server on [::]:P
 //   tcp    --host H[,H...] --port P --conns N --send B --recv B [--parallel K] [--hold]
 //   udp    --host H[,H...] --port P --flows N --datagrams D --size S
+//   spray  --host H --flows N --every S   one 8-byte datagram on each of N UDP 5-tuples
+//          (16 source sockets × destination ports from --port), again every S seconds,
+//          until stdin closes or a line arrives: N connections kept active (benchmarks)
 // (one JSON line per host)
 //
 // TCP protocol: the client sends an 8-byte header (u32 bytes it will send, u32 bytes it
@@ -29,6 +32,7 @@ const { positionals, values } = parseArgs({
     parallel: { type: 'string', default: '16' },
     datagrams: { type: 'string', default: '1' },
     size: { type: 'string', default: '100' },
+    every: { type: 'string', default: '4' },
     hold: { type: 'boolean', default: false },
   },
 });
@@ -166,7 +170,47 @@ async function udpClientTo(host: string): Promise<void> {
   process.stdout.write(`${JSON.stringify({ udp: results })}\n`);
 }
 
+async function spray(): Promise<void> {
+  const host = values.host!;
+  const flows = Number(values.flows);
+  const every = Number(values.every) * 1000;
+  const SOCKETS = 16;
+  const perSocket = Math.ceil(flows / SOCKETS);
+  const socks: dgram.Socket[] = [];
+  for (let i = 0; i < SOCKETS; i++) {
+    const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', sendBufferSize: 4 << 20 });
+    await new Promise<void>((r) => sock.bind(0, () => r()));
+    socks.push(sock);
+  }
+  const payload = Buffer.alloc(8, 0x5a);
+  let stop = false;
+  const rl = createInterface({ input: process.stdin });
+  rl.once('line', () => {
+    stop = true;
+  });
+  rl.once('close', () => {
+    stop = true;
+  });
+  let rounds = 0;
+  while (!stop) {
+    const t = Date.now();
+    let sent = 0;
+    for (let j = 0; j < perSocket && sent < flows; j++)
+      for (let i = 0; i < SOCKETS && sent < flows; i++, sent++) {
+        // Paced a little: the socket's send queue holds the rest.
+        if (sent % 4096 === 0) await new Promise((r) => setImmediate(r));
+        socks[i]!.send(payload, port + j, host);
+      }
+    rounds++;
+    if (rounds === 1) process.stdout.write(`${JSON.stringify({ spraying: flows, ms: Date.now() - t })}\n`);
+    await new Promise((r) => setTimeout(r, Math.max(0, every - (Date.now() - t))));
+  }
+  rl.close();
+  for (const s of socks) s.close();
+}
+
 if (mode === 'serve') serve();
+else if (mode === 'spray') await spray();
 else if (mode === 'tcp') await tcpClient();
 else if (mode === 'udp') await udpClient();
 else {
