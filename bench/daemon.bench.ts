@@ -83,7 +83,7 @@ async function runKind(kind: number) {
     const idle = memOf(pid);
 
     const spray = lab.spawn(pod, process.execPath, [
-      join(import.meta.dirname, '../test/lab/traffic' + (import.meta.url.endsWith('.js') ? '.js' : '.ts')),
+      join(import.meta.dirname, `../test/lab/traffic${import.meta.url.endsWith('.js') ? '.js' : '.ts'}`),
       'spray',
       '--host',
       peer.ipv4,
