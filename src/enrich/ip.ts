@@ -128,19 +128,37 @@ const PRIVATE_CIDRS: readonly Cidr[] = [
   '::1/128', // IPv6 loopback
 ].map((c) => parseCidr(c)!);
 
+/**
+ * The decimal number at `from` up to the next '.', and its length: (length << 8) | value;
+ * -1 when there is none or it is over 255.
+ */
+function leadingOctet(ip: string, from: number): number {
+  let v = 0;
+  let i = from;
+  for (; i < ip.length && i < from + 3; i++) {
+    const d = ip.charCodeAt(i) - 48;
+    if (d < 0 || d > 9) break;
+    v = v * 10 + d;
+  }
+  if (i === from || v > 255 || ip.charCodeAt(i) !== 46) return -1;
+  return ((i - from) << 8) | v;
+}
+
 /** SPEC §2: `pvt` for RFC 1918, CGNAT, ULA, link-local (and loopback); `pub` otherwise. */
 export function privacyOf(ip: string): 'pvt' | 'pub' {
   if (!ip.includes(':')) {
-    // IPv4 fast path (once per new connection to an unknown peer): no BigInt.
-    const m = V4_RE.exec(ip);
-    if (m === null) return 'pub';
-    const a = Number(m[1]);
-    const b = Number(m[2]);
-    if (a === 10 || a === 127) return 'pvt';
-    if (a === 172 && b >= 16 && b <= 31) return 'pvt';
-    if (a === 192 && b === 168) return 'pvt';
-    if (a === 100 && b >= 64 && b <= 127) return 'pvt';
-    if (a === 169 && b === 254) return 'pvt';
+    // IPv4 fast path (twice per new connection to an unknown peer): the first two octets
+    // read in place, no regex match array, no BigInt.
+    const a = leadingOctet(ip, 0);
+    const b = a < 0 ? -1 : leadingOctet(ip, (a >> 8) + 1);
+    if (a < 0 || b < 0 || !V4_RE.test(ip)) return 'pub';
+    const x = a & 0xff;
+    const y = b & 0xff;
+    if (x === 10 || x === 127) return 'pvt';
+    if (x === 172 && y >= 16 && y <= 31) return 'pvt';
+    if (x === 192 && y === 168) return 'pvt';
+    if (x === 100 && y >= 64 && y <= 127) return 'pvt';
+    if (x === 169 && y === 254) return 'pvt';
     return 'pub';
   }
   const p = parseIp(ip);
