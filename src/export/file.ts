@@ -193,6 +193,9 @@ export class FileSink implements Sink {
     const run = q.headRun(Math.min(this.#maxFileBytes - this.#size, this.#maxWriteBytes))!;
     const n = run.lines;
     const buf = run.batch.buf.subarray(run.start, run.end);
+    // While the write is in flight a write() may overflow the queue and remove these very
+    // lines: pinned, they are then neither counted as dropped nor dropped again after it.
+    q.pin(n);
     let off = 0;
     try {
       while (off < buf.length) {
@@ -201,10 +204,12 @@ export class FileSink implements Sink {
         off += bytesWritten;
       }
     } catch (err) {
+      const lost = n - q.unpin(); // overflow took them while the write failed: gone
+      if (lost > 0) this.#drop(lost, 'queue full');
       await this.#undo(h);
       throw err;
     }
-    q.drop(n);
+    q.drop(q.unpin());
     this.#size += buf.length;
     this.#stats.writtenLines += n;
     this.#stats.writtenBytes += buf.length;

@@ -86,6 +86,9 @@ export class BatchQueue {
   #line = 0;
   #lines = 0;
   #bytes = 0;
+  /** Head lines a write has in flight (see pin()), and how many of them overflow removed since. */
+  #pinned = 0;
+  #pinnedGone = 0;
   readonly maxBytes: number;
 
   constructor(maxBytes: number) {
@@ -101,7 +104,11 @@ export class BatchQueue {
     return this.#bytes;
   }
 
-  /** Queues a batch; returns how many lines (old or its own) were dropped to stay within the bound. */
+  /**
+   * Queues a batch; returns how many lines (old or its own) were dropped to stay within
+   * the bound. Pinned lines an overflow removes are not among them: their write is under
+   * way, and unpin() says how many of them are still queued.
+   */
   push(batch: LineBatch): number {
     if (batch.count === 0) return 0;
     this.#batches.push(batch);
@@ -116,10 +123,26 @@ export class BatchQueue {
       let k = this.#line;
       while (k < b.count - 1 && b.ends[k]! - from < excess) k++;
       const n = k - this.#line + 1;
+      const pinned = Math.min(n, this.#pinned - this.#pinnedGone);
+      this.#pinnedGone += pinned;
       this.drop(n);
-      dropped += n;
+      dropped += n - pinned;
     }
     return dropped;
+  }
+
+  /** Marks the oldest n lines as being written: an overflow meanwhile does not count them as dropped. */
+  pin(n: number): void {
+    this.#pinned = n;
+    this.#pinnedGone = 0;
+  }
+
+  /** Ends a write's pin; returns how many of its lines are still at the head of the queue. */
+  unpin(): number {
+    const left = this.#pinned - this.#pinnedGone;
+    this.#pinned = 0;
+    this.#pinnedGone = 0;
+    return left;
   }
 
   /** Bytes of the oldest queued line, newline included (0 when empty). */
@@ -165,6 +188,8 @@ export class BatchQueue {
   /** Empties the queue; returns how many lines it held. */
   clear(): number {
     const n = this.#lines;
+    this.#pinned = 0;
+    this.#pinnedGone = 0;
     this.#batches = [];
     this.#head = 0;
     this.#line = 0;

@@ -223,3 +223,57 @@ test('retries on its own with backoff (fake timers)', async () => {
     mock.timers.reset();
   }
 });
+
+/** Real fs whose next file write waits for release(): a slow disk with one write in flight. */
+function slowFs(): FileSystem & { inFlight: Promise<void>; release: () => void; hold: boolean } {
+  let started!: () => void;
+  const ctl = {
+    hold: true,
+    inFlight: new Promise<void>((r) => {
+      started = r;
+    }),
+    release: () => {},
+    mkdir: fsp.mkdir as FileSystem['mkdir'],
+    rename: fsp.rename,
+    readdir: (p: string) => fsp.readdir(p),
+    unlink: fsp.unlink,
+    async open(path: string, flags: 'a'): Promise<FileHandleLike> {
+      const h = await fsp.open(path, flags);
+      return {
+        stat: () => h.stat(),
+        truncate: (n: number) => h.truncate(n),
+        close: () => h.close(),
+        async write(buf: Buffer, off: number, len: number, pos: null) {
+          if (ctl.hold) {
+            ctl.hold = false;
+            const go = new Promise<void>((r) => {
+              ctl.release = r;
+            });
+            started();
+            await go;
+          }
+          return h.write(buf, off, len, pos);
+        },
+      };
+    },
+  };
+  return ctl;
+}
+
+test('a queue overflow while a write is in flight drops the next lines, not the ones being written', async () => {
+  const fs = slowFs();
+  const sink = new FileSink({ directory: dir, maxFileBytes: 1 << 20, maxFiles: 2, maxQueueBytes: 100, fs });
+  const a = '{"line":"A"}'; // 13 bytes with its newline
+  const b = `{"line":"B","pad":"${'x'.repeat(75)}"}`; // 97
+  const c = '{"line":"C"}';
+  sink.write([a]); // the write of A starts and waits
+  await fs.inFlight;
+  sink.write([b]); // 110 > 100: A leaves the queue, but its write goes on
+  sink.write([c]); // 110 > 100 again: B, the oldest line not in flight, is dropped
+  fs.release();
+  await sink.flush();
+  assert.equal(readFileSync(join(dir, 'flows.log'), 'utf8'), `${a}\n${c}\n`);
+  const st = sink.stats();
+  assert.deepEqual([st.writtenLines, st.droppedLines, st.queuedLines], [2, 1, 0], 'each line counted once');
+  await sink.close();
+});
