@@ -87,6 +87,8 @@ export interface AggregatorStats {
   updates: number;
   /** Open connections and closed ones kept one interval to absorb late packets. */
   connections: number;
+  /** Connection slots the numbers slab holds (live and free): its memory is 88 B a slot. */
+  connectionSlots: number;
   /** Updates for a disabled action (FlowLogsFileEnabledFor… false). */
   ignoredDisabled: number;
   /** Updates on host interfaces while host endpoints are off. */
@@ -149,10 +151,12 @@ const STRIDE = 11;
  */
 class ConnNumbers {
   f = new Float64Array(STRIDE * 1024);
-  readonly #free: number[] = [];
+  #free: number[] = [];
   #next = STRIDE;
+  #live = 0;
 
   alloc(): number {
+    this.#live++;
     let o = this.#free.pop();
     if (o === undefined) {
       if (this.#next + STRIDE > this.f.length) {
@@ -167,8 +171,39 @@ class ConnNumbers {
     return o;
   }
 
+  /** Capacity, slot 0 included. */
+  get slots(): number {
+    return this.f.length / STRIDE;
+  }
+
   release(o: number): void {
-    if (o !== 0) this.#free.push(o);
+    if (o === 0) return;
+    this.#free.push(o);
+    this.#live--;
+  }
+
+  /**
+   * After a spike (a scan's 400k short connections) the slab would keep its largest size:
+   * when under a quarter of it is live, the live slots move to a smaller one, in place of
+   * what the per-connection objects' collection used to give back.
+   */
+  shrinkIfSparse(tables: readonly Map<string, Conn>[]): void {
+    const slots = this.slots;
+    if (slots <= 1024 || this.#live * 4 >= slots) return;
+    let size = 1024;
+    while (size < (this.#live + 1) * 2) size *= 2;
+    const from = this.f;
+    const to = new Float64Array(size * STRIDE);
+    let next = STRIDE;
+    for (const t of tables)
+      for (const c of t.values()) {
+        to.set(from.subarray(c.o, c.o + STRIDE), next);
+        c.o = next;
+        next += STRIDE;
+      }
+    this.f = to;
+    this.#next = next;
+    this.#free = [];
   }
 }
 
@@ -786,6 +821,7 @@ export class FlowAggregator {
   readonly #stats: AggregatorStats = {
     updates: 0,
     connections: 0,
+    connectionSlots: 0,
     ignoredDisabled: 0,
     ignoredHostInterface: 0,
     forwarded: 0,
@@ -1099,6 +1135,7 @@ export class FlowAggregator {
     this.#collect(this.#allow, 0, endTimeMs, groups, no);
     this.#collect(this.#deny, 1, endTimeMs, groups, no);
     this.#sweep(no);
+    this.#nums.shrinkIfSparse([this.#allow, this.#deny]);
     this.#pending.clear(); // not joined by now: conntrack does not track them
     this.#intervalStartMs = endTimeMs;
     this.#stats.flushes++;
@@ -1278,6 +1315,7 @@ export class FlowAggregator {
   stats(): AggregatorStats {
     this.#stats.connections = this.#allow.size + this.#deny.size;
     this.#stats.conntrackEntries = this.#ctById.size;
+    this.#stats.connectionSlots = this.#nums.slots;
     return { ...this.#stats };
   }
 
