@@ -3,8 +3,8 @@
 // 5-tuples to a peer off the node every 4 s, so each stays an active connection that the
 // kernel counts and conntrack tracks; `bin/flowlogd run` (compiled, as shipped) watches
 // the pod's veth with a metadata file, flushing every 5 s. Read from the daemon: resident
-// memory from /proc (anonymous and file-backed) idle, after the flushes and once V8's
-// memory reducer has run; peak; flush durations from its debug log; records per flush.
+// memory from /proc (anonymous and file-backed) idle, after four flushes, then sampled
+// every 250 ms for 20 s (median and range); peak; flush durations from its debug log; records per flush.
 // Needs root. Usage: node dist/bench/daemon.bench.js [--flows N] [--kinds 0,1,2,3]
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
@@ -95,12 +95,19 @@ async function runKind(kind: number) {
       '4',
     ]);
     const flushesBefore = d.flushes;
-    // Four flushes with every connection active, then quiet time for the memory reducer
-    // (it runs ~8 s after allocation dies down) while the connections stay active.
+    // Four flushes with every connection active, then 20 s more while they stay active
+    // (the daemon runs a memory-reducing GC after each flush).
     await until('four flushes', () => d!.flushes >= flushesBefore + 4, 60_000);
     const afterFlushes = memOf(pid);
-    await sleep(12_000);
-    const settled = memOf(pid);
+    // RSS rises with each flush's garbage and falls at its GC: sampled every 250 ms.
+    const samples: Mem[] = [];
+    for (let t = 0; t < 20_000; t += 250) {
+      await sleep(250);
+      samples.push(memOf(pid));
+    }
+    const byRss = [...samples].sort((x, y) => x.rss - y.rss);
+    const settled = byRss[Math.floor(byRss.length / 2)]!;
+    const range = [byRss[0]!.rss, byRss.at(-1)!.rss];
     spray.stdin?.end();
     const flushMs = [...d.stderr.matchAll(/"ms":(\d+),"msg":"flushed"/g)].map((m) => Number(m[1]));
     const recordsPerFlush = [...d.stderr.matchAll(/"records":(\d+),[^}]*"msg":"flushed"/g)].map((m) =>
@@ -110,7 +117,7 @@ async function runKind(kind: number) {
       (m) => `${m[1]}+${m[2]}`,
     );
     console.error('heap+external per flush', heap.join(' '));
-    return { kind, idle, afterFlushes, settled, flushMs, recordsPerFlush };
+    return { kind, idle, afterFlushes, settled, range, flushMs, recordsPerFlush };
   } finally {
     await d?.stop();
     if (d) rmSync(d.dir, { recursive: true, force: true });
@@ -126,11 +133,11 @@ console.log(
   `\nflowlogd daemon bench — ${FLOWS} active UDP connections on one pod veth, flush every ${FLUSH_S} s, node ${process.version}\n`,
 );
 console.log(
-  '| kind | RSS idle MB (anon + file) | RSS after 4 flushes MB | RSS settled MB (anon + file) | peak RSS MB | records per flush (last) | flush ms (each, after start) |',
+  '| kind | RSS idle MB (anon + file) | RSS after 4 flushes MB | RSS over the next 20 s, median (anon + file) | its range | peak RSS MB | records per flush (last) | flush ms (each, after start) |',
 );
-console.log('|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|');
 for (const r of rows) {
   console.log(
-    `| ${r.kind} | ${f(r.idle.rss)} (${f(r.idle.anon)} + ${f(r.idle.file)}) | ${f(r.afterFlushes.rss)} | ${f(r.settled.rss)} (${f(r.settled.anon)} + ${f(r.settled.file)}) | ${f(r.settled.peak)} | ${r.recordsPerFlush.at(-1)} | ${r.flushMs.join(', ')} |`,
+    `| ${r.kind} | ${f(r.idle.rss)} (${f(r.idle.anon)} + ${f(r.idle.file)}) | ${f(r.afterFlushes.rss)} | ${f(r.settled.rss)} (${f(r.settled.anon)} + ${f(r.settled.file)}) | ${f(r.range[0]!)}–${f(r.range[1]!)} | ${f(r.settled.peak)} | ${r.recordsPerFlush.at(-1)} | ${r.flushMs.join(', ')} |`,
   );
 }
