@@ -22,7 +22,7 @@ COPY test/lab/ test/lab/
 COPY test/kernel/fixtures/ test/kernel/fixtures/
 # vmlinux.h comes from the build host's BTF; CO-RE makes the object portable.
 # The daemon runs compiled JavaScript (dist/): Node's type stripping costs ~17 MB RSS.
-RUN make -s -C bpf && npm run build:addon && npx tsc -p tsconfig.build.json && touch dist/.built \
+RUN make -s -C bpf && npm run build:addon && npm run build:ts \
     && npm prune --omit=dev
 
 FROM debian:bookworm-slim

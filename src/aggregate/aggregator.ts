@@ -1088,9 +1088,9 @@ export class FlowAggregator {
   /**
    * flushLines() one line at a time, each built as it is taken, so a caller that encodes
    * each line and hands batches to a sink, waiting for them to drain, never holds one
-   * flush's lines as strings (they die young). The interval closes on the first take;
-   * take every line before the next flush (which reuses the records' counters: a line
-   * taken after it throws).
+   * flush's lines as strings (they die young). The interval closes now, when the
+   * iterator is made; take every line before the next flush (which reuses the records'
+   * labels: a line taken after it throws).
    */
   flushLineIterator(endTimeMs: number): IterableIterator<string> {
     const { groups, sums, startS, endS } = this.#close(endTimeMs);
