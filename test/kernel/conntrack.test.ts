@@ -11,6 +11,7 @@ import { FlowDatapath } from '../../src/datapath/datapath.ts';
 import type { ConntrackEvent } from '../../src/datapath/types.ts';
 import type { PodMeta, ServiceMeta } from '../../src/enrich/kube.ts';
 import { EndpointResolver } from '../../src/enrich/resolver.ts';
+import { until } from '../lab/flowlogd.ts';
 import { conntrackEntries, Lab, type Pod, run } from '../lab/lab.ts';
 import { kernelSkipReason } from './helpers.ts';
 
@@ -531,10 +532,15 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
       // Three datagrams carrying a Destination Options header (PadN) before UDP.
       const py = `import socket\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IPV6, 59, bytes([0,0,1,4,0,0,0,0]))\ns.bind(('::', 41999))\nfor i in range(3): s.sendto(b'x'*100, ('${server.ipv6}', 9999))\n`;
       lab.exec(client, 'python3', ['-c', py]);
+      const counter = () =>
+        [...run('nft', ['list', 'table', 'inet', table]).matchAll(/counter packets (\d+) bytes (\d+)/g)].map(
+          (m) => [Number(m[1]), Number(m[2])],
+        )[0]!;
+      // The datagrams may wait in the pod's neighbour queue until the gateway's address is
+      // resolved: flush once the rule has seen them all, not when python returns.
+      await until('the rule dropped all three', () => counter()[0] === 3, 5000);
       const [k0] = await p.flush();
-      const [packets, bytes] = [
-        ...run('nft', ['list', 'table', 'inet', table]).matchAll(/counter packets (\d+) bytes (\d+)/g),
-      ].map((m) => [Number(m[1]), Number(m[2])])[0]!;
+      const [packets, bytes] = counter();
       assert.equal(packets, 3);
       // (Neighbour discovery from the pod's address is ICMPv6 of its own.)
       const mine = k0!.filter((r) => r.source_ip === client.ipv6 && r.proto !== 'icmp6');
