@@ -257,18 +257,29 @@ export interface ConntrackEntry {
 }
 
 /** `conntrack -L -o extended` of the host netns (both families), parsed. */
+/**
+ * `conntrack -L` of one family. A dump the table changed under fails now and then
+ * (interrupted): retried, and an error after that is thrown, never read as "no entries"
+ * (ground truth silently missing a family once made a test compare 77 connections).
+ */
+function listConntrack(family: string): string {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return execFileSync('conntrack', ['-L', '-f', family, '-o', 'extended'], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+    } catch (err) {
+      if (attempt >= 5) throw err;
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+    }
+  }
+}
+
 export function conntrackEntries(): ConntrackEntry[] {
   const out: ConntrackEntry[] = [];
   for (const family of ['ipv4', 'ipv6']) {
-    let text = '';
-    try {
-      text = execFileSync('conntrack', ['-L', '-f', family, '-o', 'extended'], {
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'ignore'],
-      });
-    } catch {
-      continue;
-    }
+    const text = listConntrack(family);
     for (const line of text.split('\n')) {
       const f = line.trim().split(/\s+/);
       if (f.length < 5) continue;
