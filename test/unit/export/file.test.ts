@@ -139,36 +139,45 @@ test('directory path under a regular file (ENOTDIR): counted, no crash, queue bo
   assert.equal(sink.stats().droppedLines, 12);
 });
 
-/** Real fs whose file writes can be made to fail: a short write then ENOSPC, like a full disk. */
-function flakyFs(): FileSystem & { full: boolean; writes: number } {
-  const ctl = {
-    full: false,
-    writes: 0,
+type RealWrite = (buf: Buffer, off: number, len: number, pos: null) => Promise<{ bytesWritten: number }>;
+
+/** The real filesystem, with each file write going through `write` (given the real one). */
+function realFsWith(
+  write: (real: RealWrite, buf: Buffer, off: number, len: number) => Promise<{ bytesWritten: number }>,
+): FileSystem {
+  return {
     mkdir: fsp.mkdir as FileSystem['mkdir'],
     rename: fsp.rename,
     readdir: (p: string) => fsp.readdir(p),
     unlink: fsp.unlink,
     async open(path: string, flags: 'a'): Promise<FileHandleLike> {
       const h = await fsp.open(path, flags);
+      const real: RealWrite = (buf, off, len, pos) => h.write(buf, off, len, pos);
       return {
         stat: () => h.stat(),
         truncate: (n: number) => h.truncate(n),
         close: () => h.close(),
-        async write(buf: Buffer, off: number, len: number, pos: null) {
-          ctl.writes++;
-          if (ctl.full) {
-            if (len > 1) {
-              // The kernel accepts part of the buffer, then the disk is full.
-              await h.write(buf, off, Math.floor(len / 2), pos);
-            }
-            throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
-          }
-          return h.write(buf, off, len, pos);
-        },
+        write: (buf, off, len) => write(real, buf, off, len),
       };
     },
   };
-  return ctl;
+}
+
+/** Real fs whose file writes can be made to fail: a short write then ENOSPC, like a full disk. */
+function flakyFs(): FileSystem & { full: boolean; writes: number } {
+  const fs = Object.assign(
+    realFsWith(async (real, buf, off, len) => {
+      fs.writes++;
+      if (fs.full) {
+        // The kernel accepts part of the buffer, then the disk is full.
+        if (len > 1) await real(buf, off, Math.floor(len / 2), null);
+        throw Object.assign(new Error('ENOSPC: no space left on device'), { code: 'ENOSPC' });
+      }
+      return real(buf, off, len, null);
+    }),
+    { full: false, writes: 0 },
+  );
+  return fs;
 }
 
 test('disk full mid-write: the partial line is removed, lines retried after recovery, none lost or doubled', async () => {
@@ -224,40 +233,30 @@ test('retries on its own with backoff (fake timers)', async () => {
   }
 });
 
-/** Real fs whose next file write waits for release(): a slow disk with one write in flight. */
-function slowFs(): FileSystem & { inFlight: Promise<void>; release: () => void; hold: boolean } {
+/** Real fs whose first file write waits for release(): a slow disk with one write in flight. */
+function slowFs(): FileSystem & { inFlight: Promise<void>; release: () => void } {
   let started!: () => void;
-  const ctl = {
-    hold: true,
-    inFlight: new Promise<void>((r) => {
-      started = r;
+  let hold = true;
+  const fs = Object.assign(
+    realFsWith(async (real, buf, off, len) => {
+      if (hold) {
+        hold = false;
+        const go = new Promise<void>((r) => {
+          fs.release = r;
+        });
+        started();
+        await go;
+      }
+      return real(buf, off, len, null);
     }),
-    release: () => {},
-    mkdir: fsp.mkdir as FileSystem['mkdir'],
-    rename: fsp.rename,
-    readdir: (p: string) => fsp.readdir(p),
-    unlink: fsp.unlink,
-    async open(path: string, flags: 'a'): Promise<FileHandleLike> {
-      const h = await fsp.open(path, flags);
-      return {
-        stat: () => h.stat(),
-        truncate: (n: number) => h.truncate(n),
-        close: () => h.close(),
-        async write(buf: Buffer, off: number, len: number, pos: null) {
-          if (ctl.hold) {
-            ctl.hold = false;
-            const go = new Promise<void>((r) => {
-              ctl.release = r;
-            });
-            started();
-            await go;
-          }
-          return h.write(buf, off, len, pos);
-        },
-      };
+    {
+      inFlight: new Promise<void>((r) => {
+        started = r;
+      }),
+      release: () => {},
     },
-  };
-  return ctl;
+  );
+  return fs;
 }
 
 test('a queue overflow while a write is in flight drops the next lines, not the ones being written', async () => {
