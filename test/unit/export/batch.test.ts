@@ -88,3 +88,19 @@ test('a queue run stops before the line that would pass the byte limit, but take
 function pick(r: { batch: LineBatch; start: number; end: number; lines: number }): [string, number] {
   return [r.batch.buf.subarray(r.start, r.end).toString(), r.lines];
 }
+
+test('a full batch keeps its bytes when the builder goes on (its buffer was handed over, not reused)', () => {
+  const b = new LineBatchBuilder(256 << 10, 100_000);
+  const a = 'a'.repeat(1023); // 1 KiB with the newline
+  while (!b.full) b.add(a);
+  const first = b.finish();
+  assert.equal(first.count, 256);
+  assert.equal(first.buf.length, 256 << 10);
+  while (!b.full) b.add('b'.repeat(1023));
+  const second = b.finish();
+  assert.ok(
+    first.lines().every((l) => l === a),
+    'the first batch is untouched',
+  );
+  assert.equal(second.line(255), 'b'.repeat(1023));
+});
