@@ -162,8 +162,12 @@ function feedConntrack(agg: FlowAggregator): number {
   return ns;
 }
 
-/** Feeds one round of updates for every connection; returns the ns spent in observe(). */
-function feed(agg: FlowAggregator, round: number): number {
+/**
+ * Feeds one round of updates for every connection; returns the ns spent in observe().
+ * With `prepare`, calls prepareKeys(20 ms) after each ring-full of records, as the
+ * daemon's timer does between drains, and adds the ns it spent to `prepare.ns`.
+ */
+function feed(agg: FlowAggregator, round: number, prepare?: { ns: number }): number {
   let ns = 0;
   for (let from = 0; from < N; from += CHUNK) {
     const n = Math.min(CHUNK, N - from);
@@ -171,6 +175,11 @@ function feed(agg: FlowAggregator, round: number): number {
     const s = process.hrtime.bigint();
     for (let j = 0; j < n; j++) if (view.at(j) === RING_RECORD_FLOW) agg.observe(view);
     ns += Number(process.hrtime.bigint() - s);
+    if (prepare) {
+      const p = process.hrtime.bigint();
+      agg.prepareKeys(20);
+      prepare.ns += Number(process.hrtime.bigint() - p);
+    }
   }
   return ns;
 }
@@ -185,6 +194,11 @@ interface Row {
   records: number;
   /** Every line built and encoded into batches, then dropped (the daemon's flush, without the write). */
   flush1Ms: number;
+  /** Whether keys were built ahead (prepareKeys, the daemon's way), and the ms that took. */
+  prepared: boolean;
+  prepareMs: number;
+  /** The first flush of a run without prepareKeys (the median of the cold runs). */
+  coldFlush1Ms: number;
   flushMs: number;
   /** The daemon's flush: batches into the file sink, each written before the next is built. */
   writeMs: number;
@@ -223,7 +237,12 @@ async function flushToSink(agg: FlowAggregator, endMs: number, sink: FileSink): 
   await sink.flush();
 }
 
-async function runKind(kind: AggregationKind, conntrack: boolean, dir: string): Promise<Row> {
+async function runKind(
+  kind: AggregationKind,
+  conntrack: boolean,
+  prepared: boolean,
+  dir: string,
+): Promise<Row> {
   gc();
   const resolver = new EndpointResolver({
     nodeName: 'node1',
@@ -243,7 +262,14 @@ async function runKind(kind: AggregationKind, conntrack: boolean, dir: string): 
 
   // Conntrack's entries come first (its dump at start-up), then round 0: every connection new.
   if (conntrack) feedConntrack(agg);
-  const createRate = N / (feed(agg, 0) / 1e9);
+  // The daemon builds new connections' keys between drains; a cold run leaves it all to the flush.
+  const prep = { ns: 0 };
+  const createRate = N / (feed(agg, 0, prepared ? prep : undefined) / 1e9);
+  if (prepared) {
+    const p = process.hrtime.bigint();
+    agg.prepareKeys(Number.POSITIVE_INFINITY); // the rest: the daemon's timer gets there in seconds
+    prep.ns += Number(process.hrtime.bigint() - p);
+  }
 
   // First flush: resolves endpoints and builds record keys for every connection.
   const first = buildLines(agg, T0 + 10_000);
@@ -281,6 +307,9 @@ async function runKind(kind: AggregationKind, conntrack: boolean, dir: string): 
     observeRate,
     records: steady.lines,
     flush1Ms: first.ms,
+    prepared,
+    prepareMs: prep.ns / 1e6,
+    coldFlush1Ms: Number.NaN,
     flushMs: steady.ms,
     writeMs,
     dropped,
@@ -296,7 +325,12 @@ const only = process.argv[4];
 if (only !== undefined) {
   const dir = mkdtempSync(join(tmpdir(), 'flowlogd-bench-'));
   try {
-    const row = await runKind(Number(only) as AggregationKind, process.argv[5] === 'ct', dir);
+    const row = await runKind(
+      Number(only) as AggregationKind,
+      process.argv[5] === 'ct',
+      process.argv[6] !== 'cold',
+      dir,
+    );
     process.stdout.write(JSON.stringify(row));
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -311,17 +345,22 @@ if (only !== undefined) {
       // Same Node flags as this process (run.ts gives the daemon's: --max-semi-space-size=16).
       // REPEAT processes, interleaved with nothing else; each figure is their median.
       const runs: Row[] = [];
-      for (let r = 0; r < REPEAT; r++) {
-        const out = execFileSync(
-          process.execPath,
-          [...process.execArgv, process.argv[1]!, String(N), String(ROUNDS), String(k), ct],
-          { encoding: 'utf8' },
-        );
-        runs.push(JSON.parse(out) as Row);
-      }
-      const med = (f: (r: Row) => number) => runs.map(f).sort((a, b) => a - b)[Math.floor(runs.length / 2)]!;
+      const cold: Row[] = [];
+      for (let r = 0; r < REPEAT; r++)
+        for (const mode of ['prepared', 'cold']) {
+          const out = execFileSync(
+            process.execPath,
+            [...process.execArgv, process.argv[1]!, String(N), String(ROUNDS), String(k), ct, mode],
+            { encoding: 'utf8' },
+          );
+          (mode === 'cold' ? cold : runs).push(JSON.parse(out) as Row);
+        }
+      const median = (xs: number[]) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+      const med = (f: (r: Row) => number) => median(runs.map(f));
       rows.push({
         ...runs[0]!,
+        prepareMs: med((r) => r.prepareMs),
+        coldFlush1Ms: median(cold.map((r) => r.flush1Ms)),
         createRate: med((r) => r.createRate),
         observeRate: med((r) => r.observeRate),
         flush1Ms: med((r) => r.flush1Ms),
@@ -340,12 +379,12 @@ if (only !== undefined) {
   );
   console.log(`bare process with the modules loaded: RSS ${f(baseRss)} MB, heap ${f(baseHeap)} MB\n`);
   console.log(
-    '| kind | conntrack entries | new conns/s | observe updates/s | records | 1st flush→lines ms | flush→lines ms | flush+write to file ms (dropped lines) | heap MB | RSS after flush MB | RSS settled MB | peak RSS MB |',
+    '| kind | conntrack entries | new conns/s | observe updates/s | records | keys built ahead ms | 1st flush→lines ms (cold) | flush→lines ms | flush+write to file ms (dropped lines) | heap MB | RSS after flush MB | RSS settled MB | peak RSS MB |',
   );
-  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
+  console.log('|---|---|---|---|---|---|---|---|---|---|---|---|---|');
   for (const r of rows) {
     console.log(
-      `| ${r.kind} | ${r.conntrack ? 'yes' : 'no'} | ${f(r.createRate / 1e6, 2)} M | ${f(r.observeRate / 1e6, 2)} M | ${r.records} | ${f(r.flush1Ms)} | ${f(r.flushMs)} | ${f(r.writeMs)} (${r.dropped}) | ${f(r.heap)} | ${f(r.rss)} | ${f(r.settledRss)} | ${f(r.maxRss)} |`,
+      `| ${r.kind} | ${r.conntrack ? 'yes' : 'no'} | ${f(r.createRate / 1e6, 2)} M | ${f(r.observeRate / 1e6, 2)} M | ${r.records} | ${f(r.prepareMs)} | ${f(r.flush1Ms)} (${f(r.coldFlush1Ms)}) | ${f(r.flushMs)} | ${f(r.writeMs)} (${r.dropped}) | ${f(r.heap)} | ${f(r.rss)} | ${f(r.settledRss)} | ${f(r.maxRss)} |`,
     );
   }
 }

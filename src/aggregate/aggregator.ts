@@ -127,6 +127,7 @@ const DENIED = 1 << 8;
 const LOCAL_IS_CLIENT = 1 << 9;
 const CLIENT_IS_A = 1 << 10;
 const CLIENT_SIDE_KNOWN = 1 << 11;
+const DENY_SIDE = 1 << 12; // in the deny table
 
 // A connection's numbers live in its table's Float64Array, at Conn.o + one of these. As
 // object fields they would be one boxed double each (byte counts and Unix ms times do
@@ -323,6 +324,13 @@ class Conn {
   }
   set denied(v: boolean) {
     this.#set(DENIED, v);
+  }
+  /** In the deny table (its records are the action `deny`). */
+  get denySide(): boolean {
+    return this.#bit(DENY_SIDE);
+  }
+  set denySide(v: boolean) {
+    this.#set(DENY_SIDE, v);
   }
   get localIsClient(): boolean {
     return this.#bit(LOCAL_IS_CLIENT);
@@ -796,6 +804,9 @@ export class FlowAggregator {
       flushes: number;
     }
   >();
+  /** Connections created since the last flush, for prepareKeys() (from #unkeyedHead on). */
+  #unkeyed: Conn[] = [];
+  #unkeyedHead = 0;
   /** IPs seen behind this node's workload interfaces (pods here), with when last seen. */
   readonly #localPods = new Map<string, number>();
   readonly #onLifecycle: ((source: LifecycleSource) => void) | undefined;
@@ -889,6 +900,8 @@ export class FlowAggregator {
       if (created === null) return;
       c = created;
       table.set(u.key, c);
+      c.denySide = deny;
+      this.#unkeyed.push(c);
       if (deny) {
         c.dropReason = u.dropReasonName ?? '';
         // Orient like the allowed side when there is one (drops know no initiator).
@@ -1137,6 +1150,8 @@ export class FlowAggregator {
     this.#sweep(no);
     this.#nums.shrinkIfSparse([this.#allow, this.#deny]);
     this.#pending.clear(); // not joined by now: conntrack does not track them
+    this.#unkeyed = []; // the flush built every key
+    this.#unkeyedHead = 0;
     this.#intervalStartMs = endTimeMs;
     this.#stats.flushes++;
     this.#stats.records += groups.length;
@@ -1192,16 +1207,7 @@ export class FlowAggregator {
         c.keyStamp = -1; // its record key is not kept alive meanwhile: build it again if needed
         continue;
       }
-      if (c.keyStamp !== stamp) {
-        c.srcEp = resolver.resolve(c.cIp, c.firstSeenMs);
-        c.dstEp = resolver.resolve(c.sIp, c.firstSeenMs);
-        const nat = c.ct?.dnat ? c.ct : null;
-        const svc =
-          nat === null
-            ? resolver.service(c.sIp, c.sPort, c.proto)
-            : resolver.service(nat.origDstIp, nat.origDstPort, c.proto);
-        this.#buildKey(c, svc, kind, action, stamp);
-      }
+      if (c.keyStamp !== stamp) this.#resolveAndKey(c, kind, action, stamp);
       const g = c.group!;
       if (g.stamp !== no) {
         // First connection of this record in this flush.
@@ -1240,6 +1246,52 @@ export class FlowAggregator {
         else forget(table, k, c);
       }
     }
+  }
+
+  /** Resolves both endpoints (as they were when the connection began) and its Service, then its record key. */
+  #resolveAndKey(c: Conn, kind: AggregationKind, action: Action, stamp: number): void {
+    const resolver = this.#resolver;
+    c.srcEp = resolver.resolve(c.cIp, c.firstSeenMs);
+    c.dstEp = resolver.resolve(c.sIp, c.firstSeenMs);
+    const nat = c.ct?.dnat ? c.ct : null;
+    const svc =
+      nat === null
+        ? resolver.service(c.sIp, c.sPort, c.proto)
+        : resolver.service(nat.origDstIp, nat.origDstPort, c.proto);
+    this.#buildKey(c, svc, kind, action, stamp);
+  }
+
+  /**
+   * Resolves endpoints and builds record keys of the connections that arrived since the
+   * last flush, for at most about `budgetMs`, so that the flush finds them built: the
+   * daemon calls it between drains, and a flush after 100k new connections otherwise
+   * does all of it at once. The same work the flush would do, earlier; a key that goes
+   * stale meanwhile (metadata reloaded, conntrack joined) is built again there. Returns
+   * how many keys it built.
+   */
+  prepareKeys(budgetMs: number): number {
+    const t0 = performance.now();
+    const version = this.#resolver.version;
+    const q = this.#unkeyed;
+    let built = 0;
+    let seen = 0;
+    while (this.#unkeyedHead < q.length) {
+      const c = q[this.#unkeyedHead++]!;
+      if (++seen % 64 === 0 && performance.now() - t0 >= budgetMs) break;
+      // Gone (released), or a flush would not give it a record key either.
+      if (c.o === 0 || c.forwarded || (c.denied && c.netP <= 0 && !c.denySide)) continue;
+      const a = c.denySide ? 1 : 0;
+      const kind = this.#kind[a];
+      const stamp = version * 1e6 + this.#optsVersion * 4 + kind;
+      if (c.keyStamp === stamp) continue;
+      this.#resolveAndKey(c, kind, a === 0 ? 'allow' : 'deny', stamp);
+      built++;
+    }
+    if (this.#unkeyedHead >= q.length) {
+      this.#unkeyed = [];
+      this.#unkeyedHead = 0;
+    }
+    return built;
   }
 
   #buildKey(c: Conn, svcRef: ServiceRef | null, kind: AggregationKind, action: Action, stamp: number): void {
