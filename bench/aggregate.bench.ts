@@ -37,7 +37,7 @@ import {
 import { Hook, InitiatorHow } from '../src/datapath/types.ts';
 import type { PodMeta } from '../src/enrich/kube.ts';
 import { EndpointResolver } from '../src/enrich/resolver.ts';
-import { LineBatchBuilder } from '../src/export/batch.ts';
+import { inBatches, LineBatchBuilder } from '../src/export/batch.ts';
 import { FileSink } from '../src/export/file.ts';
 
 setFlagsFromString('--expose-gc');
@@ -215,26 +215,17 @@ interface Row {
 function buildLines(agg: FlowAggregator, endMs: number): { ms: number; lines: number } {
   const t = performance.now();
   let lines = 0;
-  for (const line of agg.flushLineIterator(endMs)) {
-    batches.add(line);
-    if (batches.full) lines += batches.finish().count;
-  }
-  lines += batches.finish().count;
+  for (const batch of inBatches(agg.flushLineIterator(endMs), batches)) lines += batch.count;
   return { ms: performance.now() - t, lines };
 }
 
 /** The daemon's (src/daemon/daemon.ts #writeInterval): 1 MiB batches, each written before the next is built. */
 const batches = new LineBatchBuilder(1 << 20, 8192);
 async function flushToSink(agg: FlowAggregator, endMs: number, sink: FileSink): Promise<void> {
-  for (const line of agg.flushLineIterator(endMs)) {
-    batches.add(line);
-    if (batches.full) {
-      sink.write(batches.finish());
-      await sink.flush();
-    }
+  for (const batch of inBatches(agg.flushLineIterator(endMs), batches)) {
+    sink.write(batch);
+    await sink.flush();
   }
-  if (batches.count > 0) sink.write(batches.finish());
-  await sink.flush();
 }
 
 async function runKind(

@@ -6,8 +6,8 @@
 // memory from /proc (anonymous and file-backed) idle, after four flushes, then sampled
 // every 250 ms for 20 s (median and range); peak; flush durations from its debug log; records per flush.
 // Needs root. Usage: node dist/bench/daemon.bench.js [--flows N] [--kinds 0,1,2,3]
-import { execFileSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Cluster } from '../test/lab/cluster.ts';
@@ -59,7 +59,7 @@ async function runKind(kind: number) {
     lab.exec(peer, 'nft', [
       'add table inet sink; add chain inet sink in { type filter hook input priority 0; udp dport 1-65535 drop; }',
     ]);
-    metadataDir = execFileSync('mktemp', ['-d'], { encoding: 'utf8' }).trim();
+    metadataDir = mkdtempSync(join(tmpdir(), 'flowlogd-bench-'));
     const metadata = join(metadataDir, 'metadata.yaml');
     cluster.writeMetadata(metadata);
 
@@ -82,18 +82,12 @@ async function runKind(kind: number) {
     await sleep(2000);
     const idle = memOf(pid);
 
-    const spray = lab.spawn(pod, process.execPath, [
-      join(import.meta.dirname, `../test/lab/traffic${import.meta.url.endsWith('.js') ? '.js' : '.ts'}`),
-      'spray',
-      '--host',
-      peer.ipv4,
-      '--port',
-      String(PORT),
-      '--flows',
-      String(FLOWS),
-      '--every',
-      '4',
-    ]);
+    // Resolves once the first round of datagrams is out; the sender goes on until stdin ends.
+    const { child: spray } = await lab.traffic(
+      pod,
+      ['spray', '--host', peer.ipv4, '--port', String(PORT), '--flows', String(FLOWS), '--every', '4'],
+      { keep: true },
+    );
     const flushesBefore = d.flushes;
     // Four flushes with every connection active, then 20 s more while they stay active
     // (the daemon runs a memory-reducing GC after each flush).

@@ -11,7 +11,7 @@ import { FlowAggregator } from '../aggregate/aggregator.ts';
 import { FlowDatapath } from '../datapath/datapath.ts';
 import { EndpointResolver } from '../enrich/resolver.ts';
 import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
-import { LineBatchBuilder } from '../export/batch.ts';
+import { inBatches, LineBatchBuilder } from '../export/batch.ts';
 import { FileSink } from '../export/file.ts';
 import { FanoutSink, type Sink } from '../export/sink.ts';
 import { StreamSink } from '../export/stdout.ts';
@@ -316,12 +316,10 @@ export class Daemon {
   async #writeInterval(endMs: number): Promise<number> {
     let records = 0;
     let stalled = false;
-    const batches = this.#batches;
-    const write = async (): Promise<void> => {
-      const batch = batches.finish();
+    for (const batch of inBatches(this.#aggregator.flushLineIterator(endMs), this.#batches)) {
       this.#sink.write(batch);
       records += batch.count;
-      if (stalled) return;
+      if (stalled) continue;
       // Bounded: a stalled sink (a blocked stdout pipe, a hung NFS write) must not stall
       // the flushes or the other sinks; its own bounded queue drops and counts instead.
       stalled = !(await this.#flushSinkWithin(SINK_FLUSH_TIMEOUT_MS));
@@ -330,12 +328,7 @@ export class Daemon {
           { timeoutMs: SINK_FLUSH_TIMEOUT_MS },
           'a sink is not keeping up; its bounded queue takes the rest',
         );
-    };
-    for (const line of this.#aggregator.flushLineIterator(endMs)) {
-      batches.add(line);
-      if (batches.full) await write();
     }
-    if (batches.count > 0) await write();
     this.#metrics.lines.inc(records);
     return records;
   }

@@ -121,3 +121,12 @@ export class LineBatchBuilder {
     return Number.isFinite(this.#maxBytes) ? this.#maxBytes + (64 << 10) : 64 << 10;
   }
 }
+
+/** `lines` as batches from `builder`: each yielded as it fills, the rest at the end. */
+export function* inBatches(lines: Iterable<string>, builder: LineBatchBuilder): Generator<LineBatch> {
+  for (const line of lines) {
+    builder.add(line);
+    if (builder.full) yield builder.finish();
+  }
+  if (builder.count > 0) yield builder.finish();
+}

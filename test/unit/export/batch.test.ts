@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LineBatch, LineBatchBuilder } from '../../../src/export/batch.ts';
+import { inBatches, LineBatch, LineBatchBuilder } from '../../../src/export/batch.ts';
 import { BatchQueue } from '../../../src/export/sink.ts';
 
 test('a builder encodes lines as UTF-8 with newlines and line ends, and starts over after finish()', () => {
@@ -103,4 +103,14 @@ test('a full batch keeps its bytes when the builder goes on (its buffer was hand
     'the first batch is untouched',
   );
   assert.equal(second.line(255), 'b'.repeat(1023));
+});
+
+test('inBatches yields each batch as it fills and the rest at the end', () => {
+  const lines = Array.from({ length: 7 }, (_, i) => `{"n":${i}}`);
+  const batches = [...inBatches(lines, new LineBatchBuilder(1 << 20, 3))];
+  assert.deepEqual(
+    batches.map((b) => b.lines()),
+    [lines.slice(0, 3), lines.slice(3, 6), lines.slice(6)],
+  );
+  assert.deepEqual([...inBatches([], new LineBatchBuilder())], []);
 });
