@@ -1,4 +1,4 @@
-// npm run bench [-- NAME...]: runs each benchmark in its own process (so one's memory or
+// npm run bench [-- NAME... [OPTIONS]]: runs each benchmark in its own process (so one's memory or
 // kernel state never colours another's) and prints their Markdown to stdout.
 // `npm run bench` runs this compiled (dist/bench/run.js) and each benchmark compiled too:
 // the daemon runs compiled JavaScript (bin/flowlogd), so memory figures are its own.
@@ -14,7 +14,12 @@ const ext = import.meta.url.endsWith('.js') ? '.js' : '.ts';
 const all = readdirSync(here)
   .filter((f) => f.endsWith(`.bench${ext}`) && !f.startsWith('_'))
   .map((f) => f.slice(0, -`.bench${ext}`.length));
-const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+// Leading words name benchmarks; everything from the first option on goes to each of them
+// (`npm run bench -- daemon --kinds 0`).
+const args = process.argv.slice(2);
+const firstOption = args.findIndex((a) => a.startsWith('-'));
+const wanted = firstOption < 0 ? args : args.slice(0, firstOption);
+const passOn = firstOption < 0 ? [] : args.slice(firstOption);
 const names = wanted.length ? wanted : all;
 for (const n of names) if (!all.includes(n)) throw new Error(`no benchmark ${n}; have: ${all.join(', ')}`);
 
@@ -24,7 +29,7 @@ for (const n of names) {
   process.stderr.write(`bench: ${n}\n`);
   const r = spawnSync(
     process.execPath,
-    ['--expose-gc', '--max-semi-space-size=16', `${here}${n}.bench${ext}`],
+    ['--expose-gc', '--max-semi-space-size=16', `${here}${n}.bench${ext}`, ...passOn],
     {
       stdio: 'inherit',
     },

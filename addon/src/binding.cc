@@ -7,6 +7,10 @@
 
 #include "datapath.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>  // malloc_trim
+#endif
+
 namespace {
 
 using flowlogd::Datapath;
@@ -300,8 +304,20 @@ Napi::Object Layout(Napi::Env env) {
   return o;
 }
 
+// Hands the free pages of the process's malloc heaps back to the kernel; true if any were.
+// glibc keeps freed blocks for reuse, and after a flush's garbage is collected that is
+// megabytes the daemon will not need until the next flush (BENCHMARKS.md, daemon).
+Napi::Value ReleaseFreeMemory(const Napi::CallbackInfo& info) {
+#ifdef __GLIBC__
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+#else
+  return Napi::Boolean::New(info.Env(), false);
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Datapath", DatapathHandle::Define(env));
+  exports.Set("releaseFreeMemory", Napi::Function::New(env, ReleaseFreeMemory, "releaseFreeMemory"));
   exports.Set("layout", Layout(env));
   Napi::Array names = Napi::Array::New(env, FLOW_STAT_MAX);
   for (uint32_t i = 0; i < FLOW_STAT_MAX; i++) names.Set(i, kStatNames[i]);

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { FlowAggregator } from '../aggregate/aggregator.ts';
-import { FlowDatapath } from '../datapath/datapath.ts';
+import { FlowDatapath, releaseNativeFreeMemory } from '../datapath/datapath.ts';
 import { EndpointResolver } from '../enrich/resolver.ts';
 import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
 import { inBatches, LineBatchBuilder } from '../export/batch.ts';
@@ -30,9 +30,12 @@ const PREPARE_BUDGET_MS = 20;
  * (the addon's ring and the kernel go on counting meanwhile). A plain major GC does not
  * give the pages back (measured: 240 MB against 185 MB).
  */
-function returnFreedMemory(): void {
+async function returnFreedMemory(): Promise<void> {
   const gc = (globalThis as { gc?: (o: object) => Promise<void> | undefined }).gc;
-  void gc?.({ type: 'major', execution: 'async', flavor: 'last-resort' });
+  if (gc === undefined) return;
+  await gc({ type: 'major', execution: 'async', flavor: 'last-resort' });
+  // The collection freed the flush's native buffers too; malloc keeps those pages unless told.
+  releaseNativeFreeMemory();
 }
 
 /** Every address of this host, for host-endpoint resolution. */
@@ -301,7 +304,7 @@ export class Daemon {
         },
         'flushed',
       );
-      returnFreedMemory();
+      void returnFreedMemory();
     });
     this.#flushing = run.catch(() => {});
     return run;
@@ -323,6 +326,8 @@ export class Daemon {
       // Bounded: a stalled sink (a blocked stdout pipe, a hung NFS write) must not stall
       // the flushes or the other sinks; its own bounded queue drops and counts instead.
       stalled = !(await this.#flushSinkWithin(SINK_FLUSH_TIMEOUT_MS));
+      // Written everywhere and held nowhere (a failing sink keeps its queue): reuse the buffer.
+      if (!stalled && this.#sink.idle()) this.#batches.recycle(batch);
       if (stalled)
         this.#log.warn(
           { timeoutMs: SINK_FLUSH_TIMEOUT_MS },

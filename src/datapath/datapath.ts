@@ -65,6 +65,18 @@ function intIn(field: string, value: unknown, min: number, max: number): number 
   return value;
 }
 
+/**
+ * Gives the free pages of the process's malloc heaps back to the kernel (glibc
+ * malloc_trim), after a collection freed big native buffers. False without the addon.
+ */
+export function releaseNativeFreeMemory(): boolean {
+  try {
+    return loadNative().releaseFreeMemory();
+  } catch {
+    return false;
+  }
+}
+
 export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
   if (!Array.isArray(o.interfaces) || o.interfaces.length === 0) {
     throw new DatapathOptionError('interfaces', o.interfaces, 'must list at least one interface glob');

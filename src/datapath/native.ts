@@ -90,6 +90,8 @@ export interface NativeModule {
   statNames: string[];
   /** enum skb_drop_reason of the running kernel: value -> name without SKB_DROP_REASON_. */
   dropReasonNames: Record<string, string>;
+  /** glibc malloc_trim(0): gives the malloc heaps' free pages back; true if it released any. */
+  releaseFreeMemory(): boolean;
 }
 
 const candidates = [

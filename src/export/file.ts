@@ -303,6 +303,10 @@ export class FileSink implements Sink {
     return new Promise((res) => this.#idleWaiters.push(res));
   }
 
+  idle(): boolean {
+    return this.#pumping === null && this.#queue.length === 0;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     if (this.#retryTimer !== null) this.retryNow(); // one last attempt

@@ -29,6 +29,8 @@ export interface Sink {
   flush(): Promise<void>;
   /** Flushes what it can, then releases resources. Idempotent. */
   close(): Promise<void>;
+  /** Holds no line batch: nothing queued and no write in flight (so a batch's buffer may be reused). */
+  idle(): boolean;
   stats(): SinkStats;
 }
 
@@ -217,6 +219,9 @@ export class FanoutSink implements Sink {
   }
   async close(): Promise<void> {
     await Promise.all(this.#sinks.map((s) => s.close()));
+  }
+  idle(): boolean {
+    return this.#sinks.every((s) => s.idle());
   }
   stats(): SinkStats {
     const all = newSinkStats();

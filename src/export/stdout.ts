@@ -28,6 +28,8 @@ export class StreamSink implements Sink {
   readonly #queue: BatchQueue;
   readonly #stats: SinkStats = newSinkStats();
   #waiting = false;
+  /** Writes the stream has accepted but not finished: it holds their batch's bytes until then. */
+  #inFlight = 0;
   #broken = false;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
@@ -71,7 +73,8 @@ export class StreamSink implements Sink {
       const run = q.headRun(1 << 20)!;
       q.drop(run.lines);
       // A slice of the batch: the stream holds it, not a copy, until written.
-      const ok = this.#stream.write(run.batch.buf.subarray(run.start, run.end));
+      this.#inFlight++;
+      const ok = this.#stream.write(run.batch.buf.subarray(run.start, run.end), this.#written);
       this.#stats.writtenLines += run.lines;
       this.#stats.writtenBytes += run.end - run.start;
       if (!ok) {
@@ -86,14 +89,25 @@ export class StreamSink implements Sink {
     this.#wake();
   }
 
+  readonly #written = (): void => {
+    this.#inFlight--;
+    this.#wake();
+  };
+
+  /** Wakes flush() waiters once nothing is queued, waiting or in flight (or the stream broke). */
   #wake(): void {
+    if (!this.#broken && !this.idle()) return;
     const w = this.#idleWaiters;
     this.#idleWaiters = [];
     for (const f of w) f();
   }
 
+  idle(): boolean {
+    return !this.#waiting && this.#queue.length === 0 && this.#inFlight === 0;
+  }
+
   flush(): Promise<void> {
-    if (this.#broken || (!this.#waiting && this.#queue.length === 0)) return Promise.resolve();
+    if (this.#broken || this.idle()) return Promise.resolve();
     return new Promise((res) => this.#idleWaiters.push(res));
   }
 

@@ -114,3 +114,25 @@ test('inBatches yields each batch as it fills and the rest at the end', () => {
   );
   assert.deepEqual([...inBatches([], new LineBatchBuilder())], []);
 });
+
+test('a recycled full batch gives its buffer to the next full batch; a copied small one is not taken', () => {
+  const b = new LineBatchBuilder(256 << 10, 100_000);
+  const fill = (c: string) => {
+    while (!b.full) b.add(c.repeat(1023));
+    return b.finish(); // ≥ 3/4 of the buffer: the batch takes the buffer over
+  };
+  const full = fill('x');
+  const firstBuffer = full.buf.buffer;
+  b.recycle(full);
+  // The builder already works in a new buffer; the spare replaces it at the next hand-over.
+  assert.notEqual(fill('y').buf.buffer, firstBuffer);
+  const third = fill('z');
+  assert.equal(third.buf.buffer, firstBuffer);
+  assert.equal(third.line(0), 'z'.repeat(1023));
+  b.add('s');
+  const copy = b.finish(); // a copy of its exact size, not the builder's buffer
+  assert.equal(copy.buf.length, 2);
+  b.recycle(copy);
+  assert.notEqual(fill('t').buf.buffer, copy.buf.buffer);
+  assert.notEqual(fill('u').buf.buffer, copy.buf.buffer);
+});

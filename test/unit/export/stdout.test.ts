@@ -68,3 +68,20 @@ test('FanoutSink writes to every sink and sums stats', async () => {
   assert.equal(fan.stats().writtenLines, 2);
   assert.deepEqual(Object.keys(fan.statsBySink()), ['a', 'b']);
 });
+
+test('flush() waits for the stream to finish a write it accepted; idle() says when no batch is held', async () => {
+  const { stream, chunks, release } = slowStream(1 << 20); // accepts (write() true) but finishes late
+  const sink = new StreamSink({ stream });
+  sink.write(['{"a":1}']);
+  assert.equal(chunks.length, 1);
+  assert.equal(sink.idle(), false); // the stream still holds the slice
+  let flushed = false;
+  const f = sink.flush().then(() => {
+    flushed = true;
+  });
+  await new Promise((r) => setImmediate(r));
+  assert.equal(flushed, false);
+  release();
+  await f;
+  assert.equal(sink.idle(), true);
+});
