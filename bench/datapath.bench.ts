@@ -17,8 +17,16 @@ import { ether, ipv4, udp } from '../test/kernel/packets.ts';
 import { attachForeignProgram, Lab, run } from '../test/lab/lab.ts';
 
 const { values } = parseArgs({
-  options: { runs: { type: 'string', default: '7' }, seconds: { type: 'string', default: '3' } },
+  options: {
+    runs: { type: 'string', default: '7' },
+    seconds: { type: 'string', default: '3' },
+    // Which parts: cost (per packet) and throughput run together; drain; variants.
+    parts: { type: 'string', default: 'cost,drain,variants' },
+    // Record ring for the drain (records); the daemon's default when not given.
+    ring: { type: 'string' },
+  },
 });
+const PARTS = new Set(values.parts.split(','));
 const RUNS = Number(values.runs);
 const SECONDS = Number(values.seconds);
 const OUT = `${projectPath('bpf', '.output')}/`;
@@ -162,7 +170,12 @@ async function drainRate(lines: string[]) {
   const N = 100_000;
   let received = 0;
   const dp = new FlowDatapath(
-    { interfaces: ['flowlogd-bench-none'], maxFlows: 131072, drainIntervalMs: 60000 },
+    {
+      interfaces: ['flowlogd-bench-none'],
+      maxFlows: 131072,
+      drainIntervalMs: 60000,
+      ...(values.ring ? { ringRecords: Number(values.ring) } : {}),
+    },
     () => {
       received++;
     },
@@ -277,7 +290,7 @@ lines.push(
   `Command: \`npm run bench -- datapath\` (\`node bench/datapath.bench.ts --runs ${RUNS} --seconds ${SECONDS}\`)`,
   '',
 );
-await perPacketAndThroughput(lines);
-await drainRate(lines);
-await variants(lines);
+if (PARTS.has('cost')) await perPacketAndThroughput(lines);
+if (PARTS.has('drain')) await drainRate(lines);
+if (PARTS.has('variants')) await variants(lines);
 process.stdout.write(`${lines.join('\n')}\n`);

@@ -785,9 +785,11 @@ export class FlowAggregator {
   readonly #nums = new ConnNumbers();
   readonly #allow = new Map<string, Conn>();
   readonly #deny = new Map<string, Conn>();
-  // Conntrack join: live entries by id and by tuple key; connections waiting for theirs.
-  readonly #ctById = new Map<number, CtEntry<Conn>>();
+  // Conntrack join: live entries by tuple key (original and reply; no map by id: conntrack
+  // keeps tuples unique among live entries, and 100k ids as keys cost ~5 MB); connections
+  // waiting for theirs.
   readonly #ct = new Map<string, CtEntry<Conn>>();
+  #ctEntries = 0;
   readonly #pending = new Map<string, Conn[]>();
   /** Connections seen while conntrack events flow whose entry has not been found yet, and their tuple keys. */
   readonly #unjoined = new Map<Conn, string>();
@@ -1382,7 +1384,7 @@ export class FlowAggregator {
 
   stats(): AggregatorStats {
     this.#stats.connections = this.#allow.size + this.#deny.size;
-    this.#stats.conntrackEntries = this.#ctById.size;
+    this.#stats.conntrackEntries = this.#ctEntries;
     this.#stats.connectionSlots = this.#nums.slots;
     return { ...this.#stats };
   }
@@ -1403,9 +1405,15 @@ export class FlowAggregator {
       return;
     }
     if (isStart(e)) {
-      if (this.#ctById.has(e.id)) return;
       const entry = entryOf<Conn>(e);
-      this.#ctById.set(e.id, entry);
+      const known = this.#ct.get(entry.origKey);
+      if (known?.id === entry.id) return; // a dump repeating what the events said
+      // Conntrack's live entries never share a tuple: one we hold with either of these
+      // tuples ended unheard (its DESTROY went with an overrun).
+      if (known !== undefined) this.#forget(known);
+      const knownReply = this.#ct.get(entry.replyKey);
+      if (knownReply !== undefined) this.#forget(knownReply);
+      this.#ctEntries++;
       this.#ct.set(entry.origKey, entry);
       if (entry.replyKey !== entry.origKey) this.#ct.set(entry.replyKey, entry);
       for (const k of entry.replyKey === entry.origKey ? [entry.origKey] : [entry.origKey, entry.replyKey]) {
@@ -1416,21 +1424,22 @@ export class FlowAggregator {
       }
       return;
     }
-    // DESTROY: by id, else by tuple (the listener may have missed the NEW).
-    let entry = this.#ctById.get(e.id);
+    // DESTROY: by its original tuple (the listener may have missed the NEW).
+    const entry = this.#ct.get(tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport));
     if (entry === undefined) {
-      const k = tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport);
-      entry = this.#ct.get(k);
-      if (entry === undefined) {
-        const late = entryOf<Conn>(e);
-        for (const key of [late.origKey, late.replyKey]) {
-          for (const c of this.#pending.get(key) ?? []) this.#complete(c);
-          this.#pending.delete(key);
-        }
-        return;
+      const late = entryOf<Conn>(e);
+      for (const key of [late.origKey, late.replyKey]) {
+        for (const c of this.#pending.get(key) ?? []) this.#complete(c);
+        this.#pending.delete(key);
       }
+      return;
     }
-    this.#ctById.delete(entry.id);
+    this.#forget(entry);
+  }
+
+  /** The entry is gone: its connections are complete. */
+  #forget(entry: CtEntry<Conn>): void {
+    this.#ctEntries--;
     if (this.#ct.get(entry.origKey) === entry) this.#ct.delete(entry.origKey);
     if (this.#ct.get(entry.replyKey) === entry) this.#ct.delete(entry.replyKey);
     forEachConn(entry, (c) => this.#complete(c));

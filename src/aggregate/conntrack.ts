@@ -20,6 +20,7 @@ export function tupleKey(proto: number, ipA: string, portA: number, ipB: string,
 
 /** What the aggregator keeps of one live conntrack entry (shared by its two tuple keys). */
 export interface CtEntry<C> {
+  /** Conntrack's id, as an int32 (`id | 0`). */
   readonly id: number;
   /** The initiator, as conntrack saw it. */
   readonly clientIp: string;
@@ -45,7 +46,7 @@ export function entryOf<C>(e: ConntrackEvent): CtEntry<C> {
   let replyKey = tupleKey(e.proto, e.replyDst, e.replyDport, e.replySrc, e.replySport);
   if (replyKey === origKey) replyKey = origKey; // one string kept, not two equal ones
   return {
-    id: e.id,
+    id: e.id | 0, // an int32 (a small integer to V8): the u32 as a double would be boxed
     clientIp: e.origSrc,
     clientPort: e.origSport,
     origDstIp: e.origDst,

@@ -277,6 +277,38 @@ test('after an overrun, a complete dump ends the connections whose entries went 
   );
 });
 
+test('a NEW for a tuple already held means the old entry ended unheard: it completes, and entries stay counted once', () => {
+  const agg = new FlowAggregator({ nodeName: 'node1', resolver: resolverWith(md), startTimeMs: T0 });
+  const tuple = { proto: 17, origSrc: CLIENT, origSport: 42000, origDst: BACKEND, origDport: 53 };
+  agg.observeConntrack(ct({ ...tuple, id: 0xfffffff0 })); // ids are u32: above int32 too
+  agg.observe(
+    upd({
+      proto: 17,
+      srcIp: CLIENT,
+      srcPort: 42000,
+      dstIp: BACKEND,
+      dstPort: 53,
+      origPackets: 1,
+      origBytes: 60,
+      ...AT_SRC,
+    }),
+  );
+  agg.observeConntrack(ct({ ...tuple, type: ConntrackEventType.dump, id: 0xfffffff0 })); // a dump repeats it
+  assert.equal(agg.stats().conntrackEntries, 1);
+  assert.deepEqual(
+    agg.flush(T0 + 10_000).map((r) => [r.num_flows_started, r.num_flows_completed]),
+    [[1, 0]],
+  );
+  agg.observeConntrack(ct({ ...tuple, id: 12 })); // its DESTROY was lost in an overrun
+  assert.equal(agg.stats().conntrackEntries, 1);
+  assert.deepEqual(
+    agg.flush(T0 + 20_000).map((r) => [r.num_flows_started, r.num_flows_completed]),
+    [[0, 1]],
+  );
+  agg.observeConntrack(ct({ ...tuple, type: ConntrackEventType.destroy, id: 12 }));
+  assert.equal(agg.stats().conntrackEntries, 0);
+});
+
 test('denied packets move from allow to deny; a fully denied connection has no allow record', () => {
   const agg = new FlowAggregator({
     nodeName: 'node1',
