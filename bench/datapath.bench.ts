@@ -226,8 +226,9 @@ async function variants(lines: string[]) {
   const rows: string[] = [];
   try {
     for (const [name, obj] of [
-      ['shared hash, atomic adds (shipped)', 'flow_tc.bpf.o'],
-      ['per-CPU hash, plain adds', 'flow_tc_percpu.bpf.o'],
+      ['shared hash, atomic adds, per-CPU cache (shipped)', 'flow_tc.bpf.o'],
+      ['shared hash, atomic adds, no cache', 'flow_tc_nocache.bpf.o'],
+      ['per-CPU hash, plain adds, per-CPU cache', 'flow_tc_percpu.bpf.o'],
     ] as const) {
       const pin = `/sys/fs/bpf/flowlogd-bench-${process.pid}-${obj.replace(/\W/g, '')}`;
       run('bpftool', ['prog', 'loadall', join(OUT, obj), pin]);

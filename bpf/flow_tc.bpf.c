@@ -166,14 +166,22 @@ static __always_inline void count_failed_insert(long err, __u64 bytes)
 	stat_add(FLOW_STAT_LOST_BYTES, bytes);
 }
 
-static __always_inline void account(struct __sk_buff *skb, void *flows, const struct packet *p,
-				    const void *key, __u8 dir, __u8 hook)
+/* IP-layer bytes, as conntrack counts them. */
+static __always_inline __u64 ip_bytes(struct __sk_buff *skb, const struct packet *p)
 {
 	__u64 bytes = skb->len - p->l3_off;
 	/* Ethernet pads short frames (a 40-byte ACK arrives as 46): count what IP says, as
 	 * conntrack does after ip_rcv trims. GSO/GRO packets carry their full length. */
 	if (p->l3_len && p->l3_len < bytes)
 		bytes = p->l3_len;
+	return bytes;
+}
+
+/* Counts the packet in its map entry; returns 1 if the entry exists now. */
+static __always_inline int account(struct __sk_buff *skb, void *flows, const struct packet *p,
+				   const void *key, __u8 dir, __u8 hook)
+{
+	__u64 bytes = ip_bytes(skb, p);
 	__u64 now = bpf_ktime_get_coarse_ns();
 	struct flow_counters *c;
 
@@ -194,16 +202,16 @@ static __always_inline void account(struct __sk_buff *skb, void *flows, const st
 		set_initiator(skb, p, dir, &init);
 		err = bpf_map_update_elem(flows, key, &init, BPF_NOEXIST);
 		if (!err)
-			return;
+			return 1;
 		if (err != -EEXIST_) {
 			count_failed_insert(err, bytes);
-			return;
+			return 0;
 		}
 		/* Another CPU inserted the same connection first: add to its entry. */
 		c = bpf_map_lookup_elem(flows, key);
 		if (!c) {
 			count_failed_insert(err, bytes);
-			return;
+			return 0;
 		}
 	}
 	COUNTER_ADD(&c->packets[dir], 1);
@@ -219,6 +227,89 @@ static __always_inline void account(struct __sk_buff *skb, void *flows, const st
 			c->initiator_how = FLOW_INIT_SYN;
 		}
 	}
+	return 1;
+}
+
+#ifndef FLOW_NO_CACHE
+static __always_inline struct flow_cache_slot *cache_slot(__u32 gen, const struct flow_key4 *k)
+{
+	struct flow_cache *cache = bpf_map_lookup_elem(&flow_cache, &gen);
+	__u32 h;
+
+	if (!cache)
+		return 0;
+	h = k->ifindex * 0x9e3779b1u;
+	h ^= k->addr_a * 0x85ebca77u;
+	h ^= k->addr_b * 0xc2b2ae3du;
+	h ^= (((__u32)k->port_a << 16) | k->port_b) * 0x27d4eb2fu;
+	h ^= k->proto;
+	return &cache->slot[(h ^ (h >> 16)) & (FLOW_CACHE_SLOTS - 1)];
+}
+
+static __always_inline int same_key4(const struct flow_key4 *a, const struct flow_key4 *b)
+{
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
+}
+
+/*
+ * Gives the slot to `key` (whose entry exists), adding what it holds for its previous
+ * connection to that one's entry first.
+ */
+static __always_inline void cache_claim(void *flows, struct flow_cache_slot *s,
+					const struct flow_key4 *key)
+{
+	if (s->packets[0] | s->packets[1]) {
+		struct flow_counters *c = bpf_map_lookup_elem(flows, &s->key);
+
+		stat_add(FLOW_STAT_CACHE_EVICTIONS, 1);
+		if (c) {
+			COUNTER_ADD(&c->packets[0], s->packets[0]);
+			COUNTER_ADD(&c->packets[1], s->packets[1]);
+			COUNTER_ADD(&c->bytes[0], s->bytes[0]);
+			COUNTER_ADD(&c->bytes[1], s->bytes[1]);
+			if (c->last_seen_ns < s->last_seen_ns)
+				c->last_seen_ns = s->last_seen_ns;
+			if ((c->tcp_flags & s->tcp_flags) != s->tcp_flags)
+				__sync_fetch_and_or(&c->tcp_flags, s->tcp_flags);
+		} else {
+			/* Entries are only deleted by the drain, which never overlaps: not reached.
+			 */
+			stat_add(FLOW_STAT_LOST_PACKETS, s->packets[0] + s->packets[1]);
+			stat_add(FLOW_STAT_LOST_BYTES, s->bytes[0] + s->bytes[1]);
+		}
+	}
+	__builtin_memcpy(&s->key, key, sizeof(*key));
+	s->tcp_flags = 0;
+	s->packets[0] = s->packets[1] = 0;
+	s->bytes[0] = s->bytes[1] = 0;
+	s->last_seen_ns = 0;
+}
+#endif
+
+/* An IPv4 packet: to its cache slot when the slot holds its connection, else to the map. */
+static __always_inline void account4(struct __sk_buff *skb, void *flows, __u32 gen,
+				     const struct packet *p, const struct flow_key4 *key, __u8 dir,
+				     __u8 hook)
+{
+#ifndef FLOW_NO_CACHE
+	struct flow_cache_slot *s = cache_slot(gen, key);
+
+	/* A SYN may make the sender the initiator: that decision is made at the entry. */
+	if (s && !(p->tcp_flags & TCP_SYN) && same_key4(&s->key, key)) {
+		s->packets[dir] += 1;
+		s->bytes[dir] += ip_bytes(skb, p);
+		s->last_seen_ns = bpf_ktime_get_coarse_ns();
+		s->tcp_flags |= (__u32)p->tcp_flags << (dir * 8);
+		stat_add(FLOW_STAT_CACHE_HITS, 1);
+		return;
+	}
+	if (account(skb, flows, p, key, dir, hook) && s)
+		cache_claim(flows, s, key);
+#else
+	account(skb, flows, p, key, dir, hook);
+#endif
 }
 
 /* A first fragment records its ports; later ones of the same datagram take them. */
@@ -290,10 +381,13 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 		__builtin_memcpy(&key4.addr_b, dir == FLOW_DIR_AB ? &p.daddr[12] : &p.saddr[12], 4);
 		key4.port_a = dir == FLOW_DIR_AB ? p.sport : p.dport;
 		key4.port_b = dir == FLOW_DIR_AB ? p.dport : p.sport;
-		if (generation & 1)
-			account(skb, &flows4_1, &p, &key4, dir, hook);
+		/* One read: the cache and the map must be of the same generation. */
+		__u32 gen = generation & 1;
+
+		if (gen)
+			account4(skb, &flows4_1, gen, &p, &key4, dir, hook);
 		else
-			account(skb, &flows4_0, &p, &key4, dir, hook);
+			account4(skb, &flows4_0, gen, &p, &key4, dir, hook);
 		return TC_NEXT;
 	}
 	key.ifindex = skb->ifindex;

@@ -18,11 +18,11 @@ using flowlogd::DatapathError;
 using flowlogd::DatapathEvent;
 
 const char* kStatNames[FLOW_STAT_MAX] = {
-    "nonIp",       "parseL2",      "parseL3",        "parseL4",     "fragments",        "insertE2big",
-    "insertEbusy", "insertEnomem", "insertOther",    "lostPackets", "lostBytes",        "ctLookups",
-    "ctHits",      "dropsPolicy",  "dropsUnwatched", "dropsOther",  "dropInsertFailed",
+    "nonIp",          "parseL2",     "parseL3",          "parseL4",   "fragments",      "insertE2big", "insertEbusy",
+    "insertEnomem",   "insertOther", "lostPackets",      "lostBytes", "ctLookups",      "ctHits",      "dropsPolicy",
+    "dropsUnwatched", "dropsOther",  "dropInsertFailed", "cacheHits", "cacheEvictions",
 };
-static_assert(FLOW_STAT_MAX == 17, "name every flow_stat in kStatNames");
+static_assert(FLOW_STAT_MAX == 19, "name every flow_stat in kStatNames");
 
 const char* kEventNames[] = {"records",       "cycle", "attached", "detached",
                              "attach-failed", "error", "stopped",  "conntrack-overrun"};
@@ -174,6 +174,8 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
     o.Set("recordsDrained", Napi::Number::New(env, double(s.records_drained)));
     o.Set("drainNs", Napi::Number::New(env, double(s.drain_ns_total)));
     o.Set("ringFullWaits", Napi::Number::New(env, double(s.ring_full_waits)));
+    o.Set("cacheMerged", Napi::Number::New(env, double(s.cache_merged)));
+    o.Set("cacheMergeLost", Napi::Number::New(env, double(s.cache_merge_lost)));
     o.Set("attachFailures", Napi::Number::New(env, double(s.attach_failures)));
     if (s.conntrack) {
       Napi::Object ct = Napi::Object::New(env);

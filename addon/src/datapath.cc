@@ -36,6 +36,8 @@ static_assert(offsetof(ring_flow_record, key) == 8 && offsetof(ring_flow_record,
                   offsetof(ring_flow_record, drop_reason) == 120,
               "ring_flow_record layout changed: update src/datapath/layout.ts");
 static_assert(sizeof(drop_key) == 48, "drop_key layout changed");
+static_assert(sizeof(flow_cache_slot) == 64 && offsetof(flow_cache_slot, packets) == 24 && sizeof(flow_cache) % 8 == 0,
+              "flow_cache_slot layout changed (per-CPU values are read as an array of these)");
 
 namespace {
 
@@ -93,6 +95,7 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink)
   batch_keys_.resize(kBatch);
   batch_keys4_.resize(kBatch);
   batch_values_.resize(kBatch);
+  cache_values_.resize(size_t(std::max(1, libbpf_num_possible_cpus())));
   try {
     skel_ = flow_tc_bpf__open();
     if (!skel_) throw sys_error("ERR_BPF_OPEN", errno, "opening the flow programs");
@@ -415,8 +418,51 @@ static void widen(const flow_key4& k4, flow_key& k) {
 
 void Datapath::drain_generation(int gen) {
   mono_to_unix_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
+  merge_cache(gen);
   if (!drain_map(bpf_map__fd(gen ? skel_->maps.flows4_1 : skel_->maps.flows4_0), true)) return;
   drain_map(bpf_map__fd(gen ? skel_->maps.flows6_1 : skel_->maps.flows6_0), false);
+}
+
+// Adds what the programs' per-CPU cache holds for this generation to the entries it
+// belongs to, then empties it (the programs write there again after the next flip).
+void Datapath::merge_cache(int gen) {
+  int cache_fd = bpf_map__fd(skel_->maps.flow_cache);
+  int flows_fd = bpf_map__fd(gen ? skel_->maps.flows4_1 : skel_->maps.flows4_0);
+  uint32_t idx = uint32_t(gen);
+  if (bpf_map_lookup_elem(cache_fd, &idx, cache_values_.data()) != 0) {
+    DatapathEvent ev;
+    ev.kind = DatapathEvent::Error;
+    ev.err = errno;
+    ev.message = std::string("reading the flow cache: ") + std::strerror(errno);
+    emit(std::move(ev));
+    return;
+  }
+  uint64_t merged = 0, lost = 0;
+  for (const flow_cache& cpu : cache_values_) {
+    for (const flow_cache_slot& s : cpu.slot) {
+      if (s.key.ifindex == 0 || (s.packets[0] | s.packets[1]) == 0) continue;
+      flow_counters c;
+      if (bpf_map_lookup_elem(flows_fd, &s.key, &c) != 0) {
+        lost += s.packets[0] + s.packets[1];
+        continue;
+      }
+      for (int d = 0; d < 2; d++) {
+        c.packets[d] += s.packets[d];
+        c.bytes[d] += s.bytes[d];
+      }
+      c.last_seen_ns = std::max(c.last_seen_ns, s.last_seen_ns);
+      c.tcp_flags |= s.tcp_flags;
+      if (bpf_map_update_elem(flows_fd, &s.key, &c, BPF_EXIST) != 0)
+        lost += s.packets[0] + s.packets[1];
+      else
+        merged++;
+    }
+  }
+  std::memset(cache_values_.data(), 0, cache_values_.size() * sizeof(flow_cache));
+  bpf_map_update_elem(cache_fd, &idx, cache_values_.data(), BPF_ANY);
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_.cache_merged += merged;
+  counters_.cache_merge_lost += lost;
 }
 
 // Moves one map's entries into the ring; false when closing without a reader.

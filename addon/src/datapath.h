@@ -72,6 +72,8 @@ struct DatapathStats {
   uint64_t records_drained = 0;
   uint64_t drain_ns_total = 0;  // time spent in batched map reads
   uint64_t ring_full_waits = 0;
+  uint64_t cache_merged = 0;      // cache slots added to their entries before a drain
+  uint64_t cache_merge_lost = 0;  // packets of slots whose entry was gone (never expected)
   uint64_t attach_failures = 0;
   bool conntrack = false;  // the listener runs
   ConntrackStats ct;
@@ -123,6 +125,7 @@ class Datapath {
   void worker();
   void handle_rtnetlink();
   void drain_generation(int gen);
+  void merge_cache(int gen);
   bool drain_map(int fd, bool ipv4);
   template <typename Fill>
   bool drain_batches(int fd, void* keys, const char* what, Fill fill);
@@ -159,6 +162,7 @@ class Datapath {
   std::vector<flow_key4> batch_keys4_;
   std::vector<flow_counters> batch_values_;
   std::vector<drop_key> drop_keys_;
+  std::vector<flow_cache> cache_values_;  // one per possible CPU
 };
 
 }  // namespace flowlogd

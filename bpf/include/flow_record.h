@@ -81,6 +81,25 @@ struct flow_counters {
 };			     /* 64 */
 
 /* Ring records from the addon to JavaScript: fixed 128-byte slots with a type tag. */
+/*
+ * One slot of the per-CPU cache of recently counted IPv4 connections (maps.h): counts
+ * not yet added to the connection's entry in flows4_<generation>. The addon adds them
+ * before it drains that generation.
+ */
+#define FLOW_CACHE_SLOTS 16
+
+struct flow_cache_slot {
+	struct flow_key4 key; /*  0, ifindex 0: empty */
+	__u32 tcp_flags;      /* 20, as flow_counters.tcp_flags */
+	__u64 packets[2];     /* 24 */
+	__u64 bytes[2];	      /* 40 */
+	__u64 last_seen_ns;   /* 56 */
+};			      /* 64 */
+
+struct flow_cache {
+	struct flow_cache_slot slot[FLOW_CACHE_SLOTS];
+};
+
 #define RING_RECORD_SIZE 128
 #define RING_RECORD_FLOW 1
 #define RING_RECORD_CONNTRACK 2
@@ -166,6 +185,8 @@ enum flow_stat {
 	FLOW_STAT_DROPS_UNWATCHED, /* policy drops on interfaces we do not watch */
 	FLOW_STAT_DROPS_OTHER,	   /* non-policy drops (no socket, queue full, ...) */
 	FLOW_STAT_DROP_INSERT_FAILED,
+	FLOW_STAT_CACHE_HITS,	   /* packets counted in the per-CPU cache (no hash lookup) */
+	FLOW_STAT_CACHE_EVICTIONS, /* cache slots added to their entry for another connection */
 	FLOW_STAT_MAX,
 };
 

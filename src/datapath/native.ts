@@ -55,6 +55,9 @@ export interface NativeStats {
   recordsDrained: number;
   drainNs: number;
   ringFullWaits: number;
+  /** Per-CPU cache slots added to their map entries before drains, and packets of slots whose entry was gone. */
+  cacheMerged: number;
+  cacheMergeLost: number;
   attachFailures: number;
   conntrack?: NativeConntrackStats;
   /** Every kernel drop since load, by skb_drop_reason value (as a string). */
