@@ -20,7 +20,8 @@ const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '7' },
     seconds: { type: 'string', default: '3' },
-    // Which parts: cost (per packet) and throughput run together; drain; variants.
+    // Which parts: cost (per packet) and throughput run together; hooks (an empty program's
+    // throughput cost, not by default); drain; variants.
     parts: { type: 'string', default: 'cost,drain,variants' },
     // Record ring for the drain (records); the daemon's default when not given.
     ring: { type: 'string' },
@@ -165,6 +166,73 @@ async function perPacketAndThroughput(lines: string[]) {
   }
 }
 
+/**
+ * What a TC hook costs by itself: interleaved runs without any program, with an empty
+ * program (returns "next") on both veths' ingress and egress, and with flowlogd.
+ */
+async function hookCost(lines: string[]) {
+  const lab = new Lab();
+  try {
+    const client = lab.addPod({ namespace: '-', name: `${lab.prefix}-hook-c` });
+    const server = lab.addPod({ namespace: '-', name: `${lab.prefix}-hook-s` });
+    const without: number[] = [];
+    const emptyClsact: number[] = [];
+    const emptyTcx: number[] = [];
+    const flowlogdClsact: number[] = [];
+    const flowlogdTcx: number[] = [];
+    const devs = [client.hostIf, server.hostIf];
+    const withFlowlogd = async (attachMode: 'tcx' | 'clsact') => {
+      const dp = new FlowDatapath({ interfaces: devs, attachMode }, () => {});
+      try {
+        return await udpBlast(lab, client, server);
+      } finally {
+        await dp.stop();
+        dp.close();
+      }
+    };
+    for (let i = 0; i < RUNS; i++) {
+      without.push(await udpBlast(lab, client, server));
+      for (const dev of devs) attachForeignProgram(dev);
+      emptyClsact.push(await udpBlast(lab, client, server));
+      for (const dev of devs) run('tc', ['qdisc', 'del', 'dev', dev, 'clsact']);
+      const holder = spawn(`${OUT}tcx_empty`, devs, { stdio: ['pipe', 'pipe', 'inherit'] });
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout.once('data', () => resolve());
+        holder.once('exit', (code) => reject(new Error(`tcx_empty exited with ${code}`)));
+      });
+      emptyTcx.push(await udpBlast(lab, client, server));
+      holder.stdin.end();
+      await new Promise((r) => (holder.exitCode !== null ? r(null) : holder.once('exit', r)));
+      flowlogdClsact.push(await withFlowlogd('clsact'));
+      // flowlogd leaves a clsact qdisc in place (another agent may use it); the lab's are ours.
+      for (const dev of devs) run('tc', ['qdisc', 'del', 'dev', dev, 'clsact']);
+      flowlogdTcx.push(await withFlowlogd('tcx'));
+    }
+    const pairs = (xs: number[]) => median(xs.map((x, k) => x / without[k]!));
+    lines.push('### 2b. The hook alone: empty TC programs against flowlogd', '');
+    lines.push(
+      `Same traffic as §2, ${RUNS} interleaved rounds (without; an empty program on clsact, then on tcx; flowlogd`,
+      'on clsact, then on tcx), each on both veths, ingress and egress; received packets/s, and the median of',
+      'each run over the "without" run of its round.',
+      '',
+    );
+    lines.push('| | median pps | median ratio to without | runs |', '|---|---|---|---|');
+    for (const [name, xs] of [
+      ['without', without],
+      ['empty program, clsact', emptyClsact],
+      ['empty program, tcx', emptyTcx],
+      ['flowlogd, clsact', flowlogdClsact],
+      ['flowlogd, tcx', flowlogdTcx],
+    ] as const)
+      lines.push(
+        `| ${name} | ${fmt(median(xs), 0)} | ${fmt(pairs(xs), 3)} | ${xs.map((x) => fmt(x, 0)).join(', ')} |`,
+      );
+    lines.push('');
+  } finally {
+    await lab.destroy();
+  }
+}
+
 /** 100k distinct UDP connections put into the map by test runs, then drained. */
 async function drainRate(lines: string[]) {
   const N = 100_000;
@@ -292,6 +360,7 @@ lines.push(
   '',
 );
 if (PARTS.has('cost')) await perPacketAndThroughput(lines);
+if (PARTS.has('hooks')) await hookCost(lines);
 if (PARTS.has('drain')) await drainRate(lines);
 if (PARTS.has('variants')) await variants(lines);
 process.stdout.write(`${lines.join('\n')}\n`);
