@@ -264,6 +264,8 @@ static __always_inline void cache_claim(void *flows, struct flow_cache_slot *s,
 		struct flow_counters *c = bpf_map_lookup_elem(flows, &s->key);
 
 		stat_add(FLOW_STAT_CACHE_EVICTIONS, 1);
+		/* Counted here, not per hit: the hit path stays two memory writes shorter. */
+		stat_add(FLOW_STAT_CACHE_HITS, s->packets[0] + s->packets[1]);
 		if (c) {
 			COUNTER_ADD(&c->packets[0], s->packets[0]);
 			COUNTER_ADD(&c->packets[1], s->packets[1]);
@@ -302,7 +304,6 @@ static __always_inline void account4(struct __sk_buff *skb, void *flows, __u32 g
 		s->bytes[dir] += ip_bytes(skb, p);
 		s->last_seen_ns = bpf_ktime_get_coarse_ns();
 		s->tcp_flags |= (__u32)p->tcp_flags << (dir * 8);
-		stat_add(FLOW_STAT_CACHE_HITS, 1);
 		return;
 	}
 	if (account(skb, flows, p, key, dir, hook) && s)

@@ -437,7 +437,7 @@ void Datapath::merge_cache(int gen) {
     emit(std::move(ev));
     return;
   }
-  uint64_t merged = 0, lost = 0;
+  uint64_t merged = 0, merged_packets = 0, lost = 0;
   for (const flow_cache& cpu : cache_values_) {
     for (const flow_cache_slot& s : cpu.slot) {
       if (s.key.ifindex == 0 || (s.packets[0] | s.packets[1]) == 0) continue;
@@ -454,14 +454,17 @@ void Datapath::merge_cache(int gen) {
       c.tcp_flags |= s.tcp_flags;
       if (bpf_map_update_elem(flows_fd, &s.key, &c, BPF_EXIST) != 0)
         lost += s.packets[0] + s.packets[1];
-      else
+      else {
         merged++;
+        merged_packets += s.packets[0] + s.packets[1];
+      }
     }
   }
   std::memset(cache_values_.data(), 0, cache_values_.size() * sizeof(flow_cache));
   bpf_map_update_elem(cache_fd, &idx, cache_values_.data(), BPF_ANY);
   std::lock_guard<std::mutex> lock(mu_);
   counters_.cache_merged += merged;
+  counters_.cache_merged_packets += merged_packets;
   counters_.cache_merge_lost += lost;
 }
 
@@ -711,6 +714,8 @@ DatapathStats Datapath::stats() const {
     for (uint64_t v : per_cpu) sum += v;
     s.kernel[i] = sum;
   }
+  // The programs count cache hits when a slot is evicted; the slots merged here are the rest.
+  s.kernel[FLOW_STAT_CACHE_HITS] += s.cache_merged_packets;
   if (ct_) {
     s.conntrack = true;
     s.ct = ct_->stats();

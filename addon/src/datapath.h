@@ -72,8 +72,9 @@ struct DatapathStats {
   uint64_t records_drained = 0;
   uint64_t drain_ns_total = 0;  // time spent in batched map reads
   uint64_t ring_full_waits = 0;
-  uint64_t cache_merged = 0;      // cache slots added to their entries before a drain
-  uint64_t cache_merge_lost = 0;  // packets of slots whose entry was gone (never expected)
+  uint64_t cache_merged = 0;          // cache slots added to their entries before a drain
+  uint64_t cache_merged_packets = 0;  // and the packets they held (counted as cache hits)
+  uint64_t cache_merge_lost = 0;      // packets of slots whose entry was gone (never expected)
   uint64_t attach_failures = 0;
   bool conntrack = false;  // the listener runs
   ConntrackStats ct;

@@ -185,7 +185,8 @@ enum flow_stat {
 	FLOW_STAT_DROPS_UNWATCHED, /* policy drops on interfaces we do not watch */
 	FLOW_STAT_DROPS_OTHER,	   /* non-policy drops (no socket, queue full, ...) */
 	FLOW_STAT_DROP_INSERT_FAILED,
-	FLOW_STAT_CACHE_HITS,	   /* packets counted in the per-CPU cache (no hash lookup) */
+	FLOW_STAT_CACHE_HITS, /* packets counted in the per-CPU cache (no hash lookup), added at
+				 eviction */
 	FLOW_STAT_CACHE_EVICTIONS, /* cache slots added to their entry for another connection */
 	FLOW_STAT_MAX,
 };

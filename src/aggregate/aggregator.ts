@@ -128,6 +128,8 @@ const LOCAL_IS_CLIENT = 1 << 9;
 const CLIENT_IS_A = 1 << 10;
 const CLIENT_SIDE_KNOWN = 1 << 11;
 const DENY_SIDE = 1 << 12; // in the deny table
+const PROTO_SHIFT = 13; // bits 13-20: IANA protocol number
+const HOW_SHIFT = 21; // bits 21-24: InitiatorHow
 
 // A connection's numbers live in its table's Float64Array, at Conn.o + one of these. As
 // object fields they would be one boxed double each (byte counts and Unix ms times do
@@ -210,12 +212,11 @@ class ConnNumbers {
 
 /** One (interface, connection, action), oriented client (initiator) → server. */
 class Conn {
-  proto: number;
   cIp: string;
   sIp: string;
-  cPort: number;
-  sPort: number;
-  how: number;
+  /** Client port << 16 | server port, an int32 (a small integer to V8, not a field each). */
+  #ports = 0;
+  /** State bits (below 1 << PROTO_SHIFT), protocol and initiator decision: one small integer. */
   fl = ACTIVE;
   readonly #nums: ConnNumbers;
   /** Offset of this connection's slot in #nums.f (0 once released). */
@@ -232,12 +233,10 @@ class Conn {
   dropReason = '';
 
   constructor(u: ConnectionUpdate, localIsInitiator: boolean, nums: ConnNumbers) {
-    this.proto = u.proto;
+    this.fl = ACTIVE | (u.proto << PROTO_SHIFT) | (u.initiatorHow << HOW_SHIFT);
     this.cIp = u.srcIp;
     this.sIp = u.dstIp;
-    this.cPort = u.srcPort;
-    this.sPort = u.dstPort;
-    this.how = u.initiatorHow;
+    this.#ports = (u.srcPort << 16) | u.dstPort;
     this.#nums = nums;
     this.o = nums.alloc();
     this.localIsClient = localIsInitiator;
@@ -263,6 +262,29 @@ class Conn {
   }
   #put(i: number, v: number): void {
     this.#nums.f[this.o + i] = v;
+  }
+
+  get proto(): number {
+    return (this.fl >>> PROTO_SHIFT) & 0xff;
+  }
+  /** The initiator decision's InitiatorHow. */
+  get how(): number {
+    return (this.fl >>> HOW_SHIFT) & 0xf;
+  }
+  set how(v: number) {
+    this.fl = (this.fl & ~(0xf << HOW_SHIFT)) | (v << HOW_SHIFT);
+  }
+  get cPort(): number {
+    return this.#ports >>> 16;
+  }
+  set cPort(v: number) {
+    this.#ports = (v << 16) | (this.#ports & 0xffff);
+  }
+  get sPort(): number {
+    return this.#ports & 0xffff;
+  }
+  set sPort(v: number) {
+    this.#ports = (this.#ports & ~0xffff) | v;
   }
 
   get finC(): boolean {
