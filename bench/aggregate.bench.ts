@@ -22,6 +22,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { FlowAggregator } from '../src/aggregate/aggregator.ts';
 import type { AggregationKind } from '../src/aggregate/record.ts';
+import { returnFreedMemory } from '../src/common/memory.ts';
 import { ConntrackEventView, FlowRecordView } from '../src/datapath/decode.ts';
 import {
   CT_EVENT_DUMP,
@@ -39,6 +40,7 @@ import type { PodMeta } from '../src/enrich/kube.ts';
 import { EndpointResolver } from '../src/enrich/resolver.ts';
 import { inBatches, LineBatchBuilder } from '../src/export/batch.ts';
 import { FileSink } from '../src/export/file.ts';
+import { writeInBatches } from '../src/export/write.ts';
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as (options?: object) => void;
@@ -219,13 +221,10 @@ function buildLines(agg: FlowAggregator, endMs: number): { ms: number; lines: nu
   return { ms: performance.now() - t, lines };
 }
 
-/** The daemon's (src/daemon/daemon.ts #writeInterval): 1 MiB batches, each written before the next is built. */
+/** The daemon's loop (src/export/write.ts): 1 MiB batches, each written before the next is built. */
 const batches = new LineBatchBuilder(1 << 20, 8192);
 async function flushToSink(agg: FlowAggregator, endMs: number, sink: FileSink): Promise<void> {
-  for (const batch of inBatches(agg.flushLineIterator(endMs), batches)) {
-    sink.write(batch);
-    await sink.flush();
-  }
+  await writeInBatches(agg.flushLineIterator(endMs), batches, sink, 60_000);
 }
 
 async function runKind(
@@ -285,7 +284,7 @@ async function runKind(
   // V8 keeps the pages a flush's garbage freed pooled until its memory reducer runs, about
   // 8-10 s after activity dies down (measured: kind 0, 496 MB -> 195 MB). This GC is the one
   // the reducer runs, now, so the figure is what the daemon holds between flushes.
-  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  await returnFreedMemory('sync');
   const mem = process.memoryUsage();
   const st = agg.stats();
   if (st.connections !== N) throw new Error(`expected ${N} connections, have ${st.connections}`);

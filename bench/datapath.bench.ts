@@ -303,9 +303,11 @@ async function variants(lines: string[]) {
             ]);
             let out = '';
             p.stdout.on('data', (c) => (out += c));
+            let err = '';
+            p.stderr.on('data', (c) => (err += c));
             p.on('exit', () => {
               const m = /duration \(average\): (\d+)ns/.exec(out);
-              m ? resolve(Number(m[1])) : reject(new Error(out));
+              m ? resolve(Number(m[1])) : reject(new Error(`bpftool prog run ${prog}: ${out}${err}`));
             });
           });
         const single: number[] = [];
@@ -343,8 +345,19 @@ lines.push(
   `Command: \`npm run bench -- datapath\` (\`node bench/datapath.bench.ts --runs ${RUNS} --seconds ${SECONDS}\`)`,
   '',
 );
-if (PARTS.has('cost')) await perPacketAndThroughput(lines);
-if (PARTS.has('hooks')) await hookCost(lines);
-if (PARTS.has('drain')) await drainRate(lines);
-if (PARTS.has('variants')) await variants(lines);
-process.stdout.write(`${lines.join('\n')}\n`);
+// Each part's Markdown is printed when the part ends: a later part's failure keeps it.
+const parts: [string, (lines: string[]) => Promise<void>][] = [
+  ['cost', perPacketAndThroughput],
+  ['hooks', hookCost],
+  ['drain', drainRate],
+  ['variants', variants],
+];
+const unknown = [...PARTS].filter((p) => !parts.some(([name]) => name === p));
+if (unknown.length)
+  throw new Error(`--parts: no part ${unknown.join(', ')}; have ${parts.map(([n]) => n).join(', ')}`);
+const flush = () => process.stdout.write(`${lines.splice(0).join('\n')}\n`);
+for (const [name, part] of parts) {
+  if (!PARTS.has(name)) continue;
+  await part(lines);
+  flush();
+}

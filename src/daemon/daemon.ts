@@ -8,35 +8,20 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { FlowAggregator } from '../aggregate/aggregator.ts';
-import { FlowDatapath, releaseNativeFreeMemory } from '../datapath/datapath.ts';
+import { returnFreedMemory } from '../common/memory.ts';
+import { FlowDatapath } from '../datapath/datapath.ts';
 import { EndpointResolver } from '../enrich/resolver.ts';
 import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
-import { inBatches, LineBatchBuilder } from '../export/batch.ts';
+import { LineBatchBuilder } from '../export/batch.ts';
 import { FileSink } from '../export/file.ts';
 import { FanoutSink, type Sink } from '../export/sink.ts';
 import { StreamSink } from '../export/stdout.ts';
+import { within, writeInBatches } from '../export/write.ts';
 import type { Config } from './config.ts';
 
 /** How often the daemon builds new connections' record keys between flushes, and for how long at most. */
 const PREPARE_EVERY_MS = 250;
 const PREPARE_BUDGET_MS = 20;
-
-/**
- * A memory-reducing full GC, when bin/flowlogd gave Node --expose-gc. V8 keeps the pages
- * a flush's garbage freed pooled until its memory reducer runs, which waits for the heap
- * to look idle for ~8 s: a daemon draining updates every second never does, and at 100k
- * connections (kind 0) held ~70 MB more resident memory for it (BENCHMARKS.md, daemon).
- * The price: one main-thread pause per flush interval, 80-170 ms at 100k connections
- * (the addon's ring and the kernel go on counting meanwhile). A plain major GC does not
- * give the pages back (measured: 240 MB against 185 MB).
- */
-async function returnFreedMemory(): Promise<void> {
-  const gc = (globalThis as { gc?: (o: object) => Promise<void> | undefined }).gc;
-  if (gc === undefined) return;
-  await gc({ type: 'major', execution: 'async', flavor: 'last-resort' });
-  // The collection freed the flush's native buffers too; malloc keeps those pages unless told.
-  releaseNativeFreeMemory();
-}
 
 /** Every address of this host, for host-endpoint resolution. */
 export function hostAddresses(): string[] {
@@ -44,19 +29,6 @@ export function hostAddresses(): string[] {
     .flat()
     .filter((a) => a !== undefined)
     .map((a) => a.address);
-}
-
-/** Resolves true when `p` settles within `ms`, false otherwise (it keeps running). */
-async function within(p: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-  });
-  try {
-    return await Promise.race([p.then(() => true as const), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 /** Settings a SIGHUP applies at once (Daemon.aggregationSettings and the flush interval). */
@@ -310,36 +282,22 @@ export class Daemon {
     return run;
   }
 
-  /**
-   * Closes the interval and hands its lines to the sinks in encoded batches (1 MiB),
-   * waiting for each batch to be written: a whole interval at kind 0 (100k lines, ~90 MB)
-   * is larger than a sink's bounded queue, which would drop the oldest lines of a single
-   * big write, and lines held as strings until then would outlive the young generation.
-   */
+  /** Closes the interval and hands its lines to the sinks (src/export/write.ts). */
   async #writeInterval(endMs: number): Promise<number> {
-    let records = 0;
-    let stalled = false;
-    for (const batch of inBatches(this.#aggregator.flushLineIterator(endMs), this.#batches)) {
-      this.#sink.write(batch);
-      records += batch.count;
-      if (stalled) continue;
-      // Bounded: a stalled sink (a blocked stdout pipe, a hung NFS write) must not stall
-      // the flushes or the other sinks; its own bounded queue drops and counts instead.
-      stalled = !(await this.#flushSinkWithin(SINK_FLUSH_TIMEOUT_MS));
-      // Written everywhere and held nowhere (a failing sink keeps its queue): reuse the buffer.
-      if (!stalled && this.#sink.idle()) this.#batches.recycle(batch);
-      if (stalled)
-        this.#log.warn(
-          { timeoutMs: SINK_FLUSH_TIMEOUT_MS },
-          'a sink is not keeping up; its bounded queue takes the rest',
-        );
-    }
+    const lines = this.#aggregator.flushLineIterator(endMs);
+    const { lines: records, stalled } = await writeInBatches(
+      lines,
+      this.#batches,
+      this.#sink,
+      SINK_FLUSH_TIMEOUT_MS,
+    );
+    if (stalled)
+      this.#log.warn(
+        { timeoutMs: SINK_FLUSH_TIMEOUT_MS },
+        'a sink is not keeping up; its bounded queue takes the rest',
+      );
     this.#metrics.lines.inc(records);
     return records;
-  }
-
-  #flushSinkWithin(ms: number): Promise<boolean> {
-    return within(this.#sink.flush(), ms);
   }
 
   /**
