@@ -18,60 +18,66 @@ export function tupleKey(proto: number, ipA: string, portA: number, ipB: string,
   );
 }
 
-/** What the aggregator keeps of one live conntrack entry (shared by its two tuple keys). */
-export interface CtEntry<C> {
-  /** Conntrack's id, as an int32 (`id | 0`). */
+/**
+ * What the aggregator keeps of one live conntrack entry (shared by its two tuple keys).
+ * One per tracked connection, so kept small: ports packed, DNAT derived.
+ */
+export class CtEntry<C extends object> {
+  /** Conntrack's id, as an int32 (`id | 0`: the u32 as a double would be boxed). */
   readonly id: number;
   /** The initiator, as conntrack saw it. */
   readonly clientIp: string;
-  readonly clientPort: number;
   /** The original destination (the Service's cluster IP and port when DNAT'd). */
   readonly origDstIp: string;
-  readonly origDstPort: number;
   /** Who really answers (the backend); equals the original destination without DNAT. */
   readonly backendIp: string;
-  readonly backendPort: number;
-  readonly dnat: boolean;
-  /** The pre-DNAT tuple key and the post-NAT one (equal without NAT). */
+  /** The pre-DNAT tuple key and the post-NAT one (the same string without NAT). */
   readonly origKey: string;
   readonly replyKey: string;
+  /** clientPort << 16 | origDstPort, an int32. */
+  readonly #ports: number;
+  readonly backendPort: number;
   /** Per-interface connections joined to this entry: usually one or two, so no array for the first. */
-  conn: C | null;
-  more: C[] | null;
-}
+  #conns: C | C[] | null = null;
 
-export function entryOf<C>(e: ConntrackEvent): CtEntry<C> {
-  const origKey = tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport);
-  // The reply tuple seen from the client's side: replyDst:replyDport -> replySrc:replySport.
-  let replyKey = tupleKey(e.proto, e.replyDst, e.replyDport, e.replySrc, e.replySport);
-  if (replyKey === origKey) replyKey = origKey; // one string kept, not two equal ones
-  return {
-    id: e.id | 0, // an int32 (a small integer to V8): the u32 as a double would be boxed
-    clientIp: e.origSrc,
-    clientPort: e.origSport,
-    origDstIp: e.origDst,
-    origDstPort: e.origDport,
-    backendIp: e.replySrc,
-    backendPort: e.replySport,
-    dnat: e.replySrc !== e.origDst || e.replySport !== e.origDport,
-    origKey,
-    replyKey,
-    conn: null,
-    more: null,
-  };
-}
+  constructor(e: ConntrackEvent) {
+    this.id = e.id | 0;
+    this.clientIp = e.origSrc;
+    this.origDstIp = e.origDst;
+    this.backendIp = e.replySrc;
+    this.#ports = (e.origSport << 16) | e.origDport;
+    this.backendPort = e.replySport;
+    this.origKey = tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport);
+    // The reply tuple seen from the client's side: replyDst:replyDport -> replySrc:replySport.
+    const replyKey = tupleKey(e.proto, e.replyDst, e.replyDport, e.replySrc, e.replySport);
+    this.replyKey = replyKey === this.origKey ? this.origKey : replyKey; // one string kept, not two equal ones
+  }
 
-/** Adds a connection to those joined to the entry. */
-export function addConn<C>(entry: CtEntry<C>, c: C): void {
-  if (entry.conn === null) entry.conn = c;
-  else if (entry.more === null) entry.more = [c];
-  else entry.more.push(c);
-}
+  get clientPort(): number {
+    return this.#ports >>> 16;
+  }
+  get origDstPort(): number {
+    return this.#ports & 0xffff;
+  }
+  get dnat(): boolean {
+    return this.backendIp !== this.origDstIp || this.backendPort !== this.origDstPort;
+  }
 
-/** Calls `f` for each connection joined to the entry. */
-export function forEachConn<C>(entry: CtEntry<C>, f: (c: C) => void): void {
-  if (entry.conn !== null) f(entry.conn);
-  if (entry.more !== null) for (const c of entry.more) f(c);
+  /** Adds a connection to those joined to the entry. */
+  add(c: C): void {
+    const cs = this.#conns;
+    if (cs === null) this.#conns = c;
+    else if (Array.isArray(cs)) cs.push(c);
+    else this.#conns = [cs, c];
+  }
+
+  /** Calls `f` for each connection joined to the entry. */
+  forEach(f: (c: C) => void): void {
+    const cs = this.#conns;
+    if (cs === null) return;
+    if (Array.isArray(cs)) for (const c of cs) f(c);
+    else f(cs);
+  }
 }
 
 export function isStart(e: ConntrackEvent): boolean {
