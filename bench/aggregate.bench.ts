@@ -332,7 +332,7 @@ if (only !== undefined) {
   const rows: Row[] = [];
   for (const ct of ['ct', 'no-ct'])
     for (const k of [0, 1, 2, 3] as const) {
-      // Same Node flags as this process (run.ts gives the daemon's: --max-semi-space-size=16).
+      // Same Node flags as this process (run.ts gives the daemon's: --max-semi-space-size=8).
       // REPEAT processes, interleaved with nothing else; each figure is their median.
       const runs: Row[] = [];
       const cold: Row[] = [];

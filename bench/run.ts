@@ -2,7 +2,7 @@
 // kernel state never colours another's) and prints their Markdown to stdout.
 // `npm run bench` runs this compiled (dist/bench/run.js) and each benchmark compiled too:
 // the daemon runs compiled JavaScript (bin/flowlogd), so memory figures are its own.
-// Node runs with the flags bin/flowlogd uses (a 16 MB young generation), plus --expose-gc
+// Node runs with the flags bin/flowlogd uses (an 8 MB semi-space), plus --expose-gc
 // so memory can be read after a collection. Names: the files bench/NAME.bench.ts. Figures go to BENCHMARKS.md with this command.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
@@ -29,7 +29,7 @@ for (const n of names) {
   process.stderr.write(`bench: ${n}\n`);
   const r = spawnSync(
     process.execPath,
-    ['--expose-gc', '--max-semi-space-size=16', `${here}${n}.bench${ext}`, ...passOn],
+    ['--expose-gc', '--max-semi-space-size=8', `${here}${n}.bench${ext}`, ...passOn],
     {
       stdio: 'inherit',
     },
