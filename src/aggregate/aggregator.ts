@@ -830,7 +830,6 @@ export class FlowAggregator {
   #nextId = 1;
   /** The record counters of the flush being collected (SUMS per record, at Group.at; zeroed). */
   #sums = NO_SUMS;
-  #sumsBuf: Float64Array<ArrayBuffer> = NO_SUMS;
   /** Number of the flush in progress (stamps the groups it fills). */
   #flushNo = 0;
   #intervalStartMs: number;
@@ -1148,7 +1147,10 @@ export class FlowAggregator {
     const groups: Group[] = [];
     // At most a record per connection; the caller holds the counters only while it takes
     // the flush's records, so none of them are kept between flushes.
-    this.#sums = this.#sumsFor(this.#allow.size + this.#deny.size);
+    // Fresh each flush and garbage after it (6 MB at kind 0 with 100k connections): kept
+    // for reuse it was resident between flushes, and the post-flush GC and malloc trim
+    // give it back (src/common/memory.ts).
+    this.#sums = new Float64Array(SUMS * Math.max(16, this.#allow.size + this.#deny.size));
     const no = ++this.#flushNo;
     this.#collect(this.#allow, 0, endTimeMs, groups, no);
     this.#collect(this.#deny, 1, endTimeMs, groups, no);
@@ -1165,20 +1167,6 @@ export class FlowAggregator {
     return { groups, sums, startS, endS };
   }
 
-  /**
-   * Zeroed counters for `records` records. One array serves every flush (a flush's lines
-   * are taken before the next one): a fresh one per flush is megabytes of native memory
-   * a flush, which glibc keeps in its heap once freed. A spike's size is given back when
-   * a flush needs less than a quarter of it.
-   */
-  #sumsFor(records: number): Float64Array<ArrayBuffer> {
-    const need = SUMS * Math.max(16, records);
-    const have = this.#sumsBuf.length;
-    if (have < need || (have > 4 * need && have > 1 << 16))
-      this.#sumsBuf = new Float64Array(need + (need >> 3));
-    else this.#sumsBuf.fill(0, 0, need);
-    return this.#sumsBuf;
-  }
 
   /** Forgets record keys, sides and Services that no connection used in flush `no`. */
   #sweep(no: number): void {
