@@ -1167,7 +1167,6 @@ export class FlowAggregator {
     return { groups, sums, startS, endS };
   }
 
-
   /** Forgets record keys, sides and Services that no connection used in flush `no`. */
   #sweep(no: number): void {
     for (const m of this.#groups) m.sweep((g) => g.stamp === no);
