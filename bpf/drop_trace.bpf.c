@@ -15,6 +15,8 @@
 #include <bpf/bpf_tracing.h>
 
 #include "flow_record.h"
+/* The TC programs' per-CPU connection cache is theirs alone. */
+#define FLOW_NO_CACHE
 #include "maps.h"
 #include "parse.h"
 

@@ -95,7 +95,9 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink)
   batch_keys_.resize(kBatch);
   batch_keys4_.resize(kBatch);
   batch_values_.resize(kBatch);
-  cache_values_.resize(size_t(std::max(1, libbpf_num_possible_cpus())));
+  int ncpus = libbpf_num_possible_cpus();
+  if (ncpus <= 0) throw sys_error("ERR_BPF_CPUS", -ncpus, "counting possible CPUs for per-CPU maps");
+  cache_values_.resize(size_t(ncpus));
   try {
     skel_ = flow_tc_bpf__open();
     if (!skel_) throw sys_error("ERR_BPF_OPEN", errno, "opening the flow programs");
@@ -429,16 +431,18 @@ void Datapath::merge_cache(int gen) {
   int cache_fd = bpf_map__fd(skel_->maps.flow_cache);
   int flows_fd = bpf_map__fd(gen ? skel_->maps.flows4_1 : skel_->maps.flows4_0);
   uint32_t idx = uint32_t(gen);
-  if (bpf_map_lookup_elem(cache_fd, &idx, cache_values_.data()) != 0) {
+  auto fail = [this](const char* what) {
     DatapathEvent ev;
     ev.kind = DatapathEvent::Error;
     ev.err = errno;
-    ev.message = std::string("reading the flow cache: ") + std::strerror(errno);
+    ev.message = std::string(what) + ": " + std::strerror(errno);
     emit(std::move(ev));
-    return;
-  }
+  };
+  bool read = bpf_map_lookup_elem(cache_fd, &idx, cache_values_.data()) == 0;
+  if (!read) fail("reading the flow cache (its counts for this drain are lost)");
   uint64_t merged = 0, merged_packets = 0, lost = 0;
   for (const flow_cache& cpu : cache_values_) {
+    if (!read) break;
     for (const flow_cache_slot& s : cpu.slot) {
       if (s.key.ifindex == 0 || (s.packets[0] | s.packets[1]) == 0) continue;
       flow_counters c;
@@ -460,8 +464,12 @@ void Datapath::merge_cache(int gen) {
       }
     }
   }
+  // Emptied whatever happened above: a slot left holding a key would take that
+  // connection's packets two flips from now without its map entry existing.
   std::memset(cache_values_.data(), 0, cache_values_.size() * sizeof(flow_cache));
-  bpf_map_update_elem(cache_fd, &idx, cache_values_.data(), BPF_ANY);
+  if (bpf_map_update_elem(cache_fd, &idx, cache_values_.data(), BPF_ANY) != 0 &&
+      bpf_map_update_elem(cache_fd, &idx, cache_values_.data(), BPF_ANY) != 0)
+    fail("emptying the flow cache");
   std::lock_guard<std::mutex> lock(mu_);
   counters_.cache_merged += merged;
   counters_.cache_merged_packets += merged_packets;

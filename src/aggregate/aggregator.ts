@@ -1413,9 +1413,11 @@ export class FlowAggregator {
       }
       return;
     }
-    // DESTROY: by its original tuple (the listener may have missed the NEW).
+    // DESTROY: by its original tuple (the listener may have missed the NEW). An entry held
+    // under that tuple with another id is a newer connection that reused it (a resync's
+    // dump can bring it before the older one's queued DESTROY): not this one's to end.
     const entry = this.#ct.get(tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport));
-    if (entry === undefined) {
+    if (entry === undefined || entry.id !== (e.id | 0)) {
       const late = new CtEntry<Conn>(e);
       for (const key of [late.origKey, late.replyKey]) {
         for (const c of this.#pending.get(key) ?? []) this.#complete(c);

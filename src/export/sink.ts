@@ -29,7 +29,12 @@ export interface Sink {
   flush(): Promise<void>;
   /** Flushes what it can, then releases resources. Idempotent. */
   close(): Promise<void>;
-  /** Holds no line batch: nothing queued and no write in flight (so a batch's buffer may be reused). */
+  /**
+   * Holds no line batch: nothing queued and no write in flight (so a batch's buffer may be
+   * reused). A stream sink counts a write until the stream's callback for it: a Transform
+   * or PassThrough calls back while its readable side may still hold the chunk, so give
+   * StreamSink a stream that writes out (stdout, a file, a socket), not one of those.
+   */
   idle(): boolean;
   stats(): SinkStats;
 }

@@ -305,6 +305,10 @@ test('a NEW for a tuple already held means the old entry ended unheard: it compl
     agg.flush(T0 + 20_000).map((r) => [r.num_flows_started, r.num_flows_completed]),
     [[0, 1]],
   );
+  // The older entry's DESTROY, arriving late (queued behind a resync's dump), leaves the
+  // newer one alone; the newer one's own DESTROY ends it.
+  agg.observeConntrack(ct({ ...tuple, type: ConntrackEventType.destroy, id: 0xfffffff0 }));
+  assert.equal(agg.stats().conntrackEntries, 1);
   agg.observeConntrack(ct({ ...tuple, type: ConntrackEventType.destroy, id: 12 }));
   assert.equal(agg.stats().conntrackEntries, 0);
 });
