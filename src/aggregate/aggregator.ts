@@ -652,9 +652,7 @@ class GroupIndex {
 
   /** `expected`: groups it will hold, so that filling it needs no rebuild. */
   constructor(expected = 0) {
-    let size = 1024;
-    while (size < expected * 2) size *= 2;
-    this.#slots = new Int32Array(size);
+    this.#slots = new Int32Array(slotsFor(expected * 2));
   }
 
   get size(): number {
@@ -698,9 +696,7 @@ class GroupIndex {
     const kept = this.#groups.filter(keep);
     if (kept.length === this.#groups.length) return;
     this.#groups = kept;
-    let size = 1024;
-    while (size < kept.length * 4) size *= 2; // room to grow before the next rebuild
-    this.#rebuild(size);
+    this.#rebuild(slotsFor(kept.length * 4)); // room to grow before the next rebuild
   }
 
   #rebuild(size: number): void {
@@ -714,6 +710,13 @@ class GroupIndex {
     while (this.#slots[i] !== 0) i = (i + 1) & mask;
     this.#slots[i] = at;
   }
+}
+
+/** The smallest power of two from 1024 up that holds `n` slots. */
+function slotsFor(n: number): number {
+  let size = 1024;
+  while (size < n) size *= 2;
+  return size;
 }
 
 /** Mixes a record key's parts (ids are unique per live object; ports null as -1). */
@@ -1443,10 +1446,11 @@ export class FlowAggregator {
     // DESTROY: by its original tuple (the listener may have missed the NEW). An entry held
     // under that tuple with another id is a newer connection that reused it (a resync's
     // dump can bring it before the older one's queued DESTROY): not this one's to end.
-    const entry = this.#ct.get(tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport));
+    const origKey = tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport);
+    const entry = this.#ct.get(origKey);
     if (entry === undefined || entry.id !== (e.id | 0)) {
-      const late = new CtEntry<Conn>(e);
-      for (const key of [late.origKey, late.replyKey]) {
+      const replyKey = tupleKey(e.proto, e.replyDst, e.replyDport, e.replySrc, e.replySport);
+      for (const key of [origKey, replyKey]) {
         for (const c of this.#pending.get(key) ?? []) this.#complete(c);
         this.#pending.delete(key);
       }

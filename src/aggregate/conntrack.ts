@@ -20,7 +20,7 @@ export function tupleKey(proto: number, ipA: string, portA: number, ipB: string,
 
 /**
  * What the aggregator keeps of one live conntrack entry (shared by its two tuple keys).
- * One per tracked connection, so kept small: ports packed, DNAT derived.
+ * One per tracked connection, so kept small: DNAT derived, not stored.
  */
 export class CtEntry<C extends object> {
   /** Conntrack's id, as an int32 (`id | 0`: the u32 as a double would be boxed). */
@@ -34,8 +34,7 @@ export class CtEntry<C extends object> {
   /** The pre-DNAT tuple key and the post-NAT one (the same string without NAT). */
   readonly origKey: string;
   readonly replyKey: string;
-  /** clientPort << 16 | origDstPort, an int32. */
-  readonly #ports: number;
+  readonly origDstPort: number;
   readonly backendPort: number;
   /** Per-interface connections joined to this entry: usually one or two, so no array for the first. */
   #conns: C | C[] | null = null;
@@ -45,7 +44,7 @@ export class CtEntry<C extends object> {
     this.clientIp = e.origSrc;
     this.origDstIp = e.origDst;
     this.backendIp = e.replySrc;
-    this.#ports = (e.origSport << 16) | e.origDport;
+    this.origDstPort = e.origDport;
     this.backendPort = e.replySport;
     this.origKey = tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport);
     // The reply tuple seen from the client's side: replyDst:replyDport -> replySrc:replySport.
@@ -53,12 +52,6 @@ export class CtEntry<C extends object> {
     this.replyKey = replyKey === this.origKey ? this.origKey : replyKey; // one string kept, not two equal ones
   }
 
-  get clientPort(): number {
-    return this.#ports >>> 16;
-  }
-  get origDstPort(): number {
-    return this.#ports & 0xffff;
-  }
   get dnat(): boolean {
     return this.backendIp !== this.origDstIp || this.backendPort !== this.origDstPort;
   }
