@@ -21,8 +21,10 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  # Wait for another apt/dpkg run (a second checkout's setup) instead of failing.
+  apt_opts=(-o DPkg::Lock::Timeout=600)
+  apt-get "${apt_opts[@]}" update -qq
+  apt-get "${apt_opts[@]}" install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # A supported Node LTS, from the npm registry (the system Node may be past end of life).
@@ -38,10 +40,11 @@ fi
 export PATH="$node_dir/bin:$PATH"
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ package.json -nt node_modules/.package-lock.json ]; then
-  echo "setup: npm install" >&2
-  # `npm install` honours the lock file's versions; `npm ci` (npm 11.19) rejects a lock
-  # that leaves out other platforms' optional packages (biome's), as npm itself wrote it.
-  npm install --ignore-scripts --no-audit --no-fund >/dev/null
+  echo "setup: npm ci" >&2
+  # `npm ci` installs exactly the lock file and never rewrites it, so a fresh clone's
+  # setup leaves `git status` clean. The lock lists every platform's optional packages
+  # (biome's), as npm 11 writes it.
+  npm ci --ignore-scripts --no-audit --no-fund >/dev/null
 fi
 
 make -s -C bpf
