@@ -230,6 +230,11 @@ export class EndpointResolver {
           break;
         }
       }
+      // A gap (the IP held by nothing) at the cutoff with a holder after it: keep the holder
+      // before the gap too. Connections are resolved at their first-seen time for their
+      // whole life, so one first seen before the gap would otherwise fall on the gap and be
+      // `net` for good, even after the pod is back. One extra entry per IP at most.
+      if (keepFrom > 0 && h[keepFrom]!.ep === null && keepFrom < h.length - 1) keepFrom--;
       if (keepFrom > 0) h.splice(0, keepFrom);
       if (h.length === 1 && h[0]!.ep === null && h[0]!.fromMs <= cutoff) this.#history.delete(ip);
     }

@@ -134,3 +134,29 @@ test('service lookup by cluster IP, port and protocol', () => {
   assert.equal(r.service('10.96.0.10', 54, 17), null);
   assert.equal(r.service('10.96.0.10', 53, 1), null);
 });
+
+test('a pod absent from the metadata for longer than the history window is named again (issue 14 item 2)', () => {
+  // The window is 2 × a 2 s flush interval; pod b is missing from 100 s to 106 s.
+  const r = resolver({ historyMs: 4_000 });
+  const a = pod('ns', 'a', '10.0.0.1', 'a-');
+  const b = pod('ns', 'b', '10.0.0.2', 'b-');
+  r.update(metadata({ pods: [a, b] }), 1_000);
+  r.update(metadata({ pods: [a] }), 100_000);
+  r.update(metadata({ pods: [a, b] }), 106_000);
+  // A connection first seen at 5 s, while b held the IP, is b's for its whole life.
+  assert.equal(r.resolve('10.0.0.2', 5_000).name, 'b');
+  assert.equal(r.resolve('10.0.0.2', 103_000), NET_PVT); // nobody held it during the gap
+  assert.equal(r.resolve('10.0.0.2', 106_000).name, 'b');
+  // Once the gap itself is older than the window, only the returned assignment is kept,
+  // and it covers times before it (the first holder is assumed).
+  r.update(metadata({ pods: [a, b] }), 200_000);
+  assert.equal(r.resolve('10.0.0.2', 5_000).name, 'b');
+  assert.equal(r.resolve('10.0.0.2', 150_000).name, 'b');
+
+  // An IP that moved to another pod after a gap: the old holder keeps its old traffic.
+  const c = pod('ns', 'c', '10.0.0.2', 'c-');
+  r.update(metadata({ pods: [a] }), 300_000);
+  r.update(metadata({ pods: [a, c] }), 306_000);
+  assert.equal(r.resolve('10.0.0.2', 250_000).name, 'b');
+  assert.equal(r.resolve('10.0.0.2', 307_000).name, 'c');
+});
