@@ -18,7 +18,6 @@ COPY bpf/ bpf/
 COPY addon/ addon/
 COPY binding.gyp tsconfig.json tsconfig.build.json ./
 COPY src/ src/
-COPY test/lab/ test/lab/
 COPY test/kernel/fixtures/ test/kernel/fixtures/
 # vmlinux.h comes from the build host's BTF; CO-RE makes the object portable.
 # The daemon runs compiled JavaScript (dist/): Node's type stripping costs ~17 MB RSS.
@@ -37,6 +36,5 @@ COPY package.json ./
 COPY bin/ bin/
 COPY --from=build /src/dist/ dist/
 COPY src/ src/
-COPY test/lab/ test/lab/
 ENTRYPOINT ["/opt/flowlogd/bin/flowlogd"]
 CMD ["run"]

@@ -13,7 +13,7 @@ import { parseArgs } from 'node:util';
 import { FlowAggregator } from '../src/aggregate/aggregator.ts';
 import { FlowDatapath } from '../src/datapath/datapath.ts';
 import { EndpointResolver } from '../src/enrich/resolver.ts';
-import { Lab } from '../test/lab/lab.ts';
+import { Lab } from '../src/lab/lab.ts';
 
 const { values } = parseArgs({
   options: {

@@ -10,9 +10,9 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { Cluster } from '../test/lab/cluster.ts';
-import { Flowlogd, until } from '../test/lab/flowlogd.ts';
-import { Lab } from '../test/lab/lab.ts';
+import { Cluster } from '../src/lab/cluster.ts';
+import { Flowlogd, until } from '../src/lab/flowlogd.ts';
+import { Lab } from '../src/lab/lab.ts';
 
 const { values } = parseArgs({
   options: {

@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { projectPath } from '../src/common/paths.ts';
 import { FlowDatapath } from '../src/datapath/datapath.ts';
-import { ether, ipv4, udp } from '../test/kernel/packets.ts';
-import { attachForeignProgram, Lab, run } from '../test/lab/lab.ts';
+import { attachForeignProgram, Lab, run } from '../src/lab/lab.ts';
+import { ether, ipv4, udp } from '../src/lab/packets.ts';
 
 const { values } = parseArgs({
   options: {

@@ -1,14 +1,14 @@
 // `flowlogd demo`: a small lab on this machine (two ReplicaSets, access-... -> nginx-...,
 // and one pod the metadata does not know), real TCP/UDP/ICMP traffic, and four
 // `flowlogd run`s at kinds 0-3 over the same traffic, shown side by side. Cleans up after.
-// The lab is the one the kernel tests use (test/lab): network namespaces joined to the
+// The lab is the one the kernel tests use (src/lab): network namespaces joined to the
 // host by Calico-style cali* veths.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Cluster } from '../../test/lab/cluster.ts';
-import { Flowlogd, type Rec } from '../../test/lab/flowlogd.ts';
-import { Lab } from '../../test/lab/lab.ts';
+import { Cluster } from '../lab/cluster.ts';
+import { Flowlogd, type Rec } from '../lab/flowlogd.ts';
+import { Lab } from '../lab/lab.ts';
 
 const KIND_NAMES = ['0: none', '1: source port', '2: pod prefix', '3: no ports'];
 

@@ -6,7 +6,7 @@ import { readdirSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FlowDatapath, type InterfaceEvent } from '../../src/datapath/datapath.ts';
-import { attachForeignProgram, conntrackEntries, Lab, run } from '../lab/lab.ts';
+import { attachForeignProgram, conntrackEntries, Lab, run } from '../../src/lab/lab.ts';
 import { FlowCollector, kernelSkipReason } from './helpers.ts';
 
 const skip = kernelSkipReason();

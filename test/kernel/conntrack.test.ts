@@ -11,8 +11,8 @@ import { FlowDatapath } from '../../src/datapath/datapath.ts';
 import type { ConntrackEvent } from '../../src/datapath/types.ts';
 import type { PodMeta, ServiceMeta } from '../../src/enrich/kube.ts';
 import { EndpointResolver } from '../../src/enrich/resolver.ts';
-import { until } from '../lab/flowlogd.ts';
-import { conntrackEntries, Lab, type Pod, run } from '../lab/lab.ts';
+import { until } from '../../src/lab/flowlogd.ts';
+import { conntrackEntries, Lab, type Pod, run } from '../../src/lab/lab.ts';
 import { kernelSkipReason } from './helpers.ts';
 
 const skip = kernelSkipReason();

@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { FlowDatapath } from '../../src/datapath/datapath.ts';
-import { conntrackEntries, Lab, type Pod, run } from '../lab/lab.ts';
+import { conntrackEntries, Lab, type Pod, run } from '../../src/lab/lab.ts';
 import { FlowCollector, kernelSkipReason } from './helpers.ts';
 
 const skip = kernelSkipReason();

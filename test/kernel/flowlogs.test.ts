@@ -7,9 +7,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { Cluster } from '../lab/cluster.ts';
-import { Flowlogd, until } from '../lab/flowlogd.ts';
-import { type ConntrackEntry, conntrackEntries, Lab } from '../lab/lab.ts';
+import { Cluster } from '../../src/lab/cluster.ts';
+import { Flowlogd, until } from '../../src/lab/flowlogd.ts';
+import { type ConntrackEntry, conntrackEntries, Lab } from '../../src/lab/lab.ts';
 import { kernelSkipReason } from './helpers.ts';
 
 const skip = kernelSkipReason();

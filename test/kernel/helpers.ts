@@ -1,6 +1,6 @@
 // Shared by the kernel tests: why a test skips, and summing datapath deltas per flow.
 import type { ConnectionUpdate } from '../../src/datapath/types.ts';
-import type { ConntrackEntry } from '../lab/lab.ts';
+import type { ConntrackEntry } from '../../src/lab/lab.ts';
 
 /** Reason to skip a kernel test, or undefined when this machine can run it. */
 export function kernelSkipReason(): string | undefined {

@@ -4,8 +4,21 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { FlowDatapath } from '../../src/datapath/datapath.ts';
+import {
+  ether,
+  ext8,
+  fragment6,
+  icmpEcho,
+  ipv4,
+  ipv6,
+  tcp,
+  udp,
+  V4A,
+  V4B,
+  V6A,
+  V6B,
+} from '../../src/lab/packets.ts';
 import { FlowCollector, kernelSkipReason } from './helpers.ts';
-import { ether, ext8, fragment6, icmpEcho, ipv4, ipv6, tcp, udp, V4A, V4B, V6A, V6B } from './packets.ts';
 
 const skip = kernelSkipReason();
 const TC_NEXT = -1;

@@ -3,7 +3,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { projectPath } from '../../src/common/paths.ts';
+import { projectPath } from '../common/paths.ts';
 
 const FLOWLOGD = projectPath('bin', 'flowlogd');
 

@@ -8,7 +8,7 @@
 // deletes exactly that and restores the host sysctls it changed.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { projectPath, siblingModule } from '../../src/common/paths.ts';
+import { projectPath, siblingModule } from '../common/paths.ts';
 
 export interface PodSpec {
   namespace: string;
