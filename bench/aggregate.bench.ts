@@ -23,6 +23,7 @@ import { runInNewContext } from 'node:vm';
 import { FlowAggregator } from '../src/aggregate/aggregator.ts';
 import type { AggregationKind } from '../src/aggregate/record.ts';
 import { returnFreedMemory } from '../src/common/memory.ts';
+import { releaseNativeFreeMemory } from '../src/datapath/datapath.ts';
 import { ConntrackEventView, FlowRecordView } from '../src/datapath/decode.ts';
 import {
   CT_EVENT_DUMP,
@@ -284,7 +285,7 @@ async function runKind(
   // V8 keeps the pages a flush's garbage freed pooled until its memory reducer runs, about
   // 8-10 s after activity dies down (measured: kind 0, 496 MB -> 195 MB). This GC is the one
   // the reducer runs, now, so the figure is what the daemon holds between flushes.
-  await returnFreedMemory('sync');
+  await returnFreedMemory(releaseNativeFreeMemory, 'sync');
   const mem = process.memoryUsage();
   const st = agg.stats();
   if (st.connections !== N) throw new Error(`expected ${N} connections, have ${st.connections}`);

@@ -1,6 +1,6 @@
 // Giving memory back after a flush (the daemon after each one; the aggregate bench too).
-
-import { releaseNativeFreeMemory } from '../datapath/datapath.ts';
+// The native half (malloc_trim, in the addon) is passed in, so src/common imports nothing
+// from the layers above it.
 
 /**
  * A memory-reducing full GC, when Node runs with --expose-gc (bin/flowlogd gives it),
@@ -13,7 +13,10 @@ import { releaseNativeFreeMemory } from '../datapath/datapath.ts';
  * kernel go on counting meanwhile). A plain major GC does not give the pages back
  * (measured: 240 MB against 185 MB).
  */
-export async function returnFreedMemory(execution: 'async' | 'sync' = 'async'): Promise<void> {
+export async function returnFreedMemory(
+  releaseNativeFreeMemory: () => unknown,
+  execution: 'async' | 'sync' = 'async',
+): Promise<void> {
   const gc = (globalThis as { gc?: (o: object) => Promise<void> | undefined }).gc;
   if (gc === undefined) return;
   await gc({ type: 'major', execution, flavor: 'last-resort' });

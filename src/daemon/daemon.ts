@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { FlowAggregator } from '../aggregate/aggregator.ts';
 import { returnFreedMemory } from '../common/memory.ts';
-import { FlowDatapath } from '../datapath/datapath.ts';
+import { FlowDatapath, releaseNativeFreeMemory } from '../datapath/datapath.ts';
 import { EndpointResolver } from '../enrich/resolver.ts';
 import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
 import { LineBatchBuilder } from '../export/batch.ts';
@@ -276,7 +276,7 @@ export class Daemon {
         },
         'flushed',
       );
-      void returnFreedMemory();
+      void returnFreedMemory(releaseNativeFreeMemory);
     });
     this.#flushing = run.catch(() => {});
     return run;
