@@ -11,11 +11,10 @@
 
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
+import type { LineBatch } from './batch.ts';
 import {
-  asBatch,
   BatchQueue,
   errorCode,
-  type Lines,
   newSinkStats,
   type Sink,
   type SinkLogger,
@@ -113,8 +112,7 @@ export class FileSink implements Sink {
     return this.#path;
   }
 
-  write(lines: Lines): void {
-    const batch = asBatch(lines);
+  write(batch: LineBatch): void {
     this.#stats.acceptedLines += batch.count;
     if (this.#closed) {
       this.#stats.droppedLines += batch.count;

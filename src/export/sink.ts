@@ -21,10 +21,10 @@ export interface SinkStats {
 export interface Sink {
   readonly name: string;
   /**
-   * Queues whole lines (a batch, or strings without newline). Never throws and never
-   * blocks: when the bounded queue is full the oldest queued lines are dropped and counted.
+   * Queues a batch of whole lines. Never throws and never blocks: when the bounded queue
+   * is full the oldest queued lines are dropped and counted.
    */
-  write(lines: Lines): void;
+  write(batch: LineBatch): void;
   /** Resolves when what was queued has been written, or the sink is failing (it keeps retrying). */
   flush(): Promise<void>;
   /** Flushes what it can, then releases resources. Idempotent. */
@@ -65,13 +65,6 @@ export function newSinkStats(): SinkStats {
 export function errorCode(err: unknown): string {
   const code = (err as { code?: unknown } | null)?.code;
   return typeof code === 'string' ? code : 'UNKNOWN';
-}
-
-/** What write() takes: a batch, or lines as strings (converted once, for small callers). */
-export type Lines = LineBatch | readonly string[];
-
-export function asBatch(lines: Lines): LineBatch {
-  return lines instanceof LineBatch ? lines : LineBatch.fromLines(lines);
 }
 
 /** Contiguous lines at the head of a queue: `batch.buf` bytes [start, end), `lines` of them. */
@@ -215,9 +208,8 @@ export class FanoutSink implements Sink {
   constructor(sinks: readonly Sink[]) {
     this.#sinks = sinks;
   }
-  write(lines: Lines): void {
-    const batch = asBatch(lines); // encoded once for all sinks
-    for (const s of this.#sinks) s.write(batch);
+  write(batch: LineBatch): void {
+    for (const s of this.#sinks) s.write(batch); // one buffer, shared by every sink
   }
   async flush(): Promise<void> {
     await Promise.all(this.#sinks.map((s) => s.flush()));

@@ -3,11 +3,10 @@
 // stops writing instead of crashing the daemon.
 
 import type { Writable } from 'node:stream';
+import type { LineBatch } from './batch.ts';
 import {
-  asBatch,
   BatchQueue,
   errorCode,
-  type Lines,
   newSinkStats,
   type Sink,
   type SinkLogger,
@@ -52,8 +51,7 @@ export class StreamSink implements Sink {
     });
   }
 
-  write(lines: Lines): void {
-    const batch = asBatch(lines);
+  write(batch: LineBatch): void {
     this.#stats.acceptedLines += batch.count;
     if (this.#broken || this.#closed) {
       this.#stats.droppedLines += batch.count;

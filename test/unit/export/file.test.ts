@@ -4,6 +4,7 @@ import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, mock, test } from 'node:test';
+import { LineBatch } from '../../../src/export/batch.ts';
 import { type FileHandleLike, FileSink, type FileSystem } from '../../../src/export/file.ts';
 
 let dir = '';
@@ -52,7 +53,7 @@ test('rotation: tiny max size gives rotated files, no line split or lost, at mos
   let t = Date.UTC(2025, 0, 2, 3, 4, 5, 0);
   const sink = new FileSink({ directory: dir, maxFileBytes: 1000, maxFiles: 3, now: () => new Date(t++) });
   const written = lines(400);
-  for (let i = 0; i < written.length; i += 7) sink.write(written.slice(i, i + 7));
+  for (let i = 0; i < written.length; i += 7) sink.write(LineBatch.fromLines(written.slice(i, i + 7)));
   await sink.flush();
   await sink.close();
   const { files, lines: got, sizes } = onDisk(dir);
@@ -72,7 +73,7 @@ test('rotation: tiny max size gives rotated files, no line split or lost, at mos
 test('rotation within one millisecond never overwrites a rotated file; pruning keeps the newest', async () => {
   const sink = new FileSink({ directory: dir, maxFileBytes: 100, maxFiles: 3, now: () => new Date(0) });
   const written = Array.from({ length: 30 }, (_, i) => `{"seq":"${String(i).padStart(2, '0')}","p":""}`); // 20 bytes with \n
-  sink.write(written);
+  sink.write(LineBatch.fromLines(written));
   await sink.close();
   const { files, lines: got, sizes } = onDisk(dir);
   // 6 files of 5 lines were started: 5 rotated (stamp, -1 … -4), the newest 3 kept.
@@ -90,7 +91,7 @@ test('rotation within one millisecond never overwrites a rotated file; pruning k
 test('a line longer than the maximum gets a file of its own, whole', async () => {
   const sink = new FileSink({ directory: dir, maxFileBytes: 50, maxFiles: 5, now: () => new Date(1) });
   const big = JSON.stringify({ big: 'y'.repeat(200) });
-  sink.write(['{"a":1}', big, '{"b":2}']);
+  sink.write(LineBatch.fromLines(['{"a":1}', big, '{"b":2}']));
   await sink.close();
   const { lines: got, sizes } = onDisk(dir);
   assert.deepEqual(got, ['{"a":1}', big, '{"b":2}']);
@@ -100,7 +101,7 @@ test('a line longer than the maximum gets a file of its own, whole', async () =>
 test('appends to an existing flows.log and rotates it when already full', async () => {
   writeFileSync(join(dir, 'flows.log'), `${'{"old":1}\n'.repeat(10)}`); // 100 bytes
   const sink = new FileSink({ directory: dir, maxFileBytes: 100, maxFiles: 5, now: () => new Date(1) });
-  sink.write(['{"new":1}']);
+  sink.write(LineBatch.fromLines(['{"new":1}']));
   await sink.close();
   const { files, lines: got } = onDisk(dir);
   assert.equal(files.length, 2);
@@ -120,13 +121,13 @@ test('directory path under a regular file (ENOTDIR): counted, no crash, queue bo
     retryMinMs: 60_000,
     logger,
   });
-  sink.write(['{"a":11111}', '{"b":22222}']); // 12 bytes each
+  sink.write(LineBatch.fromLines(['{"a":11111}', '{"b":22222}'])); // 12 bytes each
   await sink.flush();
   let st = sink.stats();
   assert.equal(st.healthy, false);
   assert.equal(st.errors.ENOTDIR, 1);
   assert.equal(st.queuedLines, 2);
-  sink.write(Array.from({ length: 10 }, (_, i) => `{"c":${10000 + i}}`)); // 12 bytes each: 12 lines = 144 > 100
+  sink.write(LineBatch.fromLines(Array.from({ length: 10 }, (_, i) => `{"c":${10000 + i}}`))); // 12 bytes each: 12 lines = 144 > 100
   st = sink.stats();
   assert.equal(st.queuedLines, 8);
   assert.equal(st.queuedBytes, 96);
@@ -183,16 +184,16 @@ function flakyFs(): FileSystem & { full: boolean; writes: number } {
 test('disk full mid-write: the partial line is removed, lines retried after recovery, none lost or doubled', async () => {
   const fs = flakyFs();
   const sink = new FileSink({ directory: dir, maxFileBytes: 1 << 20, maxFiles: 2, fs, retryMinMs: 1000 });
-  sink.write(['{"a":1}']);
+  sink.write(LineBatch.fromLines(['{"a":1}']));
   await sink.flush();
   fs.full = true;
-  sink.write(['{"b":2}', '{"c":3}']);
+  sink.write(LineBatch.fromLines(['{"b":2}', '{"c":3}']));
   await sink.flush();
   assert.equal(readFileSync(join(dir, 'flows.log'), 'utf8'), '{"a":1}\n');
   assert.deepEqual(sink.stats().errors, { ENOSPC: 1 });
   assert.equal(sink.stats().healthy, false);
   fs.full = false;
-  sink.write(['{"d":4}']); // queued while failing, no immediate attempt
+  sink.write(LineBatch.fromLines(['{"d":4}'])); // queued while failing, no immediate attempt
   sink.retryNow();
   await sink.flush();
   assert.equal(readFileSync(join(dir, 'flows.log'), 'utf8'), '{"a":1}\n{"b":2}\n{"c":3}\n{"d":4}\n');
@@ -214,7 +215,7 @@ test('retries on its own with backoff (fake timers)', async () => {
       retryMinMs: 1000,
       retryMaxMs: 4000,
     });
-    sink.write(['{"a":1}']);
+    sink.write(LineBatch.fromLines(['{"a":1}']));
     await sink.flush();
     assert.equal(fs.writes, 1);
     mock.timers.tick(1200); // first retry within 1000 ± 20 %
@@ -265,10 +266,10 @@ test('a queue overflow while a write is in flight drops the next lines, not the 
   const a = '{"line":"A"}'; // 13 bytes with its newline
   const b = `{"line":"B","pad":"${'x'.repeat(75)}"}`; // 97
   const c = '{"line":"C"}';
-  sink.write([a]); // the write of A starts and waits
+  sink.write(LineBatch.fromLines([a])); // the write of A starts and waits
   await fs.inFlight;
-  sink.write([b]); // 110 > 100: A leaves the queue, but its write goes on
-  sink.write([c]); // 110 > 100 again: B, the oldest line not in flight, is dropped
+  sink.write(LineBatch.fromLines([b])); // 110 > 100: A leaves the queue, but its write goes on
+  sink.write(LineBatch.fromLines([c])); // 110 > 100 again: B, the oldest line not in flight, is dropped
   fs.release();
   await sink.flush();
   assert.equal(readFileSync(join(dir, 'flows.log'), 'utf8'), `${a}\n${c}\n`);

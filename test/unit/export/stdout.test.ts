@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
+import { LineBatch } from '../../../src/export/batch.ts';
 import { FanoutSink } from '../../../src/export/sink.ts';
 import { StreamSink } from '../../../src/export/stdout.ts';
 
@@ -24,8 +25,8 @@ function slowStream(highWaterMark: number) {
 test('writes JSON lines; under backpressure queues boundedly and drops the oldest', async () => {
   const { stream, chunks, release } = slowStream(10);
   const sink = new StreamSink({ stream, maxQueueBytes: 30 });
-  sink.write(['{"a":1}', '{"b":2}']); // first write goes to the stream, which is now over its mark
-  sink.write(['{"c":3}', '{"d":4}', '{"e":5}', '{"f":6}', '{"g":7}']); // 8 bytes each, 3 fit
+  sink.write(LineBatch.fromLines(['{"a":1}', '{"b":2}'])); // first write goes to the stream, which is now over its mark
+  sink.write(LineBatch.fromLines(['{"c":3}', '{"d":4}', '{"e":5}', '{"f":6}', '{"g":7}'])); // 8 bytes each, 3 fit
   let st = sink.stats();
   assert.deepEqual([st.writtenLines, st.queuedLines, st.droppedLines], [2, 3, 2]);
   const done = sink.flush();
@@ -45,9 +46,9 @@ test('a broken pipe is counted and further lines are dropped, no throw', async (
     },
   });
   const sink = new StreamSink({ stream });
-  sink.write(['{"a":1}']);
+  sink.write(LineBatch.fromLines(['{"a":1}']));
   await new Promise((r) => setImmediate(r));
-  sink.write(['{"b":2}', '{"c":3}']);
+  sink.write(LineBatch.fromLines(['{"b":2}', '{"c":3}']));
   await sink.flush();
   await sink.close();
   const st = sink.stats();
@@ -60,7 +61,7 @@ test('FanoutSink writes to every sink and sums stats', async () => {
   const sinkA = new StreamSink({ stream: a.stream }, 'a');
   const sinkB = new StreamSink({ stream: b.stream }, 'b');
   const fan = new FanoutSink([sinkA, sinkB]);
-  fan.write(['{"x":1}']);
+  fan.write(LineBatch.fromLines(['{"x":1}']));
   a.release();
   b.release();
   await fan.close();
@@ -72,7 +73,7 @@ test('FanoutSink writes to every sink and sums stats', async () => {
 test('flush() waits for the stream to finish a write it accepted; idle() says when no batch is held', async () => {
   const { stream, chunks, release } = slowStream(1 << 20); // accepts (write() true) but finishes late
   const sink = new StreamSink({ stream });
-  sink.write(['{"a":1}']);
+  sink.write(LineBatch.fromLines(['{"a":1}']));
   assert.equal(chunks.length, 1);
   assert.equal(sink.idle(), false); // the stream still holds the slice
   let flushed = false;

@@ -1,3 +1,0 @@
-export * from './file.ts';
-export * from './sink.ts';
-export * from './stdout.ts';
