@@ -1,4 +1,0 @@
-export * from './ip.ts';
-export * from './kube.ts';
-export * from './resolver.ts';
-export * from './source.ts';
