@@ -2,14 +2,13 @@
 // Flushes never overlap; SIGTERM/SIGINT detach, drain the kernel and write a final flush;
 // SIGHUP re-reads the settings and the metadata.
 import { appendFile, mkdir } from 'node:fs/promises';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Registry } from 'prom-client';
 import { FlowAggregator } from '../aggregate/aggregator.ts';
 import { returnFreedMemory } from '../common/memory.ts';
-import { FlowDatapath, releaseNativeFreeMemory } from '../datapath/datapath.ts';
 import { EndpointResolver } from '../enrich/resolver.ts';
 import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
 import { LineBatchBuilder } from '../export/batch.ts';
@@ -18,6 +17,8 @@ import { FanoutSink, type Sink } from '../export/sink.ts';
 import { StreamSink } from '../export/stdout.ts';
 import { within, writeInBatches } from '../export/write.ts';
 import type { Config } from './config.ts';
+import { type DaemonDatapath, type DatapathFactory, kernelDatapath, openDatapath } from './datapath.ts';
+import { type FlushMetrics, registerMetrics, serveMetrics } from './metrics.ts';
 
 /** How often the daemon builds new connections' record keys between flushes, and for how long at most. */
 const PREPARE_EVERY_MS = 250;
@@ -53,6 +54,10 @@ export interface DaemonOptions {
   logger: Logger;
   /** Drain interval of the kernel map (the flush interval bounds it from above). */
   drainIntervalMs?: number;
+  /** Where the datapath comes from (default: the eBPF programs through the addon). */
+  datapath?: DatapathFactory;
+  /** The sinks to write to (default: flows.log and stdout as the config says). */
+  sinks?: readonly Sink[];
 }
 
 export class Daemon {
@@ -60,12 +65,13 @@ export class Daemon {
   #config: Config;
   readonly #source: MetadataSource;
   readonly #aggregator: FlowAggregator;
-  readonly #datapath: FlowDatapath;
+  readonly #datapath: DaemonDatapath;
+  readonly #releaseFreeMemory: () => unknown;
   readonly #sink: FanoutSink;
   /** Encodes each flush's lines; its working buffer is reused from flush to flush. */
   readonly #batches = new LineBatchBuilder(1 << 20, 8192);
   readonly #registry = new Registry();
-  readonly #metrics: ReturnType<Daemon['registerMetrics']>;
+  readonly #metrics: FlushMetrics;
   #metricsServer: Server | null = null;
   #timer: NodeJS.Timeout | null = null;
   /** Builds new connections' record keys between flushes (FlowAggregator.prepareKeys). */
@@ -77,7 +83,7 @@ export class Daemon {
     opts: DaemonOptions,
     source: MetadataSource,
     aggregator: FlowAggregator,
-    datapath: FlowDatapath,
+    datapath: DaemonDatapath,
     sink: FanoutSink,
   ) {
     this.#config = opts.config;
@@ -85,8 +91,9 @@ export class Daemon {
     this.#source = source;
     this.#aggregator = aggregator;
     this.#datapath = datapath;
+    this.#releaseFreeMemory = (opts.datapath ?? kernelDatapath).releaseFreeMemory;
     this.#sink = sink;
-    this.#metrics = this.registerMetrics();
+    this.#metrics = registerMetrics(this.#registry, { datapath, aggregator, sink });
   }
 
   /** Loads metadata, attaches the datapath, opens the sinks and starts flushing. */
@@ -119,36 +126,23 @@ export class Daemon {
             : 'connection lifecycle from TCP flags and idle timeouts (until conntrack events arrive, if they do)',
         ),
     });
-    const sinks: Sink[] = [];
-    const sinkLog = log.child({ component: 'sink' });
-    if (c.flowLogsFileEnabled) {
-      // flows.log exists from the start, so log shippers can tail it and a directory that
-      // cannot be written is reported now rather than at the first flush (the sink keeps
-      // retrying either way: not fatal).
-      try {
-        await mkdir(c.flowLogsFileDirectory, { recursive: true });
-        await appendFile(join(c.flowLogsFileDirectory, 'flows.log'), '');
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        log.error(
-          { code: e.code, directory: c.flowLogsFileDirectory },
-          `cannot create flows.log: ${e.message}`,
-        );
-      }
-      sinks.push(
-        new FileSink({
-          directory: c.flowLogsFileDirectory,
-          maxFileBytes: c.flowLogsFileMaxFileSizeMB * 1024 * 1024,
-          maxFiles: c.flowLogsFileMaxFiles,
-          logger: sinkLog,
-        }),
-      );
-    }
-    if (c.stdout) sinks.push(new StreamSink({ stream: process.stdout }));
-    const sink = new FanoutSink(sinks);
-    let datapath: FlowDatapath;
+    const sink = new FanoutSink(opts.sinks ?? (await Daemon.openSinks(c, log)));
+    let datapath: DaemonDatapath;
     try {
-      datapath = Daemon.openDatapath(c, opts, aggregator, log);
+      datapath = openDatapath(
+        opts.datapath ?? kernelDatapath,
+        {
+          interfaces: [...c.interfaces],
+          drainIntervalMs: Math.min(opts.drainIntervalMs ?? 1000, c.flowLogsFlushIntervalMs),
+          conntrackEvents: c.conntrack,
+          conntrackNetns: c.conntrackNetns ?? '',
+          conntrackResyncMs: c.conntrackResyncIntervalMs,
+          dropTracing: c.dropTracing,
+        },
+        (u) => aggregator.observe(u),
+        (e) => aggregator.observeConntrack(e),
+        log,
+      );
     } catch (err) {
       source.close();
       await sink.close();
@@ -177,7 +171,7 @@ export class Daemon {
       },
       'flowlogd started',
     );
-    if (c.metricsPort) await d.serveMetrics(c.metricsPort);
+    if (c.metricsPort) d.#metricsServer = await serveMetrics(d.#registry, c.metricsPort, log);
     d.#schedule();
     // Every 250 ms, up to 20 ms of the work a flush would otherwise do for all the
     // connections that arrived in its interval at once (BENCHMARKS.md, aggregation).
@@ -186,47 +180,35 @@ export class Daemon {
     return d;
   }
 
-  /**
-   * Attaches the datapath with conntrack events and drop tracing when the config asks for
-   * them; if the kernel lacks either, says so and goes on without it (lifecycle then comes
-   * from TCP flags and idle timeouts, and every flow is `allow`).
-   */
-  static openDatapath(c: Config, opts: DaemonOptions, aggregator: FlowAggregator, log: Logger): FlowDatapath {
-    let conntrackEvents = c.conntrack;
-    let dropTracing = c.dropTracing;
-    for (;;) {
+  /** flows.log (created now) and stdout, as the config says. */
+  static async openSinks(c: Config, log: Logger): Promise<Sink[]> {
+    const sinks: Sink[] = [];
+    const sinkLog = log.child({ component: 'sink' });
+    if (c.flowLogsFileEnabled) {
+      // flows.log exists from the start, so log shippers can tail it and a directory that
+      // cannot be written is reported now rather than at the first flush (the sink keeps
+      // retrying either way: not fatal).
       try {
-        return new FlowDatapath(
-          {
-            interfaces: [...c.interfaces],
-            drainIntervalMs: Math.min(opts.drainIntervalMs ?? 1000, c.flowLogsFlushIntervalMs),
-            conntrackEvents,
-            conntrackNetns: c.conntrackNetns ?? '',
-            conntrackResyncMs: c.conntrackResyncIntervalMs,
-            dropTracing,
-          },
-          (u) => aggregator.observe(u),
-          (e) => aggregator.observeConntrack(e),
-        );
+        await mkdir(c.flowLogsFileDirectory, { recursive: true });
+        await appendFile(join(c.flowLogsFileDirectory, 'flows.log'), '');
       } catch (err) {
-        const e = err as Error & { code?: string; errno?: number };
-        if (e.code === 'ERR_CONNTRACK' && conntrackEvents) {
-          log.warn(
-            { code: e.code, errno: e.errno },
-            `${e.message}: going on without conntrack events (lifecycle from TCP flags and idle timeouts, no Service joins)`,
-          );
-          conntrackEvents = false;
-        } else if (e.code === 'ERR_DROP_TRACE' && dropTracing) {
-          log.warn(
-            { code: e.code, errno: e.errno },
-            `${e.message}: going on without drop tracing (no deny records)`,
-          );
-          dropTracing = false;
-        } else {
-          throw err;
-        }
+        const e = err as NodeJS.ErrnoException;
+        log.error(
+          { code: e.code, directory: c.flowLogsFileDirectory },
+          `cannot create flows.log: ${e.message}`,
+        );
       }
+      sinks.push(
+        new FileSink({
+          directory: c.flowLogsFileDirectory,
+          maxFileBytes: c.flowLogsFileMaxFileSizeMB * 1024 * 1024,
+          maxFiles: c.flowLogsFileMaxFiles,
+          logger: sinkLog,
+        }),
+      );
     }
+    if (c.stdout) sinks.push(new StreamSink({ stream: process.stdout }));
+    return sinks;
   }
 
   static aggregationSettings(c: Config) {
@@ -241,10 +223,6 @@ export class Daemon {
       idleTimeoutMs: c.flowLogsIdleTimeoutMs,
       tcpIdleTimeoutMs: c.flowLogsTcpIdleTimeoutMs,
     };
-  }
-
-  get datapath(): FlowDatapath {
-    return this.#datapath;
   }
 
   #schedule(): void {
@@ -276,7 +254,7 @@ export class Daemon {
         },
         'flushed',
       );
-      void returnFreedMemory(releaseNativeFreeMemory);
+      void returnFreedMemory(this.#releaseFreeMemory);
     });
     this.#flushing = run.catch(() => {});
     return run;
@@ -355,115 +333,5 @@ export class Daemon {
       aggregator: this.#aggregator.stats(),
       sinks: this.#sink.statsBySink(),
     };
-  }
-
-  private registerMetrics() {
-    const r = this.#registry;
-    const dp = this.#datapath;
-    const agg = this.#aggregator;
-    const sink = this.#sink;
-    new Gauge({
-      name: 'flowlogd_datapath_kernel_events',
-      help: 'Kernel-side failure and event counters of the flow programs (parse failures, failed inserts by errno, lost packets/bytes, conntrack lookups)',
-      labelNames: ['counter'],
-      registers: [r],
-      collect() {
-        for (const [k, v] of Object.entries(dp.stats().kernel))
-          if (typeof v === 'number') this.set({ counter: k }, v);
-      },
-    });
-    new Gauge({
-      name: 'flowlogd_lifecycle_source',
-      help: 'Where connection lifecycle comes from: 1 for the source in use (conntrack, or tcp-flags+idle)',
-      labelNames: ['source'],
-      registers: [r],
-      collect() {
-        const now = agg.stats().lifecycleSource;
-        for (const source of ['conntrack', 'tcp-flags+idle']) this.set({ source }, source === now ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'flowlogd_kernel_drops',
-      help: 'Packets the kernel dropped, by drop reason (policy drops also become deny records; the rest are only counted here)',
-      labelNames: ['reason'],
-      registers: [r],
-      collect() {
-        for (const [reason, n] of Object.entries(dp.stats().dropReasons ?? {})) this.set({ reason }, n);
-      },
-    });
-    new Gauge({
-      name: 'flowlogd_datapath_attached_interfaces',
-      help: 'Interfaces the flow programs are attached to',
-      registers: [r],
-      collect() {
-        this.set(dp.interfaces().length);
-      },
-    });
-    new Gauge({
-      name: 'flowlogd_aggregator',
-      help: 'Aggregator counters (connections tracked, updates, dropped when the table was full, ...)',
-      labelNames: ['counter'],
-      registers: [r],
-      collect() {
-        for (const [k, v] of Object.entries(agg.stats()))
-          if (typeof v === 'number') this.set({ counter: k }, v);
-      },
-    });
-    new Gauge({
-      name: 'flowlogd_sink',
-      help: 'Flow log sink counters by sink (written, dropped, queued lines, healthy)',
-      labelNames: ['sink', 'counter'],
-      registers: [r],
-      collect() {
-        for (const [name, s] of Object.entries(sink.statsBySink())) {
-          for (const k of [
-            'writtenLines',
-            'writtenBytes',
-            'droppedLines',
-            'queuedLines',
-            'rotations',
-          ] as const) {
-            this.set({ sink: name, counter: k }, s[k]);
-          }
-          this.set({ sink: name, counter: 'healthy' }, s.healthy ? 1 : 0);
-        }
-      },
-    });
-    return {
-      flushes: new Counter({ name: 'flowlogd_flushes_total', help: 'Flushes written', registers: [r] }),
-      lines: new Counter({
-        name: 'flowlogd_flow_log_records_total',
-        help: 'Flow log records produced',
-        registers: [r],
-      }),
-      flushSeconds: new Histogram({
-        name: 'flowlogd_flush_duration_seconds',
-        help: 'Kernel drain plus aggregation per flush',
-        buckets: [0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5],
-        registers: [r],
-      }),
-    };
-  }
-
-  async serveMetrics(port: number): Promise<void> {
-    this.#metricsServer = createServer(async (req, res) => {
-      if (req.url !== '/metrics') {
-        res.writeHead(404).end();
-        return;
-      }
-      try {
-        const body = await this.#registry.metrics();
-        res.writeHead(200, { 'content-type': this.#registry.contentType }).end(body);
-      } catch (err) {
-        // A scrape must never take the daemon down.
-        this.#log.error({ err }, 'metrics collection failed');
-        res.writeHead(500).end();
-      }
-    });
-    await new Promise<void>((resolve, reject) => {
-      this.#metricsServer!.once('error', reject);
-      this.#metricsServer!.listen(port, resolve);
-    });
-    this.#log.info({ port }, 'metrics on /metrics');
   }
 }
