@@ -1,4 +1,6 @@
-// Joining conntrack entries to the aggregator's per-interface connections.
+// The conntrack join: conntrack entries joined to the aggregator's per-interface
+// connections, which they orient (conntrack knows the initiator), rename (DNAT: the
+// backend, and the Service of both sides) and end (DESTROY).
 //
 // A conntrack entry has two tuples: the original (as the client sent it: a Service's
 // cluster IP before DNAT) and the reply (as the backend answers). TC on the client's veth
@@ -6,7 +8,14 @@
 // connection. Connections are matched by a direction-free tuple key without interface.
 
 import { flat } from '../common/flat.ts';
-import { type ConntrackEvent, ConntrackEventType } from '../datapath/types.ts';
+import {
+  type ConnectionUpdate,
+  type ConntrackEvent,
+  ConntrackEventType,
+  InitiatorHow,
+} from '../datapath/types.ts';
+import { type Conn, isIcmp } from './connections.ts';
+import type { AggregatorStats, ResolverLike } from './options.ts';
 
 /** Direction-free key of a 5-tuple (ICMP: the echo identifier as both ports). */
 export function tupleKey(proto: number, ipA: string, portA: number, ipB: string, portB: number): string {
@@ -73,6 +82,170 @@ export class CtEntry<C extends object> {
   }
 }
 
-export function isStart(e: ConntrackEvent): boolean {
+function isStart(e: ConntrackEvent): boolean {
   return e.type === ConntrackEventType.new || e.type === ConntrackEventType.dump;
+}
+
+/** Live conntrack entries, and the connections joined to them or waiting for theirs. */
+export class ConntrackJoin {
+  readonly #stats: AggregatorStats;
+  readonly #resolver: ResolverLike;
+  // Live entries by tuple key (original and reply; no map by id: conntrack keeps tuples
+  // unique among live entries, and 100k ids as keys cost ~5 MB); connections waiting for
+  // theirs.
+  readonly #ct = new Map<string, CtEntry<Conn>>();
+  readonly #pending = new Map<string, Conn[]>();
+  /** Connections seen while conntrack events flow whose entry has not been found yet, and their tuple keys. */
+  readonly #unjoined = new Map<Conn, string>();
+
+  /** Counts into `stats` (conntrackEntries, conntrackJoined, conntrackCompleted, reoriented). */
+  constructor(stats: AggregatorStats, resolver: ResolverLike) {
+    this.#stats = stats;
+    this.#resolver = resolver;
+  }
+
+  /**
+   * One conntrack event or dumped entry. NEW/DUMP joins the entry to the connections of
+   * its tuples (and NAT: the client's side shows the backend, both sides the Service);
+   * DESTROY completes them. Idempotent: a repeated DESTROY changes nothing.
+   */
+  observe(e: ConntrackEvent): void {
+    if (e.type === ConntrackEventType.dumpDone) {
+      this.#afterDump(e);
+      return;
+    }
+    if (isStart(e)) {
+      const entry = new CtEntry<Conn>(e);
+      const known = this.#ct.get(entry.origKey);
+      if (known?.id === entry.id) return; // a dump repeating what the events said
+      // Conntrack's live entries never share a tuple: one we hold with either of these
+      // tuples ended unheard (its DESTROY went with an overrun).
+      if (known !== undefined) this.#forget(known);
+      const knownReply = this.#ct.get(entry.replyKey);
+      if (knownReply !== undefined) this.#forget(knownReply);
+      this.#stats.conntrackEntries++;
+      this.#ct.set(entry.origKey, entry);
+      if (entry.replyKey !== entry.origKey) this.#ct.set(entry.replyKey, entry);
+      for (const k of entry.replyKey === entry.origKey ? [entry.origKey] : [entry.origKey, entry.replyKey]) {
+        const waiting = this.#pending.get(k);
+        if (waiting === undefined) continue;
+        this.#pending.delete(k);
+        for (const c of waiting) this.#join(c, entry, k);
+      }
+      return;
+    }
+    // DESTROY: by its original tuple (the listener may have missed the NEW). An entry held
+    // under that tuple with another id is a newer connection that reused it (a resync's
+    // dump can bring it before the older one's queued DESTROY): not this one's to end.
+    const origKey = tupleKey(e.proto, e.origSrc, e.origSport, e.origDst, e.origDport);
+    const entry = this.#ct.get(origKey);
+    if (entry === undefined || entry.id !== (e.id | 0)) {
+      const replyKey = tupleKey(e.proto, e.replyDst, e.replyDport, e.replySrc, e.replySport);
+      for (const key of [origKey, replyKey]) {
+        for (const c of this.#pending.get(key) ?? []) this.#complete(c);
+        this.#pending.delete(key);
+      }
+      return;
+    }
+    this.#forget(entry);
+  }
+
+  /** Joins a new connection to its conntrack entry, or waits for one until the next flush. */
+  joinNew(c: Conn, u: ConnectionUpdate): void {
+    if (this.#stats.lifecycleSource !== 'conntrack') return; // no conntrack events at all
+    const icmp = isIcmp(c.proto);
+    const id = icmp ? (u.icmpId ?? 0) : 0;
+    const tk = tupleKey(c.proto, c.cIp, icmp ? id : c.cPort, c.sIp, icmp ? id : c.sPort);
+    const entry = this.#ct.get(tk);
+    if (entry !== undefined) {
+      this.#join(c, entry, tk);
+      return;
+    }
+    this.#unjoined.set(c, tk);
+    let list = this.#pending.get(tk);
+    if (list === undefined) {
+      list = [];
+      this.#pending.set(tk, list);
+    }
+    list.push(c);
+  }
+
+  /** The connection ended or is forgotten: it waits for no entry any more. */
+  stopWaiting(c: Conn): void {
+    this.#unjoined.delete(c);
+  }
+
+  /** At each flush: connections not joined by now are not conntrack's (not tracked). */
+  flushed(): void {
+    this.#pending.clear();
+  }
+
+  /** The entry is gone: its connections are complete. */
+  #forget(entry: CtEntry<Conn>): void {
+    this.#stats.conntrackEntries--;
+    if (this.#ct.get(entry.origKey) === entry) this.#ct.delete(entry.origKey);
+    if (this.#ct.get(entry.replyKey) === entry) this.#ct.delete(entry.replyKey);
+    entry.forEach((c) => {
+      this.#complete(c);
+    });
+  }
+
+  /**
+   * A complete dump ended. Connections still waiting for their entry join it if the dump
+   * had it; after lost events, those seen before the dump was requested and absent from
+   * it have ended unheard (their NEW and DESTROY went with the overrun).
+   */
+  #afterDump(e: ConntrackEvent): void {
+    for (const [c, tk] of this.#unjoined) {
+      const entry = this.#ct.get(tk);
+      if (entry !== undefined) {
+        this.#join(c, entry, tk);
+      } else if (e.afterOverrun && c.lastSeenMs < e.timeMs) {
+        this.#unjoined.delete(c);
+        this.#complete(c);
+      }
+    }
+  }
+
+  #complete(c: Conn): void {
+    if (c.closed || c.ended) return;
+    c.ended = true;
+    this.#stats.conntrackCompleted++;
+  }
+
+  /** `tk`: the connection's tuple key, the entry's original or reply one. */
+  #join(c: Conn, entry: CtEntry<Conn>, tk: string): void {
+    this.#unjoined.delete(c);
+    if (c.ct === entry) return;
+    // On an uplink, a masqueraded pod connection looks like the host's own (the node's IP
+    // after SNAT); conntrack's original tuple tells: it is the pod's, reported at its veth.
+    if (c.hostSide && !this.#resolver.isNodeIp(entry.clientIp) && !this.#resolver.isNodeIp(entry.backendIp)) {
+      c.forwarded = true;
+    }
+    c.ct = entry;
+    entry.add(c);
+    this.#stats.conntrackJoined++;
+    // Conntrack knows the initiator for sure: orient the connection by it.
+    const icmp = isIcmp(c.proto);
+    const preNat = tk === entry.origKey;
+    const serverIp = preNat ? entry.origDstIp : entry.backendIp;
+    const serverPort = preNat ? entry.origDstPort : entry.backendPort;
+    if (
+      c.cIp === serverIp &&
+      (icmp || c.cPort === serverPort) &&
+      !(c.sIp === serverIp && c.sPort === serverPort)
+    ) {
+      c.swap();
+      this.#stats.reoriented++;
+    }
+    if (c.how < InitiatorHow.conntrack) c.how = InitiatorHow.conntrack;
+    if (entry.dnat) {
+      // Seen before DNAT (the client's veth): name the backend. Both sides: the Service.
+      if (preNat) {
+        c.sIp = entry.backendIp;
+        c.sPort = icmp ? 0 : entry.backendPort;
+      }
+    }
+    c.keyStamp = -1;
+  }
 }
