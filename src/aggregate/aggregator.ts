@@ -12,7 +12,6 @@
 // state to leak: a key exists in a flush exactly when some connection mapped to it was
 // active in the interval (new, carried over while open, or completed in it).
 
-import { flat } from '../common/flat.ts';
 import {
   type ConnectionUpdate,
   type ConntrackEvent,
@@ -20,7 +19,6 @@ import {
   InitiatorHow,
   TcpFlag,
 } from '../datapath/types.ts';
-import type { Labels } from '../enrich/kube.ts';
 import { Conn, ConnNumbers, forget } from './connections.ts';
 import { ConntrackJoin } from './conntrack.ts';
 import { DenyLedger, payDebt } from './deny-ledger.ts';
@@ -49,30 +47,9 @@ import {
   type ResolverLike,
   zeroStats,
 } from './options.ts';
-import {
-  type Action,
-  type AggregationKind,
-  type FlowLogRecord,
-  type LabelsField,
-  NO_POLICY_HITS,
-} from './record.ts';
+import type { Action, AggregationKind, FlowLogRecord } from './record.ts';
 
 const NO_SUMS = new Float64Array(0);
-const EMPTY_LABELS: Labels = Object.freeze({});
-
-const sortedLabelsCache = new WeakMap<Labels, LabelsField>();
-function labelsField(l: Labels | null): LabelsField {
-  const key = l ?? EMPTY_LABELS;
-  let f = sortedLabelsCache.get(key);
-  if (f === undefined) {
-    const list = Object.keys(key)
-      .sort()
-      .map((k) => `${k}=${key[k]}`);
-    f = Object.freeze({ labels: Object.freeze(list) });
-    sortedLabelsCache.set(key, f);
-  }
-  return f;
-}
 
 export class FlowAggregator {
   readonly #nodeName: string;
@@ -346,87 +323,9 @@ export class FlowAggregator {
     return this.#lines.lines(records, settings, () => this.#flushNo === no);
   }
 
-  /**
-   * Closes the interval at `endTimeMs` and returns its records. Every connection active
-   * in the interval is in exactly one record; counters restart at zero.
-   */
+  /** The same flush as records: the lines flushLineIterator() gives, parsed (for tests and tools). */
   flush(endTimeMs: number): FlowLogRecord[] {
-    const { groups, sums, startS, endS } = this.#close(endTimeMs);
-    const out: FlowLogRecord[] = new Array(groups.length);
-    const policies = this.#includePolicies ? NO_POLICY_HITS : null;
-    const labels = this.#includeLabels;
-    const host = this.#nodeName;
-    for (let i = 0; i < groups.length; i++) {
-      const g = groups[i]!;
-      const s = g.src;
-      const d = g.dst;
-      const v = g.svc;
-      const p = g.par;
-      const n = i * SUMS;
-      out[i] = {
-        start_time: startS,
-        end_time: endS,
-        source_ip: s.ip,
-        source_name: s.name,
-        source_name_aggr: s.nameAggr,
-        source_namespace: s.namespace,
-        source_port: g.srcPort,
-        source_type: s.type,
-        source_labels: labels ? labelsField(g.srcLabels) : null,
-        dest_ip: d.ip,
-        dest_name: d.name,
-        dest_name_aggr: d.nameAggr,
-        dest_namespace: d.namespace,
-        dest_port: g.dstPort,
-        dest_type: d.type,
-        dest_labels: labels ? labelsField(g.dstLabels) : null,
-        dest_service_namespace: v.namespace,
-        dest_service_name: v.name,
-        dest_service_port: v.portName,
-        dest_service_port_num: v.port,
-        proto: p.proto,
-        action: p.action,
-        reporter: p.reporter,
-        ...(p.dropReason === '' ? {} : { drop_reason: p.dropReason }),
-        policies,
-        bytes_in: sums[n + BYTES_IN]!,
-        bytes_out: sums[n + BYTES_OUT]!,
-        packets_in: sums[n + PACKETS_IN]!,
-        packets_out: sums[n + PACKETS_OUT]!,
-        num_flows: sums[n + NUM_FLOWS]!,
-        num_flows_started: sums[n + STARTED]!,
-        num_flows_completed: sums[n + COMPLETED]!,
-        http_requests_allowed_in: 0,
-        http_requests_denied_in: 0,
-        original_source_ips: null,
-        num_original_source_ips: 0,
-        host,
-        '@timestamp': endS * 1000,
-      };
-    }
-    return out;
-  }
-
-  /** Like flush(), but returns the JSON lines directly (see flushLineIterator). */
-  flushLines(endTimeMs: number): string[] {
-    return Array.from(this.flushLineIterator(endTimeMs), flat);
-  }
-
-  /** flushLines() in arrays of at most `chunkLines` lines (see flushLineIterator). */
-  flushLineChunks(endTimeMs: number, chunkLines = 8192): IterableIterator<string[]> {
-    const size = Math.max(1, chunkLines);
-    const lines = this.flushLineIterator(endTimeMs); // the interval closes now
-    return (function* chunks() {
-      let out: string[] = [];
-      for (const line of lines) {
-        out.push(flat(line));
-        if (out.length >= size) {
-          yield out;
-          out = [];
-        }
-      }
-      if (out.length > 0) yield out;
-    })();
+    return Array.from(this.flushLineIterator(endTimeMs), (line) => JSON.parse(line) as FlowLogRecord);
   }
 
   #close(endTimeMs: number): FlushRecords {

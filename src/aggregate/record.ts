@@ -1,4 +1,4 @@
-// The Calico-format flow log record (SPEC §1) and its JSON Lines serialisation.
+// The Calico-format flow log record (SPEC §1); lines.ts writes it as JSON Lines.
 
 export type Action = 'allow' | 'deny';
 export type Reporter = 'src' | 'dst';
@@ -78,9 +78,4 @@ export function protoName(proto: number): string {
     default:
       return String(proto);
   }
-}
-
-/** One JSON line (no trailing newline). JSON.stringify is the fastest correct escaper in V8. */
-export function serializeRecord(r: FlowLogRecord): string {
-  return JSON.stringify(r);
 }

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { FlowAggregator } from '../../../src/aggregate/aggregator.ts';
 import { Hook, InitiatorHow, TcpFlag } from '../../../src/datapath/types.ts';
+import { inBatches, LineBatchBuilder } from '../../../src/export/batch.ts';
 import { AT_DST, AT_SRC, metadata, pod, resolverWith, T0, upd } from './helpers.ts';
 
 const F1 = T0 + 300_000;
@@ -343,8 +344,8 @@ describe('IP moves between pods', () => {
   });
 });
 
-describe('flushLines', () => {
-  test('equals JSON.stringify of flush() with labels, policies and services off', () => {
+describe('lines', () => {
+  test('each line is JSON.stringify of its parsed record, with labels, policies and services off', () => {
     const md = metadata({ pods: [pod('ns', 'a-1', '10.1.0.1', 'a-', { app: 'a"quoted"' })] });
     const make = () =>
       k0(resolverWith(md), {
@@ -358,7 +359,7 @@ describe('flushLines', () => {
       x.observe(upd({ srcIp: '10.1.0.1', dstIp: '8.8.8.8', proto: 1, srcPort: 0, dstPort: 0, ...AT_SRC }));
       x.observe(upd({ srcIp: '10.1.0.1', dstIp: '10.1.0.9', origBytes: 3 }), 'deny');
     }
-    const lines = b.flushLines(F1);
+    const lines = [...b.flushLineIterator(F1)];
     assert.equal(lines.length, 2);
     assert.deepEqual(
       lines,
@@ -366,17 +367,19 @@ describe('flushLines', () => {
     );
   });
 
-  test('flushLineChunks gives the same lines in chunks; a chunk taken after the next flush throws', () => {
+  test("the daemon's batches hold the same lines; a batch taken after the next flush throws", () => {
     const [a, b] = [k0(), k0()];
     for (const x of [a, b])
       for (let i = 0; i < 5; i++) x.observe(upd({ srcIp: '10.1.0.1', dstIp: '8.8.8.8', srcPort: 40000 + i }));
-    const chunks = [...b.flushLineChunks(F1, 2)];
+    const chunks = [...inBatches(b.flushLineIterator(F1), new LineBatchBuilder(1 << 20, 2))].map((x) =>
+      x.lines(),
+    );
     assert.deepEqual(
       chunks.map((c) => c.length),
       [2, 2, 1],
     );
-    assert.deepEqual(chunks.flat(), a.flushLines(F1));
-    const it = b.flushLineChunks(F2, 2);
+    assert.deepEqual(chunks.flat(), [...a.flushLineIterator(F1)]);
+    const it = inBatches(b.flushLineIterator(F2), new LineBatchBuilder(1 << 20, 2));
     b.flush(F2 + 1000);
     assert.throws(() => it.next(), /after the next flush/);
   });

@@ -375,7 +375,7 @@ test('denied packets move from allow to deny; a fully denied connection has no a
     assert.equal(d.source_ip, CLIENT);
   }
   assert.deepEqual(deny.map((d) => d.packets_out).sort(), [3, 4]);
-  const line = agg.flushLines(T0 + 20_000);
+  const line = [...agg.flushLineIterator(T0 + 20_000)];
   assert.ok(line.every((l) => !l.includes('drop_reason') || l.includes('"action":"deny"')));
 });
 

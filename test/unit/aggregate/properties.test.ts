@@ -164,7 +164,7 @@ test('conservation across kinds, flow counts consistent, each connection started
               if (j === batch.length >> 1) twin.prepareKeys(Number.POSITIVE_INFINITY);
             });
             assert.deepEqual(
-              twin.flushLines(end),
+              [...twin.flushLineIterator(end)],
               recs.map((r) => JSON.stringify(r)),
             );
             for (const r of recs) {
