@@ -1,9 +1,14 @@
+import { FlowAggregator } from '../../../src/aggregate/aggregator.ts';
 import type { ConnectionUpdate } from '../../../src/datapath/types.ts';
 import { Hook, InitiatorHow } from '../../../src/datapath/types.ts';
 import type { ClusterMetadata, PodMeta } from '../../../src/enrich/kube.ts';
 import { EndpointResolver } from '../../../src/enrich/resolver.ts';
 
 export const T0 = 1_700_000_000_000; // aggregator start, Unix ms
+/** Flush times five minutes apart. */
+export const F1 = T0 + 300_000;
+export const F2 = T0 + 600_000;
+export const F3 = T0 + 900_000;
 
 /**
  * An update as the datapath would deliver it. Defaults: TCP on a pod veth ('cali1'),
@@ -71,4 +76,35 @@ export function resolverWith(md?: ClusterMetadata, nodeIps: string[] = []): Endp
   });
   if (md !== undefined) r.update(md, T0);
   return r;
+}
+
+export const CLIENT = '10.0.0.1';
+export const CIP = '10.96.0.10';
+export const BACKEND = '10.0.0.9';
+/** A client pod and a web pod behind the Service `web` (cluster IP CIP, port 80 → 8080). */
+export const md = metadata({
+  pods: [pod('default', 'client-abc', CLIENT, 'client-'), pod('default', 'web-xyz', BACKEND, 'web-')],
+  services: [
+    {
+      name: 'web',
+      namespace: 'default',
+      clusterIps: [CIP],
+      ports: [{ name: 'http', port: 80, protocol: 'TCP', targetPort: 8080 }],
+    },
+  ],
+});
+
+/** An aggregator at kind 0 for both actions, on node1 from T0. */
+export function k0(
+  resolver = resolverWith(),
+  extra: Partial<ConstructorParameters<typeof FlowAggregator>[0]> = {},
+) {
+  return new FlowAggregator({
+    nodeName: 'node1',
+    resolver,
+    startTimeMs: T0,
+    kindForAllowed: 0,
+    kindForDenied: 0,
+    ...extra,
+  });
 }
