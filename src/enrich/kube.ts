@@ -123,6 +123,110 @@ function itemsOf(doc: unknown, out: Obj[]): void {
   out.push(doc);
 }
 
+/** One object's slim form, tagged by the list of ClusterMetadata it belongs to. */
+export type SlimObject =
+  | { readonly kind: 'Pod'; readonly meta: PodMeta }
+  | { readonly kind: 'Service'; readonly meta: ServiceMeta }
+  | { readonly kind: 'Node'; readonly meta: NodeMeta }
+  | { readonly kind: 'Namespace'; readonly meta: NamespaceMeta }
+  | { readonly kind: 'NetworkSet'; readonly meta: NetworkSetMeta };
+
+/**
+ * Keeps only what the resolver reads of one Kubernetes object of `kind` (given by the
+ * caller: items of an API list carry no kind). Shared by the file and the API sources so
+ * both produce the same slim form. null for a kind the resolver does not use or an
+ * object without metadata.name; field problems are pushed to `warnings`, naming `where`.
+ */
+export function convertObject(
+  kind: string,
+  item: unknown,
+  where: string,
+  warnings: string[],
+): SlimObject | null {
+  if (!isObj(item)) return null;
+  const md = isObj(item.metadata) ? item.metadata : {};
+  const name = str(md.name);
+  if (name === null) return null;
+  const spec = isObj(item.spec) ? item.spec : {};
+  const status = isObj(item.status) ? item.status : {};
+  const labels = labelsOf(md.labels);
+  switch (kind) {
+    case 'Pod': {
+      const hostNetwork = spec.hostNetwork === true;
+      // A finished pod (a Job's) keeps status.podIP after the IP went to another pod.
+      const finished = status.phase === 'Succeeded' || status.phase === 'Failed';
+      const raw: unknown[] = [];
+      if (Array.isArray(status.podIPs)) for (const p of status.podIPs) if (isObj(p)) raw.push(p.ip);
+      raw.push(status.podIP);
+      const meta: PodMeta = {
+        name,
+        namespace: str(md.namespace) ?? 'default',
+        generateName: str(md.generateName),
+        labels,
+        ips: hostNetwork || finished ? [] : ipsOf(raw, where, warnings),
+        nodeName: str(spec.nodeName),
+        hostNetwork,
+      };
+      return { kind, meta };
+    }
+    case 'Service': {
+      const raw: unknown[] = Array.isArray(spec.clusterIPs) ? [...spec.clusterIPs] : [];
+      raw.push(spec.clusterIP);
+      const ports: ServicePortMeta[] = [];
+      if (Array.isArray(spec.ports)) {
+        for (const p of spec.ports) {
+          if (!isObj(p) || typeof p.port !== 'number' || !Number.isInteger(p.port)) continue;
+          const tp = p.targetPort;
+          ports.push({
+            name: typeof p.name === 'string' ? p.name : '',
+            port: p.port,
+            protocol: typeof p.protocol === 'string' ? p.protocol.toUpperCase() : 'TCP',
+            targetPort: typeof tp === 'number' || typeof tp === 'string' ? tp : null,
+          });
+        }
+      }
+      const meta: ServiceMeta = {
+        name,
+        namespace: str(md.namespace) ?? 'default',
+        clusterIps: ipsOf(raw, where, warnings),
+        ports,
+      };
+      return { kind, meta };
+    }
+    case 'Node': {
+      const raw: unknown[] = [];
+      if (Array.isArray(status.addresses)) {
+        for (const a of status.addresses) {
+          if (isObj(a) && (a.type === 'InternalIP' || a.type === 'ExternalIP')) raw.push(a.address);
+        }
+      }
+      return { kind, meta: { name, labels, ips: ipsOf(raw, where, warnings) } };
+    }
+    case 'Namespace':
+      return { kind, meta: { name, labels } };
+    case 'NetworkSet':
+    case 'GlobalNetworkSet': {
+      const nets: string[] = [];
+      if (Array.isArray(spec.nets)) {
+        for (const n of spec.nets) {
+          const c = typeof n === 'string' ? parseCidr(n) : null;
+          if (c === null) warnings.push(`${where}: ignoring invalid CIDR ${JSON.stringify(n)}`);
+          else nets.push(n as string);
+        }
+      }
+      const meta: NetworkSetMeta = {
+        name,
+        namespace: kind === 'NetworkSet' ? (str(md.namespace) ?? 'default') : null,
+        labels,
+        nets,
+      };
+      return { kind: 'NetworkSet', meta };
+    }
+    default:
+      return null;
+  }
+}
+
 export function parseClusterMetadata(text: string, source = 'metadata'): ParseResult {
   let docs: unknown[];
   const trimmed = text.trimStart();
@@ -146,12 +250,7 @@ export function parseClusterMetadata(text: string, source = 'metadata'): ParseRe
   for (const d of docs) itemsOf(d, items);
 
   const warnings: string[] = [];
-  const pods: PodMeta[] = [];
-  const services: ServiceMeta[] = [];
-  const nodes: NodeMeta[] = [];
-  const namespaces: NamespaceMeta[] = [];
-  const networkSets: NetworkSetMeta[] = [];
-
+  const objects: SlimObject[] = [];
   items.forEach((item, index) => {
     const kind = str(item.kind);
     const md = isObj(item.metadata) ? item.metadata : {};
@@ -161,87 +260,37 @@ export function parseClusterMetadata(text: string, source = 'metadata'): ParseRe
       warnings.push(`${where}: skipped, needs kind and metadata.name`);
       return;
     }
-    const spec = isObj(item.spec) ? item.spec : {};
-    const status = isObj(item.status) ? item.status : {};
-    const labels = labelsOf(md.labels);
-    switch (kind) {
-      case 'Pod': {
-        const hostNetwork = spec.hostNetwork === true;
-        // A finished pod (a Job's) keeps status.podIP after the IP went to another pod.
-        const finished = status.phase === 'Succeeded' || status.phase === 'Failed';
-        const raw: unknown[] = [];
-        if (Array.isArray(status.podIPs)) for (const p of status.podIPs) if (isObj(p)) raw.push(p.ip);
-        raw.push(status.podIP);
-        pods.push({
-          name,
-          namespace: str(md.namespace) ?? 'default',
-          generateName: str(md.generateName),
-          labels,
-          ips: hostNetwork || finished ? [] : ipsOf(raw, where, warnings),
-          nodeName: str(spec.nodeName),
-          hostNetwork,
-        });
-        return;
-      }
-      case 'Service': {
-        const raw: unknown[] = Array.isArray(spec.clusterIPs) ? [...spec.clusterIPs] : [];
-        raw.push(spec.clusterIP);
-        const ports: ServicePortMeta[] = [];
-        if (Array.isArray(spec.ports)) {
-          for (const p of spec.ports) {
-            if (!isObj(p) || typeof p.port !== 'number' || !Number.isInteger(p.port)) continue;
-            const tp = p.targetPort;
-            ports.push({
-              name: typeof p.name === 'string' ? p.name : '',
-              port: p.port,
-              protocol: typeof p.protocol === 'string' ? p.protocol.toUpperCase() : 'TCP',
-              targetPort: typeof tp === 'number' || typeof tp === 'string' ? tp : null,
-            });
-          }
-        }
-        services.push({
-          name,
-          namespace: str(md.namespace) ?? 'default',
-          clusterIps: ipsOf(raw, where, warnings),
-          ports,
-        });
-        return;
-      }
-      case 'Node': {
-        const raw: unknown[] = [];
-        if (Array.isArray(status.addresses)) {
-          for (const a of status.addresses) {
-            if (isObj(a) && (a.type === 'InternalIP' || a.type === 'ExternalIP')) raw.push(a.address);
-          }
-        }
-        nodes.push({ name, labels, ips: ipsOf(raw, where, warnings) });
-        return;
-      }
-      case 'Namespace':
-        namespaces.push({ name, labels });
-        return;
-      case 'NetworkSet':
-      case 'GlobalNetworkSet': {
-        const nets: string[] = [];
-        if (Array.isArray(spec.nets)) {
-          for (const n of spec.nets) {
-            const c = typeof n === 'string' ? parseCidr(n) : null;
-            if (c === null) warnings.push(`${where}: ignoring invalid CIDR ${JSON.stringify(n)}`);
-            else nets.push(n as string);
-          }
-        }
-        networkSets.push({
-          name,
-          namespace: kind === 'NetworkSet' ? (str(md.namespace) ?? 'default') : null,
-          labels,
-          nets,
-        });
-        return;
-      }
-      default:
-        // Other kinds (Endpoints, Deployments, …) are not needed: ignore quietly.
-        return;
-    }
+    const m = convertObject(kind, item, where, warnings);
+    if (m !== null) objects.push(m); // other kinds (Endpoints, Deployments, …) are not needed
   });
-  return { metadata: { pods, services, nodes, namespaces, networkSets }, warnings };
+  return { metadata: collectMetadata(objects), warnings };
+}
+
+/** Sorts slim objects into the lists of one ClusterMetadata snapshot. */
+export function collectMetadata(objects: Iterable<SlimObject>): ClusterMetadata {
+  const pods: PodMeta[] = [];
+  const services: ServiceMeta[] = [];
+  const nodes: NodeMeta[] = [];
+  const namespaces: NamespaceMeta[] = [];
+  const networkSets: NetworkSetMeta[] = [];
+  for (const m of objects) {
+    switch (m.kind) {
+      case 'Pod':
+        pods.push(m.meta);
+        break;
+      case 'Service':
+        services.push(m.meta);
+        break;
+      case 'Node':
+        nodes.push(m.meta);
+        break;
+      case 'Namespace':
+        namespaces.push(m.meta);
+        break;
+      case 'NetworkSet':
+        networkSets.push(m.meta);
+        break;
+    }
+  }
+  return { pods, services, nodes, namespaces, networkSets };
 }

@@ -1,14 +1,18 @@
 // Where cluster metadata comes from. A source pushes whole snapshots to one listener; the
 // file source re-reads its file when it changes (fs.watch on the directory, because
 // editors and `kubectl … > file` replace the file, plus a periodic stat as a fallback for
-// filesystems without inotify). A later Kubernetes API watcher implements the same shape.
+// filesystems without inotify). The Kubernetes API source (k8s-source.ts) has the same shape.
 
 import { type FSWatcher, watch as fsWatch } from 'node:fs';
 import { readFile as fsReadFile, stat as fsStat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { type ClusterMetadata, EMPTY_METADATA, parseClusterMetadata } from './kube.ts';
 
-export type MetadataListener = (md: ClusterMetadata) => void;
+/**
+ * Receives each new snapshot; `atMs`, when given, is when its first change happened
+ * (a source that batches changes), else the change is now.
+ */
+export type MetadataListener = (md: ClusterMetadata, atMs?: number) => void;
 
 export interface MetadataSource {
   /** Delivers the first snapshot (before resolving) and later ones as they change. Rejects if the first load fails. */

@@ -1,0 +1,30 @@
+// The resources flowlogd lists and watches, one entry per kind. Other consumers (the
+// policy engine's NetworkPolicy kinds) add entries with their own slim form; the
+// ClusterRole in deploy/ grants get/list/watch on exactly these (a unit test checks).
+
+import type { ResourceSpec } from './informers.ts';
+import { convertObject, type SlimObject } from './kube.ts';
+
+/** Calico's CRDs as every Calico cluster has them, then the aggregated v3 API (calico-apiserver). */
+export function calicoPaths(plural: string): string[] {
+  return [`/apis/crd.projectcalico.org/v1/${plural}`, `/apis/projectcalico.org/v3/${plural}`];
+}
+
+function metadataKind(name: string, kind: string, paths: string[]): ResourceSpec<SlimObject> {
+  return {
+    name,
+    kind,
+    paths,
+    slim: (obj, where, warnings) => convertObject(kind, obj, where, warnings),
+  };
+}
+
+/** Everything the endpoint resolver reads (ClusterMetadata). */
+export const METADATA_RESOURCES: readonly ResourceSpec<SlimObject>[] = [
+  metadataKind('pods', 'Pod', ['/api/v1/pods']),
+  metadataKind('services', 'Service', ['/api/v1/services']),
+  metadataKind('namespaces', 'Namespace', ['/api/v1/namespaces']),
+  metadataKind('nodes', 'Node', ['/api/v1/nodes']),
+  metadataKind('networksets', 'NetworkSet', calicoPaths('networksets')),
+  metadataKind('globalnetworksets', 'GlobalNetworkSet', calicoPaths('globalnetworksets')),
+];
