@@ -1,0 +1,504 @@
+// A network sink's bounded on-disk spool: every batch is numbered and written to a
+// segment file (spool-segment.ts) before it is sent, and stays there until the remote
+// acknowledges it; after a reconnect or a restart what is unacknowledged is sent again
+// in sequence order.
+//
+// - Sizes: at most `maxBytes` of segment files (default 256 MiB), in segments of
+//   `segmentBytes` (default 8 MiB); at most `maxMemoryBytes` (default 32 MiB) of batch
+//   data also kept in memory (the rest is read back from disk when it is sent).
+// - Full: the oldest segment goes, its unacknowledged lines counted as dropped
+//   ('spool full'); appending never waits for room and never fails.
+// - fsync: a segment is fdatasync'ed when it is closed and, while written to, every
+//   `fsyncIntervalMs` (default 1 s; 0 = after every batch). A killed flowlogd loses
+//   nothing (the page cache has it); a kernel crash or power cut at most that interval.
+// - Disk errors (ENOSPC, EIO, ...): the batch is counted by error code and kept in
+//   memory only, still sent; if memory is short too it is dropped, counted under that code.
+// - Sequence: `state.json` holds the incarnation id (bootId), the next sequence number
+//   and the highest number below which everything was acknowledged; a batch is sent only
+//   once it is on disk, and a segment deleted only after the state is saved, so a restart
+//   never reuses a number that was sent. A corrupt frame ends its segment's replay: the
+//   rest of that segment is counted ('corrupt') and skipped, the other segments replay.
+
+import { randomUUID } from 'node:crypto';
+import * as nodeFs from 'node:fs/promises';
+import { join } from 'node:path';
+import { errorCode } from './sink.ts';
+import {
+  encodeHeader,
+  HEADER_BYTES,
+  readFrame,
+  SEGMENT_RE,
+  scanSegment,
+  segmentName,
+} from './spool-segment.ts';
+
+export interface SpoolFile {
+  writev(buffers: Buffer[]): Promise<{ bytesWritten: number }>;
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  truncate(len: number): Promise<void>;
+  datasync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The filesystem calls the spool makes (node:fs/promises fits; tests inject failures). */
+export interface SpoolFs {
+  mkdir(path: string, opts: { recursive: true }): Promise<unknown>;
+  open(path: string, flags: string): Promise<SpoolFile>;
+  readdir(path: string): Promise<string[]>;
+  readFile(path: string): Promise<Buffer>;
+  writeFile(path: string, data: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
+export interface SpoolOptions {
+  /** null: memory only (no durability across restarts; a fresh bootId each start). */
+  readonly directory: string | null;
+  readonly maxBytes?: number;
+  readonly segmentBytes?: number;
+  readonly maxMemoryBytes?: number;
+  readonly fsyncIntervalMs?: number;
+  readonly fs?: SpoolFs;
+}
+
+interface Segment {
+  readonly name: string;
+  size: number;
+  /** Frames on disk not yet acknowledged or dropped. */
+  live: number;
+  file: SpoolFile | null;
+}
+
+export interface SpoolEntry {
+  readonly seq: number;
+  readonly level: number;
+  readonly count: number;
+  readonly bytes: number;
+  /** The payload while it is held in memory. */
+  data: Buffer | null;
+  seg: Segment | null;
+  offset: number;
+  /** On disk (or the spool is memory only, or writing failed): it may be sent. */
+  ready: boolean;
+  /** Writing it failed with this code: it exists only in memory. */
+  failed: string | null;
+  done: boolean;
+  /** Held by the sink (being sent): not evicted from memory. */
+  sending: boolean;
+}
+
+export interface SpoolStats {
+  /** Lines and bytes appended and neither acknowledged nor dropped. */
+  backlogLines: number;
+  backlogBytes: number;
+  batches: number;
+  diskBytes: number;
+  segments: number;
+  memoryBytes: number;
+  /** Lines dropped, by reason ('spool full', 'memory full', 'corrupt', an error code). */
+  dropped: Record<string, number>;
+  /** Spool write/read failures by error code. */
+  errors: Record<string, number>;
+  corruptSegments: number;
+  corruptBytes: number;
+  /** Batches and lines found unacknowledged on disk at open. */
+  recoveredBatches: number;
+  recoveredLines: number;
+  nextSeq: number;
+}
+
+interface State {
+  bootId: string;
+  nextSeq: number;
+  ackedBelow: number;
+}
+
+export class Spool {
+  readonly bootId: string;
+  readonly #dir: string | null;
+  readonly #fs: SpoolFs;
+  readonly #maxBytes: number;
+  readonly #segmentBytes: number;
+  readonly #maxMemory: number;
+  readonly #fsyncMs: number;
+  /** Unfinished entries in sequence order, from #head. */
+  #entries: SpoolEntry[] = [];
+  #head = 0;
+  #segments: Segment[] = [];
+  #active: Segment | null = null;
+  #nextSeq: number;
+  /** Everything below this sequence number is acknowledged or dropped. */
+  #ackedBelow: number;
+  #io: Promise<void> = Promise.resolve();
+  #stateDirty = false;
+  #stateTimer: NodeJS.Timeout | null = null;
+  #syncTimer: NodeJS.Timeout | null = null;
+  #unsynced = false;
+  #closed = false;
+  readonly #stats: SpoolStats;
+  /** Called when an entry becomes ready to send. */
+  onReady: () => void = () => {};
+
+  private constructor(o: SpoolOptions, state: State) {
+    this.#dir = o.directory;
+    this.#fs = o.fs ?? (nodeFs as unknown as SpoolFs);
+    this.#maxBytes = o.maxBytes ?? 256 << 20;
+    this.#segmentBytes = Math.min(o.segmentBytes ?? 8 << 20, this.#maxBytes);
+    this.#maxMemory = o.maxMemoryBytes ?? 32 << 20;
+    this.#fsyncMs = o.fsyncIntervalMs ?? 1000;
+    this.bootId = state.bootId;
+    this.#nextSeq = state.nextSeq;
+    this.#ackedBelow = state.ackedBelow;
+    this.#stats = {
+      backlogLines: 0,
+      backlogBytes: 0,
+      batches: 0,
+      diskBytes: 0,
+      segments: 0,
+      memoryBytes: 0,
+      dropped: {},
+      errors: {},
+      corruptSegments: 0,
+      corruptBytes: 0,
+      recoveredBatches: 0,
+      recoveredLines: 0,
+      nextSeq: state.nextSeq,
+    };
+  }
+
+  /** Opens (creating) the spool directory and loads what it holds unacknowledged. */
+  static async open(o: SpoolOptions): Promise<Spool> {
+    if (o.directory === null) return new Spool(o, { bootId: randomUUID(), nextSeq: 0, ackedBelow: 0 });
+    const fs = o.fs ?? (nodeFs as unknown as SpoolFs);
+    await fs.mkdir(o.directory, { recursive: true });
+    let state: State = { bootId: randomUUID(), nextSeq: 0, ackedBelow: 0 };
+    try {
+      const s = JSON.parse((await fs.readFile(join(o.directory, 'state.json'))).toString()) as Partial<State>;
+      if (
+        typeof s.bootId === 'string' &&
+        Number.isSafeInteger(s.nextSeq) &&
+        Number.isSafeInteger(s.ackedBelow)
+      )
+        state = s as State;
+    } catch {
+      // A new spool (or an unreadable state file: a new incarnation, so no id is reused).
+    }
+    const spool = new Spool(o, state);
+    await spool.#recover();
+    spool.#stateDirty = true;
+    await spool.#saveState();
+    return spool;
+  }
+
+  async #recover(): Promise<void> {
+    const dir = this.#dir!;
+    const names = (await this.#fs.readdir(dir)).filter((n) => SEGMENT_RE.test(n)).sort();
+    let maxSeq = this.#nextSeq - 1;
+    for (const name of names) {
+      const path = join(dir, name);
+      const buf = await this.#fs.readFile(path);
+      const scan = scanSegment(buf);
+      const seg: Segment = { name, size: scan.goodEnd, live: 0, file: null };
+      if (scan.badBytes > 0) {
+        this.#stats.corruptSegments++;
+        this.#stats.corruptBytes += scan.badBytes;
+      }
+      for (const f of scan.frames) {
+        maxSeq = Math.max(maxSeq, f.seq);
+        const last = this.#entries.at(-1);
+        if (f.seq < this.#ackedBelow || (last !== undefined && f.seq <= last.seq)) continue;
+        const keep = this.#stats.memoryBytes + f.bytes <= this.#maxMemory;
+        const e: SpoolEntry = {
+          seq: f.seq,
+          level: f.level,
+          count: f.count,
+          bytes: f.bytes,
+          data: keep ? Buffer.from(f.payload) : null,
+          seg,
+          offset: f.offset,
+          ready: true,
+          failed: null,
+          done: false,
+          sending: false,
+        };
+        if (keep) this.#stats.memoryBytes += f.bytes;
+        this.#entries.push(e);
+        this.#stats.batches++;
+        seg.live++;
+        this.#stats.backlogLines += f.count;
+        this.#stats.backlogBytes += f.bytes;
+        this.#stats.recoveredBatches++;
+        this.#stats.recoveredLines += f.count;
+      }
+      if (seg.live === 0) {
+        await this.#fs.unlink(path).catch((err: unknown) => this.#error(err));
+        continue;
+      }
+      this.#segments.push(seg);
+      this.#stats.diskBytes += seg.size;
+    }
+    this.#nextSeq = maxSeq + 1;
+    if (this.#entries.length > 0) this.#ackedBelow = Math.max(this.#ackedBelow, this.#entries[0]!.seq);
+    else this.#ackedBelow = this.#nextSeq;
+  }
+
+  get directory(): string | null {
+    return this.#dir;
+  }
+
+  /** Numbers and queues a batch (a copy the spool owns); it is written, then offered to send. */
+  append(data: Buffer, count: number, level: number): SpoolEntry {
+    const e: SpoolEntry = {
+      seq: this.#nextSeq++,
+      level,
+      count,
+      bytes: data.length,
+      data,
+      seg: null,
+      offset: 0,
+      ready: this.#dir === null,
+      failed: null,
+      done: false,
+      sending: false,
+    };
+    this.#entries.push(e);
+    this.#stats.batches++;
+    this.#stats.backlogLines += count;
+    this.#stats.backlogBytes += data.length;
+    this.#stats.memoryBytes += data.length;
+    this.#stateDirty = true;
+    if (this.#dir !== null) this.#enqueue(() => this.#write(e));
+    this.#trimMemory();
+    if (e.ready) this.onReady();
+    return e;
+  }
+
+  /** The oldest entry that is ready and not being sent. */
+  nextToSend(): SpoolEntry | null {
+    for (let i = this.#head; i < this.#entries.length; i++) {
+      const e = this.#entries[i]!;
+      if (!e.done && !e.sending) return e.ready ? e : null;
+    }
+    return null;
+  }
+
+  /** The entry's payload, from memory or read back from its segment; null when unreadable. */
+  async load(e: SpoolEntry): Promise<Buffer | null> {
+    if (e.data !== null) return e.data;
+    if (e.seg === null || this.#dir === null) return null;
+    let file: SpoolFile | null = null;
+    try {
+      file = await this.#fs.open(join(this.#dir, e.seg.name), 'r');
+      const buf = Buffer.allocUnsafe(HEADER_BYTES + e.bytes);
+      const { bytesRead } = await file.read(buf, 0, buf.length, e.offset);
+      const f = readFrame(buf.subarray(0, bytesRead), 0);
+      return f !== null && f.seq === e.seq ? f.payload : null;
+    } catch (err) {
+      this.#error(err);
+      return null;
+    } finally {
+      await file?.close().catch(() => {});
+    }
+  }
+
+  /** The remote has it (or it is given up on with `dropReason`): forget it, free its segment. */
+  finish(e: SpoolEntry, dropReason?: string): void {
+    if (e.done) return;
+    e.done = true;
+    e.sending = false;
+    this.#stats.batches--;
+    if (dropReason !== undefined) this.#count(this.#stats.dropped, dropReason, e.count);
+    this.#stats.backlogLines -= e.count;
+    this.#stats.backlogBytes -= e.bytes;
+    if (e.data !== null) this.#stats.memoryBytes -= e.bytes;
+    e.data = null;
+    const seg = e.seg;
+    if (seg !== null && --seg.live === 0 && seg !== this.#active) this.#enqueue(() => this.#delete(seg));
+    // Advance past finished entries at the head; compact now and then.
+    while (this.#head < this.#entries.length && this.#entries[this.#head]!.done) {
+      this.#ackedBelow = this.#entries[this.#head]!.seq + 1;
+      this.#head++;
+    }
+    if (this.#head === this.#entries.length) this.#ackedBelow = this.#nextSeq;
+    if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
+      this.#entries = this.#entries.slice(this.#head);
+      this.#head = 0;
+    }
+    this.#stateDirty = true;
+    this.#scheduleState();
+  }
+
+  async #write(e: SpoolEntry): Promise<void> {
+    if (e.done) return; // acknowledged or dropped before its turn: nothing to keep
+    const frame = HEADER_BYTES + e.bytes;
+    try {
+      const cur = this.#active;
+      if (cur !== null && cur.size > 0 && cur.size + frame > this.#segmentBytes) await this.#closeActive();
+      this.#makeRoom(frame);
+      let seg = this.#active;
+      if (seg === null) {
+        seg = { name: segmentName(e.seq), size: 0, live: 0, file: null };
+        seg.file = await this.#fs.open(join(this.#dir!, seg.name), 'a');
+        this.#segments.push(seg);
+        this.#active = seg;
+      }
+      const header = encodeHeader(e.seq, e.count, e.level, e.data!);
+      let written = 0;
+      try {
+        written = (await seg.file!.writev([header, e.data!])).bytesWritten;
+        if (written !== frame) throw Object.assign(new Error('short write'), { code: 'EIO' });
+      } catch (err) {
+        // No half frame stays behind; a truncate that fails leaves a torn tail that the
+        // next open skips as corrupt.
+        await seg.file!.truncate(seg.size).catch(() => {});
+        throw err;
+      }
+      e.seg = seg;
+      e.offset = seg.size;
+      seg.size += frame;
+      seg.live++;
+      this.#stats.diskBytes += frame;
+      this.#unsynced = true;
+      if (this.#fsyncMs === 0) await this.#sync();
+      else this.#syncTimer ??= setTimeout(() => this.#enqueue(() => this.#sync()), this.#fsyncMs);
+    } catch (err) {
+      e.failed = this.#error(err);
+      // Start a fresh segment next time (the disk may have been remounted or freed).
+      await this.#closeActive().catch(() => {});
+    }
+    if (e.done) return;
+    e.ready = true;
+    this.#trimMemory();
+    this.onReady();
+  }
+
+  /** Drops whole oldest segments until `frame` more bytes fit within maxBytes. */
+  #makeRoom(frame: number): void {
+    while (this.#stats.diskBytes + frame > this.#maxBytes && this.#segments.length > 0) {
+      const seg = this.#segments[0]!;
+      if (seg === this.#active) {
+        // Only the active segment is left: it makes way for the new frame (a new segment).
+        this.#active = null;
+      }
+      for (let i = this.#head; i < this.#entries.length; i++) {
+        const e = this.#entries[i]!;
+        if (e.seg === seg && !e.done) this.finish(e, 'spool full');
+      }
+      this.#segments.shift();
+      this.#stats.diskBytes -= seg.size;
+      void seg.file?.close().catch(() => {});
+      seg.file = null;
+      void this.#fs.unlink(join(this.#dir!, seg.name)).catch((err: unknown) => this.#error(err));
+    }
+  }
+
+  /** Keeps batch data in memory within maxMemoryBytes: on-disk copies go first, then the oldest unwritten. */
+  #trimMemory(): void {
+    if (this.#stats.memoryBytes <= this.#maxMemory) return;
+    for (let i = this.#head; i < this.#entries.length && this.#stats.memoryBytes > this.#maxMemory; i++) {
+      const e = this.#entries[i]!;
+      if (e.done || e.data === null || e.sending || e.seg === null) continue;
+      e.data = null;
+      this.#stats.memoryBytes -= e.bytes;
+    }
+    for (let i = this.#head; i < this.#entries.length && this.#stats.memoryBytes > this.#maxMemory; i++) {
+      const e = this.#entries[i]!;
+      if (e.done || e.data === null || e.sending || e.seg !== null) continue;
+      this.finish(e, e.failed ?? 'memory full');
+    }
+  }
+
+  async #closeActive(): Promise<void> {
+    const seg = this.#active;
+    if (seg === null) return;
+    this.#active = null;
+    if (seg.file !== null) {
+      await this.#sync(seg);
+      await seg.file.close().catch(() => {});
+      seg.file = null;
+    }
+    if (seg.live === 0) await this.#delete(seg);
+  }
+
+  async #sync(seg = this.#active): Promise<void> {
+    if (seg === this.#active) {
+      if (this.#syncTimer !== null) clearTimeout(this.#syncTimer);
+      this.#syncTimer = null;
+      if (!this.#unsynced) return;
+      this.#unsynced = false;
+    }
+    await seg?.file?.datasync().catch((err: unknown) => this.#error(err));
+  }
+
+  async #delete(seg: Segment): Promise<void> {
+    const i = this.#segments.indexOf(seg);
+    if (i < 0 || seg.live > 0 || seg === this.#active) return;
+    // The state first: a restart must not reuse a sequence number this segment carried.
+    await this.#saveState();
+    this.#segments.splice(i, 1);
+    this.#stats.diskBytes -= seg.size;
+    await seg.file?.close().catch(() => {});
+    await this.#fs.unlink(join(this.#dir!, seg.name)).catch((err: unknown) => this.#error(err));
+  }
+
+  #scheduleState(): void {
+    if (this.#dir === null || this.#stateTimer !== null || this.#closed) return;
+    this.#stateTimer = setTimeout(() => {
+      this.#stateTimer = null;
+      this.#enqueue(() => this.#saveState());
+    }, 250);
+  }
+
+  async #saveState(): Promise<void> {
+    if (this.#dir === null || !this.#stateDirty) return;
+    this.#stateDirty = false;
+    const s: State = { bootId: this.bootId, nextSeq: this.#nextSeq, ackedBelow: this.#ackedBelow };
+    const tmp = join(this.#dir, 'state.json.tmp');
+    try {
+      await this.#fs.writeFile(tmp, JSON.stringify(s));
+      await this.#fs.rename(tmp, join(this.#dir, 'state.json'));
+    } catch (err) {
+      this.#stateDirty = true;
+      this.#error(err);
+    }
+  }
+
+  #enqueue(job: () => Promise<void>): void {
+    this.#io = this.#io.then(job, job);
+  }
+
+  /** Resolves when every append so far has been written (or has failed). */
+  written(): Promise<void> {
+    return this.#io;
+  }
+
+  #error(err: unknown): string {
+    const code = errorCode(err);
+    this.#count(this.#stats.errors, code, 1);
+    return code;
+  }
+
+  #count(m: Record<string, number>, k: string, n: number): void {
+    m[k] = (m[k] ?? 0) + n;
+  }
+
+  /** Finishes writing, syncs, saves the state. What is unacknowledged stays for the next open. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#stateTimer !== null) clearTimeout(this.#stateTimer);
+    this.#stateTimer = null;
+    await this.#io;
+    if (this.#dir === null) return;
+    await this.#closeActive();
+    for (const seg of this.#segments) await seg.file?.close().catch(() => {});
+    this.#stateDirty = true;
+    await this.#saveState();
+  }
+
+  stats(): SpoolStats {
+    this.#stats.segments = this.#segments.length;
+    this.#stats.nextSeq = this.#nextSeq;
+    return { ...this.#stats, dropped: { ...this.#stats.dropped }, errors: { ...this.#stats.errors } };
+  }
+}

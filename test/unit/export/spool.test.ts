@@ -1,0 +1,222 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as fsp from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, test } from 'node:test';
+import { Spool, type SpoolEntry, type SpoolFs } from '../../../src/export/spool.ts';
+import { HEADER_BYTES } from '../../../src/export/spool-segment.ts';
+
+let dir = '';
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'flowlogd-spool-'));
+});
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** A payload of `n` lines, each exactly 100 bytes with its newline, numbered from `from`. */
+export function payload(n: number, from = 0): Buffer {
+  let s = '';
+  for (let i = 0; i < n; i++) {
+    const head = JSON.stringify({ n: from + i, pad: '' });
+    s += `${JSON.stringify({ n: from + i, pad: 'x'.repeat(99 - head.length) })}\n`;
+  }
+  return Buffer.from(s);
+}
+
+function numbers(buf: Buffer): number[] {
+  return buf
+    .toString()
+    .split('\n')
+    .slice(0, -1)
+    .map((l) => (JSON.parse(l) as { n: number }).n);
+}
+
+async function drain(s: Spool): Promise<SpoolEntry[]> {
+  const out: SpoolEntry[] = [];
+  for (let e = s.nextToSend(); e !== null; e = s.nextToSend()) {
+    e.sending = true;
+    out.push(e);
+  }
+  return out;
+}
+
+test('batches are numbered, written, and replayed in order after a restart', async () => {
+  const s = await Spool.open({ directory: dir, segmentBytes: 4096 });
+  const bootId = s.bootId;
+  for (let i = 0; i < 10; i++) s.append(payload(10, i * 10), 10, i % 4);
+  await s.written();
+  // 10 frames of 28 + 1000 bytes: three per 4 KiB segment.
+  assert.equal(readdirSync(dir).filter((f) => f.endsWith('.seg')).length, 4);
+  await s.close();
+
+  const r = await Spool.open({ directory: dir, segmentBytes: 4096 });
+  assert.equal(r.bootId, bootId);
+  const st = r.stats();
+  assert.equal(st.recoveredBatches, 10);
+  assert.equal(st.recoveredLines, 100);
+  assert.equal(st.backlogLines, 100);
+  assert.equal(st.diskBytes, 10 * (HEADER_BYTES + 1000));
+  const got = await drain(r);
+  assert.deepEqual(
+    got.map((e) => e.seq),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
+  assert.deepEqual(
+    got.map((e) => e.level),
+    [0, 1, 2, 3, 0, 1, 2, 3, 0, 1],
+  );
+  const all: number[] = [];
+  for (const e of got) all.push(...numbers((await r.load(e))!));
+  assert.deepEqual(
+    all,
+    Array.from({ length: 100 }, (_, i) => i),
+  );
+  // The sequence continues where it stopped.
+  assert.equal(r.append(payload(1), 1, 0).seq, 10);
+  await r.close();
+});
+
+test('acknowledged batches are not replayed; fully acknowledged segments are deleted', async () => {
+  const s = await Spool.open({ directory: dir, segmentBytes: 4096 });
+  for (let i = 0; i < 10; i++) s.append(payload(10, i * 10), 10, 0);
+  await s.written();
+  const sent = await drain(s);
+  // Acknowledge 0-5 and 7: segments hold [0-2], [3-5], [6-8], [9].
+  for (const e of [...sent.slice(0, 6), sent[7]!]) s.finish(e);
+  await s.written();
+  assert.deepEqual(
+    readdirSync(dir)
+      .filter((f) => f.endsWith('.seg'))
+      .sort(),
+    ['00000000000000000006.seg', '00000000000000000009.seg'],
+  );
+  assert.equal(s.stats().backlogLines, 30);
+  await s.close();
+  const r = await Spool.open({ directory: dir, segmentBytes: 4096 });
+  // 7 was acknowledged out of order: only the low-water mark is persisted, so it replays
+  // too (at-least-once; a consumer's duplicate window absorbs it).
+  assert.deepEqual(
+    (await drain(r)).map((e) => e.seq),
+    [6, 7, 8, 9],
+  );
+  await r.close();
+});
+
+test('a full spool drops its oldest segment, counted as spool full, and never blocks', async () => {
+  // Room for 8 frames of 1028 bytes, segments of 2 frames.
+  const s = await Spool.open({ directory: dir, segmentBytes: 2056, maxBytes: 8 * 1028 });
+  for (let i = 0; i < 12; i++) s.append(payload(10, i * 10), 10, 0);
+  await s.written();
+  const st = s.stats();
+  // 12 frames into room for 8: the two oldest segments (4 batches, 40 lines) went.
+  assert.deepEqual(st.dropped, { 'spool full': 40 });
+  assert.equal(st.backlogLines, 80);
+  assert.equal(st.diskBytes, 8 * 1028);
+  assert.deepEqual(
+    (await drain(s)).map((e) => e.seq),
+    [4, 5, 6, 7, 8, 9, 10, 11],
+  );
+  await s.close();
+});
+
+test('a corrupt segment is skipped and counted; the others replay', async () => {
+  const s = await Spool.open({ directory: dir, segmentBytes: 2056 });
+  for (let i = 0; i < 6; i++) s.append(payload(10, i * 10), 10, 0);
+  await s.close();
+  // Flip a payload byte of the second frame of the middle segment [2, 3].
+  const mid = join(dir, '00000000000000000002.seg');
+  const b = readFileSync(mid);
+  b[1028 + HEADER_BYTES + 5]! ^= 0xff;
+  writeFileSync(mid, b);
+  const r = await Spool.open({ directory: dir, segmentBytes: 2056 });
+  const st = r.stats();
+  assert.equal(st.corruptSegments, 1);
+  assert.equal(st.corruptBytes, 1028);
+  assert.deepEqual(
+    (await drain(r)).map((e) => e.seq),
+    [0, 1, 2, 4, 5],
+  );
+  await r.close();
+});
+
+test('a torn tail (crash mid-write) loses only the torn frame', async () => {
+  const s = await Spool.open({ directory: dir });
+  for (let i = 0; i < 3; i++) s.append(payload(10, i * 10), 10, 0);
+  await s.close();
+  const seg = join(dir, '00000000000000000000.seg');
+  const b = readFileSync(seg);
+  writeFileSync(seg, b.subarray(0, b.length - 500));
+  const r = await Spool.open({ directory: dir });
+  assert.deepEqual(
+    (await drain(r)).map((e) => e.seq),
+    [0, 1],
+  );
+  assert.equal(r.stats().corruptBytes, 1028 - 500);
+  // Numbering continues after the torn batch: it was sent before the crash, perhaps.
+  assert.equal(r.append(payload(1), 1, 0).seq, 3);
+  await r.close();
+});
+
+test('a batch acknowledged from memory before it reached the disk is never written', async () => {
+  const s = await Spool.open({ directory: null });
+  const e = s.append(payload(5), 5, 0);
+  assert.equal(e.ready, true);
+  s.finish(e);
+  assert.equal(s.stats().backlogLines, 0);
+  await s.close();
+});
+
+/** node:fs with writev failing with `code` while `failing()`. */
+function failingFs(code: string, failing: () => boolean): SpoolFs {
+  return {
+    ...(fsp as unknown as SpoolFs),
+    async open(path: string, flags: string) {
+      const h = await fsp.open(path, flags);
+      return {
+        writev: (bufs: Buffer[]) =>
+          failing() ? Promise.reject(Object.assign(new Error(code), { code })) : h.writev(bufs),
+        read: (buf: Buffer, off: number, len: number, pos: number) => h.read(buf, off, len, pos),
+        truncate: (len: number) => h.truncate(len),
+        datasync: () => h.datasync(),
+        close: () => h.close(),
+      };
+    },
+  };
+}
+
+test('a disk error keeps the batch in memory (counted), and drops it under that code only when memory is short', async () => {
+  let fail = true;
+  const s = await Spool.open({
+    directory: dir,
+    maxMemoryBytes: 3000,
+    fs: failingFs('ENOSPC', () => fail),
+  });
+  for (let i = 0; i < 5; i++) {
+    s.append(payload(10, i * 10), 10, 0);
+    await s.written();
+  }
+  const st = s.stats();
+  assert.equal(st.errors.ENOSPC, 5);
+  // 3000 bytes of memory hold three 1000-byte batches; the two oldest went.
+  assert.deepEqual(st.dropped, { ENOSPC: 20 });
+  const left = await drain(s);
+  assert.deepEqual(
+    left.map((e) => [e.seq, e.failed]),
+    [
+      [2, 'ENOSPC'],
+      [3, 'ENOSPC'],
+      [4, 'ENOSPC'],
+    ],
+  );
+  // They are sent from memory and acknowledged; with space again, the next batch is
+  // spooled on disk as usual.
+  for (const e of left) s.finish(e);
+  fail = false;
+  const e = s.append(payload(10, 50), 10, 0);
+  await s.written();
+  assert.equal(e.failed, null);
+  assert.equal(s.stats().diskBytes, 1028);
+  await s.close();
+});
