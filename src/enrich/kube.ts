@@ -8,6 +8,14 @@ import { canonicalIp, parseCidr } from './ip.ts';
 
 export type Labels = Readonly<Record<string, string>>;
 
+/** A container port a pod declares; NetworkPolicy named ports resolve against these. */
+export interface ContainerPortMeta {
+  readonly name: string;
+  readonly port: number;
+  /** 'TCP' | 'UDP' | 'SCTP' */
+  readonly protocol: string;
+}
+
 export interface PodMeta {
   readonly name: string;
   readonly namespace: string;
@@ -17,6 +25,9 @@ export interface PodMeta {
   readonly ips: readonly string[];
   readonly nodeName: string | null;
   readonly hostNetwork: boolean;
+  /** Named container ports (unnamed ones cannot be referenced by a policy). */
+  readonly containerPorts?: readonly ContainerPortMeta[];
+  readonly serviceAccount?: string | null;
 }
 
 export interface ServicePortMeta {
@@ -60,7 +71,20 @@ export interface ClusterMetadata {
   readonly nodes: readonly NodeMeta[];
   readonly namespaces: readonly NamespaceMeta[];
   readonly networkSets: readonly NetworkSetMeta[];
+  /** Policy kinds, Tiers and ServiceAccounts, as read: src/policy compiles and validates them. */
+  readonly policyObjects?: readonly object[];
 }
+
+/** Kinds handed to the policy stage untouched (a Calico NetworkPolicy shares its kind with Kubernetes'). */
+export const POLICY_OBJECT_KINDS: ReadonlySet<string> = new Set([
+  'NetworkPolicy',
+  'GlobalNetworkPolicy',
+  'StagedNetworkPolicy',
+  'StagedGlobalNetworkPolicy',
+  'StagedKubernetesNetworkPolicy',
+  'Tier',
+  'ServiceAccount',
+]);
 
 export interface ParseResult {
   readonly metadata: ClusterMetadata;
@@ -129,7 +153,24 @@ export type SlimObject =
   | { readonly kind: 'Service'; readonly meta: ServiceMeta }
   | { readonly kind: 'Node'; readonly meta: NodeMeta }
   | { readonly kind: 'Namespace'; readonly meta: NamespaceMeta }
-  | { readonly kind: 'NetworkSet'; readonly meta: NetworkSetMeta };
+  | { readonly kind: 'NetworkSet'; readonly meta: NetworkSetMeta }
+  | { readonly kind: 'Policy'; readonly meta: object };
+
+function containerPortsOf(spec: Obj): ContainerPortMeta[] {
+  const out: ContainerPortMeta[] = [];
+  for (const list of [spec.containers, spec.initContainers]) {
+    if (!Array.isArray(list)) continue;
+    for (const c of list) {
+      if (!isObj(c) || !Array.isArray(c.ports)) continue;
+      for (const p of c.ports) {
+        if (!isObj(p) || typeof p.name !== 'string' || p.name === '' || typeof p.containerPort !== 'number') continue;
+        const protocol = typeof p.protocol === 'string' ? p.protocol.toUpperCase() : 'TCP';
+        out.push({ name: p.name, port: p.containerPort, protocol });
+      }
+    }
+  }
+  return out;
+}
 
 /**
  * Keeps only what the resolver reads of one Kubernetes object of `kind` (given by the
@@ -166,6 +207,8 @@ export function convertObject(
         ips: hostNetwork || finished ? [] : ipsOf(raw, where, warnings),
         nodeName: str(spec.nodeName),
         hostNetwork,
+        containerPorts: containerPortsOf(spec),
+        serviceAccount: str(spec.serviceAccountName) ?? str(spec.serviceAccount) ?? 'default',
       };
       return { kind, meta };
     }
@@ -223,7 +266,9 @@ export function convertObject(
       return { kind: 'NetworkSet', meta };
     }
     default:
-      return null;
+      // The policy stage validates its kinds itself; the object keeps its kind (API list
+      // items carry none) and apiVersion (Calico's NetworkPolicy shares Kubernetes' kind).
+      return POLICY_OBJECT_KINDS.has(kind) ? { kind: 'Policy', meta: { ...item, kind } } : null;
   }
 }
 
@@ -273,6 +318,7 @@ export function collectMetadata(objects: Iterable<SlimObject>): ClusterMetadata 
   const nodes: NodeMeta[] = [];
   const namespaces: NamespaceMeta[] = [];
   const networkSets: NetworkSetMeta[] = [];
+  const policyObjects: object[] = [];
   for (const m of objects) {
     switch (m.kind) {
       case 'Pod':
@@ -290,7 +336,10 @@ export function collectMetadata(objects: Iterable<SlimObject>): ClusterMetadata 
       case 'NetworkSet':
         networkSets.push(m.meta);
         break;
+      case 'Policy':
+        policyObjects.push(m.meta);
+        break;
     }
   }
-  return { pods, services, nodes, namespaces, networkSets };
+  return { pods, services, nodes, namespaces, networkSets, policyObjects };
 }

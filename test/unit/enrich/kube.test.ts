@@ -64,6 +64,8 @@ test('parses a kubectl List: pods (v4+v6, hostNetwork), services, nodes, namespa
     ips: ['10.244.1.5', 'fd00:10:244:1::5'],
     nodeName: 'node1',
     hostNetwork: false,
+    containerPorts: [],
+    serviceAccount: 'default',
   });
   assert.equal(md.pods[1]!.hostNetwork, true);
   assert.deepEqual(md.pods[1]!.ips, []);
@@ -140,5 +142,38 @@ items:
       ['job-2-y', []],
       ['web-1', ['10.244.1.9']],
     ],
+  );
+});
+
+test('named container ports, the service account and policy objects are kept for the policy stage', () => {
+  const { metadata, warnings } = parseClusterMetadata(`
+kind: List
+items:
+- kind: Pod
+  metadata: {name: nginx-1, namespace: web}
+  spec:
+    serviceAccountName: web-sa
+    containers:
+    - name: c
+      ports: [{name: http, containerPort: 80}, {containerPort: 81}, {name: dns, containerPort: 53, protocol: udp}]
+    initContainers:
+    - {name: i, ports: [{name: init-port, containerPort: 9, protocol: SCTP}]}
+  status: {podIP: 10.0.0.1}
+- {apiVersion: networking.k8s.io/v1, kind: NetworkPolicy, metadata: {name: np, namespace: web}, spec: {podSelector: {}}}
+- {apiVersion: projectcalico.org/v3, kind: GlobalNetworkPolicy, metadata: {name: g}, spec: {}}
+- {apiVersion: projectcalico.org/v3, kind: Tier, metadata: {name: security}, spec: {order: 100}}
+- {apiVersion: v1, kind: ServiceAccount, metadata: {name: web-sa, namespace: web}}
+- {apiVersion: apps/v1, kind: Deployment, metadata: {name: d}}
+`);
+  assert.deepEqual(warnings, []);
+  assert.deepEqual(metadata.pods[0]!.containerPorts, [
+    { name: 'http', port: 80, protocol: 'TCP' },
+    { name: 'dns', port: 53, protocol: 'UDP' },
+    { name: 'init-port', port: 9, protocol: 'SCTP' },
+  ]);
+  assert.equal(metadata.pods[0]!.serviceAccount, 'web-sa');
+  assert.deepEqual(
+    (metadata.policyObjects ?? []).map((o) => (o as { kind: string }).kind),
+    ['NetworkPolicy', 'GlobalNetworkPolicy', 'Tier', 'ServiceAccount'],
   );
 });

@@ -1,0 +1,215 @@
+// Calico projectcalico.org/v3 (also served as crd.projectcalico.org/v1) NetworkPolicy,
+// GlobalNetworkPolicy and their Staged* forms, compiled into the shared model.
+//
+// Scoping as Calico's: a namespaced policy selects pods of its own namespace, and a rule
+// `selector` in it matches endpoints of that namespace unless a `namespaceSelector` is
+// given; in a global policy a selector matches endpoints anywhere. A selector never
+// matches an unknown IP (`net`). `types` defaults as Calico's: Ingress, or Egress alone
+// when there are egress rules and no ingress rules, or both when both exist.
+
+import { compileSelector, type Matcher } from './selector.ts';
+import type { EntityMatch, Policy, PolicyKind, PolicyPeer, Rule, RuleAction } from './types.ts';
+import {
+  isObj,
+  listOf,
+  type Net,
+  type Obj,
+  PORT_PROTOCOLS,
+  PolicyError,
+  type PortSpec,
+  parseCalicoPort,
+  parseNet,
+  parseProtocol,
+} from './values.ts';
+
+function optSelector(v: unknown, where: string): Matcher | null {
+  if (v === undefined || v === null || v === '') return null;
+  if (typeof v !== 'string')
+    throw new PolicyError(`${where}: must be a selector string, got ${JSON.stringify(v)}`);
+  return compileSelector(v, where);
+}
+
+function nets(v: unknown, where: string): Net[] | null {
+  const l = listOf(v, where);
+  return l.length === 0 ? null : l.map((n, i) => parseNet(n, `${where}[${i}]`));
+}
+
+function ports(v: unknown, where: string): PortSpec[] | null {
+  const l = listOf(v, where);
+  return l.length === 0 ? null : l.map((p, i) => parseCalicoPort(p, `${where}[${i}]`));
+}
+
+const ACTIONS: Readonly<Record<string, RuleAction>> = {
+  Allow: 'allow',
+  Deny: 'deny',
+  Pass: 'pass',
+  Log: 'log',
+};
+
+function compileEntity(
+  v: unknown,
+  policyNs: string | null,
+  where: string,
+  warn: (m: string) => void,
+): EntityMatch {
+  if (v === undefined || v === null)
+    return { nets: null, notNets: null, peer: null, ports: null, notPorts: null };
+  if (!isObj(v)) throw new PolicyError(`${where}: must be an object, got ${JSON.stringify(v)}`);
+  const sel = optSelector(v.selector, `${where}.selector`);
+  const notSel = optSelector(v.notSelector, `${where}.notSelector`);
+  const nsSel = optSelector(v.namespaceSelector, `${where}.namespaceSelector`);
+  if (v.services !== undefined && v.services !== null)
+    warn(`${where}.services: Service matches are not evaluated; the rule matches as if it were absent`);
+  let sa: ((p: PolicyPeer) => boolean) | null = null;
+  if (v.serviceAccounts !== undefined && v.serviceAccounts !== null) {
+    const s = v.serviceAccounts;
+    if (!isObj(s))
+      throw new PolicyError(`${where}.serviceAccounts: must be an object, got ${JSON.stringify(s)}`);
+    const names = listOf(s.names, `${where}.serviceAccounts.names`);
+    if (names.some((n) => typeof n !== 'string'))
+      throw new PolicyError(
+        `${where}.serviceAccounts.names: must be strings, got ${JSON.stringify(s.names)}`,
+      );
+    const nameSet = new Set(names as string[]);
+    const saSel = optSelector(s.selector, `${where}.serviceAccounts.selector`);
+    sa = (p) =>
+      p.kind === 'wep' &&
+      p.serviceAccount !== null &&
+      (policyNs === null || nsSel !== null || p.namespace === policyNs) &&
+      (nameSet.size === 0 || nameSet.has(p.serviceAccount)) &&
+      (saSel === null || saSel(p.saLabels ?? {}));
+  }
+  // A namespaced policy scopes its selectors to its namespace unless namespaceSelector says otherwise.
+  const inScope = (p: PolicyPeer): boolean =>
+    p.kind !== 'net' && (nsSel !== null ? nsSel(p.nsLabels) : policyNs === null || p.namespace === policyNs);
+  let peer: ((p: PolicyPeer) => boolean) | null = null;
+  if (sel !== null || nsSel !== null || notSel !== null || sa !== null) {
+    const positive = sel !== null || nsSel !== null;
+    peer = (p) => {
+      if (positive && !(inScope(p) && (sel === null || sel(p.labels)))) return false;
+      if (notSel !== null && inScope(p) && notSel(p.labels)) return false;
+      return sa === null || sa(p);
+    };
+  }
+  return {
+    nets: nets(v.nets, `${where}.nets`),
+    notNets: nets(v.notNets, `${where}.notNets`),
+    peer,
+    ports: ports(v.ports, `${where}.ports`),
+    notPorts: ports(v.notPorts, `${where}.notPorts`),
+  };
+}
+
+function compileRule(v: unknown, policyNs: string | null, where: string, warn: (m: string) => void): Rule {
+  if (!isObj(v)) throw new PolicyError(`${where}: must be an object, got ${JSON.stringify(v)}`);
+  const action = typeof v.action === 'string' ? ACTIONS[v.action] : undefined;
+  if (action === undefined)
+    throw new PolicyError(
+      `${where}.action: must be Allow, Deny, Pass or Log, got ${JSON.stringify(v.action)}`,
+    );
+  const protocol =
+    v.protocol === undefined || v.protocol === null ? null : parseProtocol(v.protocol, `${where}.protocol`);
+  const notProtocol =
+    v.notProtocol === undefined || v.notProtocol === null
+      ? null
+      : parseProtocol(v.notProtocol, `${where}.notProtocol`);
+  let ipVersion: 4 | 6 | null = null;
+  if (v.ipVersion !== undefined && v.ipVersion !== null) {
+    if (v.ipVersion !== 4 && v.ipVersion !== 6)
+      throw new PolicyError(`${where}.ipVersion: must be 4 or 6, got ${JSON.stringify(v.ipVersion)}`);
+    ipVersion = v.ipVersion;
+  }
+  for (const f of ['icmp', 'notICMP', 'http'] as const) {
+    if (v[f] !== undefined && v[f] !== null)
+      warn(
+        `${where}.${f}: not evaluated (flow records carry no ICMP type or HTTP data); the rule matches as if it were absent`,
+      );
+  }
+  const source = compileEntity(v.source, policyNs, `${where}.source`, warn);
+  const destination = compileEntity(v.destination, policyNs, `${where}.destination`, warn);
+  const usesPorts = source.ports ?? source.notPorts ?? destination.ports ?? destination.notPorts;
+  if (usesPorts !== null && (protocol === null || !PORT_PROTOCOLS.has(protocol)))
+    throw new PolicyError(
+      `${where}: ports need protocol TCP, UDP, SCTP or UDPLite, got ${JSON.stringify(v.protocol)}`,
+    );
+  return { action, protocol, notProtocol, ipVersion, source, destination };
+}
+
+export type CalicoKind = 'NetworkPolicy' | 'GlobalNetworkPolicy';
+
+/** Compiles a Calico (Staged)(Global)NetworkPolicy. Throws PolicyError naming the field. */
+export function compileCalicoPolicy(
+  item: Obj,
+  kind: CalicoKind,
+  staged: boolean,
+  where: string,
+  warn: (m: string) => void,
+): Policy {
+  const md = isObj(item.metadata) ? item.metadata : {};
+  const global = kind === 'GlobalNetworkPolicy';
+  const ns = global
+    ? null
+    : typeof md.namespace === 'string' && md.namespace !== ''
+      ? md.namespace
+      : 'default';
+  const spec = isObj(item.spec) ? item.spec : {};
+  if (staged && spec.stagedAction !== undefined && spec.stagedAction !== 'Set')
+    throw new PolicyError(
+      `${where}.spec.stagedAction: only Set is evaluated, got ${JSON.stringify(spec.stagedAction)}`,
+    );
+  const tier = spec.tier === undefined || spec.tier === null || spec.tier === '' ? 'default' : spec.tier;
+  if (typeof tier !== 'string')
+    throw new PolicyError(`${where}.spec.tier: must be a string, got ${JSON.stringify(tier)}`);
+  let order = Number.POSITIVE_INFINITY;
+  if (spec.order !== undefined && spec.order !== null) {
+    if (typeof spec.order !== 'number' || !Number.isFinite(spec.order))
+      throw new PolicyError(`${where}.spec.order: must be a number, got ${JSON.stringify(spec.order)}`);
+    order = spec.order;
+  }
+  // Names stored as "<tier>.<name>" (the older convention, and the CRD form) are not doubled.
+  let name = md.name as string;
+  if (name.startsWith(`${tier}.`)) name = name.slice(tier.length + 1);
+  const sel = optSelector(spec.selector, `${where}.spec.selector`);
+  const saSel = optSelector(spec.serviceAccountSelector, `${where}.spec.serviceAccountSelector`);
+  const nsSel = global ? optSelector(spec.namespaceSelector, `${where}.spec.namespaceSelector`) : null;
+  if (!global && spec.namespaceSelector !== undefined)
+    throw new PolicyError(`${where}.spec.namespaceSelector: only a GlobalNetworkPolicy has one`);
+  const ingressList = listOf(spec.ingress, `${where}.spec.ingress`);
+  const egressList = listOf(spec.egress, `${where}.spec.egress`);
+  let hasIngress = false;
+  let hasEgress = false;
+  const types = listOf(spec.types, `${where}.spec.types`);
+  for (const t of types) {
+    if (t === 'Ingress') hasIngress = true;
+    else if (t === 'Egress') hasEgress = true;
+    else throw new PolicyError(`${where}.spec.types: must be Ingress or Egress, got ${JSON.stringify(t)}`);
+  }
+  if (types.length === 0) {
+    hasEgress = egressList.length > 0;
+    hasIngress = ingressList.length > 0 || !hasEgress;
+  }
+  if (global && (spec.preDNAT === true || spec.doNotTrack === true))
+    warn(`${where}: preDNAT/doNotTrack policies apply to host endpoints, not evaluated for pods`);
+  const selects = (ep: PolicyPeer): boolean =>
+    ep.kind === 'wep' &&
+    (ns === null || ep.namespace === ns) &&
+    (sel === null || sel(ep.labels)) &&
+    (nsSel === null || nsSel(ep.nsLabels)) &&
+    (saSel === null || (ep.saLabels !== null && saSel(ep.saLabels)));
+  const rules = (list: unknown[], field: string): Rule[] =>
+    list.map((r, i) => compileRule(r, ns, `${where}.spec.${field}[${i}]`, warn));
+  const prefix = staged ? 'staged:' : '';
+  const kindTag: PolicyKind = global ? 'gnp' : 'cnp';
+  return {
+    kind: kindTag,
+    staged,
+    tier,
+    order,
+    traceName: ns === null ? `${prefix}${tier}.${name}` : `${ns}/${prefix}${tier}.${name}`,
+    identity: `${kindTag}|${ns ?? ''}|${tier}|${name}`,
+    namespace: ns,
+    selects: (ep) => selects(ep),
+    ingress: hasIngress ? rules(ingressList, 'ingress') : null,
+    egress: hasEgress ? rules(egressList, 'egress') : null,
+  };
+}

@@ -1,0 +1,184 @@
+// The policy set in effect: every policy object of the metadata (Kubernetes and Calico
+// kinds, Tiers, ServiceAccounts) compiled, ordered as Felix orders them (tiers by order
+// then name, the `default` tier at 1,000,000 unless a Tier says otherwise; policies in a
+// tier by order then name, a staged policy just before the enforced one of the same name)
+// and indexed by namespace, so an endpoint only tests its own namespace's policies and the
+// global ones. A policy that fails to compile is left out with a warning naming it; the
+// others still apply.
+
+import { type CalicoKind, compileCalicoPolicy } from './calico.ts';
+import { compileKubernetesPolicy } from './k8s.ts';
+import type { Labels, Policy, TierSpec } from './types.ts';
+import { isObj, PolicyError } from './values.ts';
+
+export const DEFAULT_TIER_ORDER = 1_000_000;
+
+export interface TierPolicies {
+  readonly tier: TierSpec;
+  /** Non-namespaced policies, in evaluation order. */
+  readonly global: readonly Policy[];
+  /** Namespaced policies by namespace, each in evaluation order. */
+  readonly byNamespace: ReadonlyMap<string, readonly Policy[]>;
+}
+
+export interface PolicyModel {
+  readonly tiers: readonly TierPolicies[];
+  readonly policyCount: number;
+  readonly stagedCount: number;
+  /** Whether any rule tests source ports or IP nets (then those join the trace cache key). */
+  readonly usesSourcePorts: boolean;
+  readonly usesNets: boolean;
+  /** Service account labels by `<ns>/<name>`. */
+  readonly serviceAccounts: ReadonlyMap<string, Labels>;
+  /** Identities of enforced policies a staged policy of the same identity replaces in pending traces. */
+  readonly replacedByStaged: ReadonlySet<string>;
+  readonly warnings: readonly string[];
+}
+
+export const EMPTY_POLICY_MODEL: PolicyModel = Object.freeze({
+  tiers: [],
+  policyCount: 0,
+  stagedCount: 0,
+  usesSourcePorts: false,
+  usesNets: false,
+  serviceAccounts: new Map<string, Labels>(),
+  replacedByStaged: new Set<string>(),
+  warnings: [],
+});
+
+function sortKey(p: Policy): string {
+  return p.staged ? p.traceName.replace('staged:', '') : p.traceName;
+}
+
+export function comparePolicies(a: Policy, b: Policy): number {
+  if (a.order !== b.order) return a.order < b.order ? -1 : 1;
+  const ka = sortKey(a);
+  const kb = sortKey(b);
+  if (ka !== kb) return ka < kb ? -1 : 1;
+  return a.staged === b.staged ? 0 : a.staged ? -1 : 1;
+}
+
+function isCalicoApi(apiVersion: unknown): boolean {
+  return typeof apiVersion === 'string' && apiVersion.includes('projectcalico.org/');
+}
+
+export function buildPolicyModel(objects: readonly unknown[], source = 'metadata'): PolicyModel {
+  const warnings: string[] = [];
+  const policies: Policy[] = [];
+  const tierOrders = new Map<string, number>([['default', DEFAULT_TIER_ORDER]]);
+  const serviceAccounts = new Map<string, Labels>();
+  objects.forEach((item, index) => {
+    if (!isObj(item)) return;
+    const kind = typeof item.kind === 'string' ? item.kind : '';
+    const md = isObj(item.metadata) ? item.metadata : {};
+    const name = typeof md.name === 'string' && md.name !== '' ? md.name : null;
+    const nsPart = typeof md.namespace === 'string' && md.namespace !== '' ? `${md.namespace}/` : '';
+    const where = `${source}: ${kind} ${nsPart}${name ?? '(unnamed)'}`;
+    if (name === null) {
+      warnings.push(`${source}: policy object ${index} (${kind}) skipped, needs metadata.name`);
+      return;
+    }
+    const warn = (m: string): void => {
+      warnings.push(m);
+    };
+    try {
+      switch (kind) {
+        case 'Tier': {
+          const spec = isObj(item.spec) ? item.spec : {};
+          const o = spec.order;
+          if (o !== undefined && o !== null && (typeof o !== 'number' || !Number.isFinite(o)))
+            throw new PolicyError(`${where}.spec.order: must be a number, got ${JSON.stringify(o)}`);
+          tierOrders.set(name, typeof o === 'number' ? o : Number.POSITIVE_INFINITY);
+          return;
+        }
+        case 'ServiceAccount': {
+          const labels: Record<string, string> = {};
+          if (isObj(md.labels))
+            for (const [k, v] of Object.entries(md.labels)) if (typeof v === 'string') labels[k] = v;
+          labels['projectcalico.org/name'] = name;
+          serviceAccounts.set(`${nsPart || 'default/'}${name}`, Object.freeze(labels));
+          return;
+        }
+        case 'NetworkPolicy':
+          policies.push(
+            isCalicoApi(item.apiVersion)
+              ? compileCalicoPolicy(item, 'NetworkPolicy', false, where, warn)
+              : compileKubernetesPolicy(item, false, where),
+          );
+          return;
+        case 'StagedKubernetesNetworkPolicy':
+          policies.push(compileKubernetesPolicy(item, true, where));
+          return;
+        case 'GlobalNetworkPolicy':
+        case 'StagedNetworkPolicy':
+        case 'StagedGlobalNetworkPolicy': {
+          const staged = kind.startsWith('Staged');
+          const k = (staged ? kind.slice(6) : kind) as CalicoKind;
+          policies.push(compileCalicoPolicy(item, k, staged, where, warn));
+          return;
+        }
+        default:
+          return;
+      }
+    } catch (err) {
+      if (!(err instanceof Error) || (err.name !== 'PolicyError' && err.name !== 'SelectorParseError'))
+        throw err;
+      warnings.push(`${err.message}; policy skipped`);
+    }
+  });
+  for (const p of policies) {
+    if (!tierOrders.has(p.tier)) {
+      warnings.push(
+        `${source}: tier ${JSON.stringify(p.tier)} of ${p.traceName} has no Tier object; ordered last`,
+      );
+      tierOrders.set(p.tier, Number.POSITIVE_INFINITY);
+    }
+  }
+  policies.sort(comparePolicies);
+  const tierNames = [...new Set(policies.map((p) => p.tier))].sort((a, b) => {
+    const oa = tierOrders.get(a)!;
+    const ob = tierOrders.get(b)!;
+    if (oa !== ob) return oa < ob ? -1 : 1;
+    return a < b ? -1 : a > b ? 1 : 0;
+  });
+  const tiers: TierPolicies[] = tierNames.map((t) => {
+    const global: Policy[] = [];
+    const byNamespace = new Map<string, Policy[]>();
+    for (const p of policies) {
+      if (p.tier !== t) continue;
+      if (p.namespace === null) global.push(p);
+      else {
+        const l = byNamespace.get(p.namespace) ?? [];
+        l.push(p);
+        byNamespace.set(p.namespace, l);
+      }
+    }
+    return { tier: { name: t, order: tierOrders.get(t)! }, global, byNamespace };
+  });
+  let usesSourcePorts = false;
+  let usesNets = false;
+  const stagedIds = new Set<string>();
+  let stagedCount = 0;
+  for (const p of policies) {
+    if (p.staged) {
+      stagedIds.add(p.identity);
+      stagedCount++;
+    }
+    for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) {
+      if (r.source.ports !== null || r.source.notPorts !== null) usesSourcePorts = true;
+      for (const e of [r.source, r.destination]) if (e.nets !== null || e.notNets !== null) usesNets = true;
+    }
+  }
+  const replacedByStaged = new Set<string>();
+  for (const p of policies) if (!p.staged && stagedIds.has(p.identity)) replacedByStaged.add(p.identity);
+  return {
+    tiers,
+    policyCount: policies.length,
+    stagedCount,
+    usesSourcePorts,
+    usesNets,
+    serviceAccounts,
+    replacedByStaged,
+    warnings,
+  };
+}

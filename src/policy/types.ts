@@ -1,0 +1,90 @@
+// The compiled policy model both Kubernetes and Calico policies are turned into (as Felix
+// turns Kubernetes NetworkPolicies into Calico rules), and the endpoint and flow shapes
+// the evaluator tests them against.
+
+import type { Labels, Matcher } from './selector.ts';
+import type { Net, PolicyIp, PortSpec } from './values.ts';
+
+export type PolicyKind = 'knp' | 'cnp' | 'gnp';
+export type Direction = 'ingress' | 'egress';
+export type RuleAction = 'allow' | 'deny' | 'pass' | 'log';
+
+export interface NamedPort {
+  readonly name: string;
+  readonly port: number;
+  /** IP protocol number. */
+  readonly proto: number;
+}
+
+/** One side of a flow as policies see it. */
+export interface PolicyPeer {
+  /** Stable while the metadata does not change; part of the trace cache key. */
+  readonly id: number;
+  readonly kind: 'wep' | 'hep' | 'ns' | 'net';
+  /** null for non-namespaced endpoints (hosts, global network sets) and unknown IPs. */
+  readonly namespace: string | null;
+  /** The endpoint's labels plus the ones Calico adds (projectcalico.org/namespace, /orchestrator, /serviceaccount). */
+  readonly labels: Labels;
+  /** The namespace's labels plus projectcalico.org/name; GLOBAL_NAMESPACE when not namespaced. */
+  readonly nsLabels: Labels;
+  readonly serviceAccount: string | null;
+  /** The service account's labels plus projectcalico.org/name; null when not a pod. */
+  readonly saLabels: Labels | null;
+  /** Container port names of a pod. */
+  readonly namedPorts: readonly NamedPort[];
+}
+
+export interface Flow {
+  readonly direction: Direction;
+  readonly src: PolicyPeer;
+  readonly dst: PolicyPeer;
+  readonly srcIp: PolicyIp;
+  readonly dstIp: PolicyIp;
+  readonly proto: number;
+  readonly srcPort: number;
+  readonly dstPort: number;
+}
+
+/** A Calico EntityRule (`source` / `destination`). Absent parts are null: they match anything. */
+export interface EntityMatch {
+  readonly nets: readonly Net[] | null;
+  readonly notNets: readonly Net[] | null;
+  /** Selector, namespaceSelector, namespace scoping, notSelector and serviceAccounts in one test. */
+  readonly peer: ((p: PolicyPeer) => boolean) | null;
+  readonly ports: readonly PortSpec[] | null;
+  readonly notPorts: readonly PortSpec[] | null;
+}
+
+export interface Rule {
+  readonly action: RuleAction;
+  readonly protocol: number | null;
+  readonly notProtocol: number | null;
+  readonly ipVersion: 4 | 6 | null;
+  readonly source: EntityMatch;
+  readonly destination: EntityMatch;
+}
+
+export interface Policy {
+  readonly kind: PolicyKind;
+  readonly staged: boolean;
+  readonly tier: string;
+  /** Calico `order`; Infinity when unset (evaluated after every ordered policy). */
+  readonly order: number;
+  /** The name part of a trace hit, e.g. `web/knp.default.allow-x`, `staged:security.pass`. */
+  readonly traceName: string;
+  /** Identity shared by a staged policy and the enforced one it would replace. */
+  readonly identity: string;
+  readonly namespace: string | null;
+  /** Whether the policy applies to (selects) an endpoint. */
+  readonly selects: (ep: PolicyPeer) => boolean;
+  /** null when the policy does not apply to that direction (policyTypes / types). */
+  readonly ingress: readonly Rule[] | null;
+  readonly egress: readonly Rule[] | null;
+}
+
+export interface TierSpec {
+  readonly name: string;
+  readonly order: number;
+}
+
+export type { Labels, Matcher };
