@@ -163,7 +163,8 @@ function containerPortsOf(spec: Obj): ContainerPortMeta[] {
     for (const c of list) {
       if (!isObj(c) || !Array.isArray(c.ports)) continue;
       for (const p of c.ports) {
-        if (!isObj(p) || typeof p.name !== 'string' || p.name === '' || typeof p.containerPort !== 'number') continue;
+        if (!isObj(p) || typeof p.name !== 'string' || p.name === '' || typeof p.containerPort !== 'number')
+          continue;
         const protocol = typeof p.protocol === 'string' ? p.protocol.toUpperCase() : 'TCP';
         out.push({ name: p.name, port: p.containerPort, protocol });
       }
