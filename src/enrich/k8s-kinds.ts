@@ -28,3 +28,53 @@ export const METADATA_RESOURCES: readonly ResourceSpec<SlimObject>[] = [
   metadataKind('networksets', 'NetworkSet', calicoPaths('networksets')),
   metadataKind('globalnetworksets', 'GlobalNetworkSet', calicoPaths('globalnetworksets')),
 ];
+
+/**
+ * A policy kind (src/policy compiles it). API list items carry no apiVersion, and a
+ * Calico NetworkPolicy shares its kind with Kubernetes', so the entry sets it.
+ */
+function policyKind(
+  name: string,
+  kind: string,
+  apiVersion: string,
+  paths: string[],
+): ResourceSpec<SlimObject> {
+  return {
+    name,
+    kind,
+    paths,
+    slim: (obj, where, warnings) =>
+      convertObject(
+        kind,
+        typeof obj === 'object' && obj !== null ? { ...obj, apiVersion } : obj,
+        where,
+        warnings,
+      ),
+  };
+}
+
+const CALICO = 'projectcalico.org/v3';
+
+/** What the policy stage reads: NetworkPolicy kinds, Tiers and ServiceAccounts (for serviceAccountSelector). */
+export const POLICY_RESOURCES: readonly ResourceSpec<SlimObject>[] = [
+  policyKind('networkpolicies', 'NetworkPolicy', 'networking.k8s.io/v1', [
+    '/apis/networking.k8s.io/v1/networkpolicies',
+  ]),
+  policyKind('calico-networkpolicies', 'NetworkPolicy', CALICO, calicoPaths('networkpolicies')),
+  policyKind('globalnetworkpolicies', 'GlobalNetworkPolicy', CALICO, calicoPaths('globalnetworkpolicies')),
+  policyKind('stagednetworkpolicies', 'StagedNetworkPolicy', CALICO, calicoPaths('stagednetworkpolicies')),
+  policyKind(
+    'stagedglobalnetworkpolicies',
+    'StagedGlobalNetworkPolicy',
+    CALICO,
+    calicoPaths('stagedglobalnetworkpolicies'),
+  ),
+  policyKind(
+    'stagedkubernetesnetworkpolicies',
+    'StagedKubernetesNetworkPolicy',
+    CALICO,
+    calicoPaths('stagedkubernetesnetworkpolicies'),
+  ),
+  policyKind('tiers', 'Tier', CALICO, calicoPaths('tiers')),
+  policyKind('serviceaccounts', 'ServiceAccount', 'v1', ['/api/v1/serviceaccounts']),
+];

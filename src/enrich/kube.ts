@@ -269,7 +269,17 @@ export function convertObject(
     default:
       // The policy stage validates its kinds itself; the object keeps its kind (API list
       // items carry none) and apiVersion (Calico's NetworkPolicy shares Kubernetes' kind).
-      return POLICY_OBJECT_KINDS.has(kind) ? { kind: 'Policy', meta: { ...item, kind } } : null;
+      if (!POLICY_OBJECT_KINDS.has(kind)) return null;
+      // Only what policies are made of: an API object's managedFields and status stay out.
+      return {
+        kind: 'Policy',
+        meta: {
+          apiVersion: item.apiVersion,
+          kind,
+          metadata: { name, namespace: md.namespace, labels },
+          spec: item.spec,
+        },
+      };
   }
 }
 
