@@ -58,6 +58,8 @@ export interface SpoolOptions {
   readonly segmentBytes?: number;
   readonly maxMemoryBytes?: number;
   readonly fsyncIntervalMs?: number;
+  /** Acknowledgements reach state.json within this long (default 250 ms); a restart replays what came after. */
+  readonly stateIntervalMs?: number;
   readonly fs?: SpoolFs;
 }
 
@@ -121,6 +123,7 @@ export class Spool {
   readonly #segmentBytes: number;
   readonly #maxMemory: number;
   readonly #fsyncMs: number;
+  readonly #stateMs: number;
   /** Unfinished entries in sequence order, from #head. */
   #entries: SpoolEntry[] = [];
   #head = 0;
@@ -146,6 +149,7 @@ export class Spool {
     this.#segmentBytes = Math.min(o.segmentBytes ?? 8 << 20, this.#maxBytes);
     this.#maxMemory = o.maxMemoryBytes ?? 32 << 20;
     this.#fsyncMs = o.fsyncIntervalMs ?? 1000;
+    this.#stateMs = o.stateIntervalMs ?? 250;
     this.bootId = state.bootId;
     this.#nextSeq = state.nextSeq;
     this.#ackedBelow = state.ackedBelow;
@@ -446,7 +450,7 @@ export class Spool {
     this.#stateTimer = setTimeout(() => {
       this.#stateTimer = null;
       this.#enqueue(() => this.#saveState());
-    }, 250);
+    }, this.#stateMs);
   }
 
   async #saveState(): Promise<void> {
