@@ -14,7 +14,7 @@ import { LineBatch } from '../../../src/export/batch.ts';
 import { ForwardTransport } from '../../../src/export/forward.ts';
 import { NetworkSink } from '../../../src/export/network.ts';
 import { Spool } from '../../../src/export/spool.ts';
-import { ForwardReceiver } from './forward-receiver.ts';
+import { ForwardReceiver } from '../../../src/lab/forward-receiver.ts';
 
 const PY = '/usr/bin/python3';
 const havePy = spawnSync(PY, ['-c', 'import fluent.sender, msgpack']).status === 0;

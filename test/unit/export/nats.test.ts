@@ -11,7 +11,7 @@ import { LineBatch } from '../../../src/export/batch.ts';
 import { NatsTransport } from '../../../src/export/nats.ts';
 import { NetworkSink, type ShipStats } from '../../../src/export/network.ts';
 import { Spool } from '../../../src/export/spool.ts';
-import { NatsServer, natsSkip } from './nats-server.ts';
+import { NatsServer, natsSkip } from '../../../src/lab/nats-server.ts';
 
 let dir = '';
 let server: NatsServer;

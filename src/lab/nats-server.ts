@@ -1,4 +1,4 @@
-// A real nats-server (Debian's package) for the tests: JetStream on, its store in a
+// A real nats-server (Debian's package) for tests and benchmarks: JetStream on, its store in a
 // temporary directory, on a free loopback port; stop() and start() again on the same
 // port and store to test an outage.
 
