@@ -3,7 +3,7 @@
 // metadata the resolver needs. Validation happens here, in TypeScript: objects that lack
 // what we need are skipped and reported as warnings; only an unreadable document throws.
 
-import { parseAllDocuments } from 'yaml';
+import { parseAllDocuments, visit } from 'yaml';
 import { canonicalIp, parseCidr } from './ip.ts';
 
 export type Labels = Readonly<Record<string, string>>;
@@ -100,9 +100,20 @@ export const EMPTY_METADATA: ClusterMetadata = Object.freeze({
   networkSets: [],
 });
 
+/** Every way a metadata file can be unreadable ends here, with the file's path first. */
 export class MetadataParseError extends Error {
   override name = 'MetadataParseError';
+  readonly path: string;
+  constructor(path: string, detail: string, options?: { cause?: unknown }) {
+    super(`${path}: ${detail}`, options);
+    this.path = path;
+  }
 }
+
+/** Lists inside lists deeper than this are not Kubernetes output. */
+const MAX_LIST_NESTING = 16;
+/** YAML aliases per document; Kubernetes output has none. */
+const MAX_ALIASES = 100;
 
 type Obj = Record<string, unknown>;
 
@@ -132,19 +143,46 @@ function ipsOf(values: unknown[], where: string, warnings: string[]): string[] {
   return out;
 }
 
-/** Flattens the accepted document shapes into a list of objects. */
-function itemsOf(doc: unknown, out: Obj[]): void {
-  if (doc === null || doc === undefined) return;
-  if (Array.isArray(doc)) {
-    for (const d of doc) itemsOf(d, out);
-    return;
+/**
+ * Flattens the accepted document shapes into a list of objects. Iterative, with a depth
+ * limit and a check for cycles (a YAML anchor can make a list contain itself), so no
+ * input can overflow the stack.
+ */
+function itemsOf(doc: unknown, out: Obj[], source: string): void {
+  const stack: { list: readonly unknown[]; next: number }[] = [{ list: [doc], next: 0 }];
+  const open = new Set<readonly unknown[]>();
+  while (stack.length > 0) {
+    const top = stack[stack.length - 1]!;
+    if (top.next >= top.list.length) {
+      open.delete(top.list);
+      stack.pop();
+      continue;
+    }
+    const d = top.list[top.next++];
+    let inner: unknown[] | null = null;
+    if (Array.isArray(d)) inner = d;
+    else if (isObj(d)) {
+      const kind = d.kind;
+      if (
+        Array.isArray(d.items) &&
+        (kind === undefined || (typeof kind === 'string' && kind.endsWith('List')))
+      )
+        inner = d.items;
+      else out.push(d);
+    }
+    if (inner === null) continue;
+    if (open.has(inner)) throw new MetadataParseError(source, 'a list contains itself (YAML alias cycle)');
+    if (stack.length > MAX_LIST_NESTING)
+      throw new MetadataParseError(source, `lists nested deeper than ${MAX_LIST_NESTING}`);
+    open.add(inner);
+    stack.push({ list: inner, next: 0 });
   }
-  if (!isObj(doc)) return;
-  if (Array.isArray(doc.items) && (doc.kind === undefined || String(doc.kind).endsWith('List'))) {
-    for (const d of doc.items) itemsOf(d, out);
-    return;
-  }
-  out.push(doc);
+}
+
+/** What a library error means to the person who wrote the file. */
+function describe(err: Error): string {
+  if (err instanceof RangeError && /call stack/i.test(err.message)) return 'nested too deeply to parse';
+  return `${err.name}: ${err.message}`;
 }
 
 /** One object's slim form, tagged by the list of ClusterMetadata it belongs to. */
@@ -283,27 +321,47 @@ export function convertObject(
   }
 }
 
+/**
+ * Parses a metadata file's text. Throws only MetadataParseError (naming `source`): the
+ * YAML and JSON parsers throw RangeError on deep nesting and ReferenceError on aliases.
+ */
 export function parseClusterMetadata(text: string, source = 'metadata'): ParseResult {
+  try {
+    return parseUnchecked(text, source);
+  } catch (err) {
+    if (err instanceof MetadataParseError) throw err;
+    throw new MetadataParseError(source, describe(err as Error), { cause: err });
+  }
+}
+
+function parseUnchecked(text: string, source: string): ParseResult {
   let docs: unknown[];
   const trimmed = text.trimStart();
   if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
     try {
       docs = [JSON.parse(text)];
     } catch (err) {
-      throw new MetadataParseError(`${source}: invalid JSON: ${(err as Error).message}`);
+      throw new MetadataParseError(source, `invalid JSON: ${(err as Error).message}`);
     }
   } else {
     const parsed = parseAllDocuments(text);
     const list = Array.isArray(parsed) ? parsed : [parsed];
     docs = [];
     for (const d of list) {
-      if (d.errors.length > 0)
-        throw new MetadataParseError(`${source}: invalid YAML: ${d.errors[0]!.message}`);
-      docs.push(d.toJS({ maxAliasCount: 1000 }));
+      if (d.errors.length > 0) throw new MetadataParseError(source, `invalid YAML: ${d.errors[0]!.message}`);
+      // yaml's own alias limit is checked only after a cost that grows with the cube of
+      // the alias count (400 aliases of a self-containing list: 5 s); count them first.
+      let aliases = 0;
+      visit(d, {
+        Alias: () => (++aliases > MAX_ALIASES ? visit.BREAK : undefined),
+      });
+      if (aliases > MAX_ALIASES)
+        throw new MetadataParseError(source, `invalid YAML: more than ${MAX_ALIASES} aliases in a document`);
+      docs.push(d.toJS({ maxAliasCount: MAX_ALIASES }));
     }
   }
   const items: Obj[] = [];
-  for (const d of docs) itemsOf(d, items);
+  for (const d of docs) itemsOf(d, items, source);
 
   const warnings: string[] = [];
   const objects: SlimObject[] = [];
