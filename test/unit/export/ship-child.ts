@@ -18,7 +18,11 @@ let acks = 0;
 const transport: Transport = {
   async send(b: ShipBatch, deadline: number): Promise<SendResult> {
     const r = await nats.send(b, deadline);
-    if (r.status === 'ok' && ++acks === Number(killAfter)) process.kill(process.pid, 'SIGKILL');
+    if (r.status === 'ok' && ++acks === Number(killAfter)) {
+      // Every batch on disk first (the daemon's flush waits for that too), then the kill.
+      await sink.flush();
+      process.kill(process.pid, 'SIGKILL');
+    }
     return r;
   },
   close: () => nats.close(),
