@@ -18,6 +18,25 @@ export const HEADER_BYTES = 28;
 export const MAX_PAYLOAD_BYTES = 64 << 20;
 export const SEGMENT_RE = /^(\d{20})\.seg$/;
 
+export interface SpoolFile {
+  writev(buffers: Buffer[]): Promise<{ bytesWritten: number }>;
+  read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
+  truncate(len: number): Promise<void>;
+  datasync(): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** The filesystem calls the spool makes (node:fs/promises fits; tests inject failures). */
+export interface SpoolFs {
+  mkdir(path: string, opts: { recursive: true }): Promise<unknown>;
+  open(path: string, flags: string): Promise<SpoolFile>;
+  readdir(path: string): Promise<string[]>;
+  readFile(path: string): Promise<Buffer>;
+  writeFile(path: string, data: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+}
+
 export interface FrameInfo {
   readonly seq: number;
   readonly count: number;

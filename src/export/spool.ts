@@ -28,28 +28,13 @@ import {
   HEADER_BYTES,
   readFrame,
   SEGMENT_RE,
+  type SpoolFile,
+  type SpoolFs,
   scanSegment,
   segmentName,
 } from './spool-segment.ts';
 
-export interface SpoolFile {
-  writev(buffers: Buffer[]): Promise<{ bytesWritten: number }>;
-  read(buf: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
-  truncate(len: number): Promise<void>;
-  datasync(): Promise<void>;
-  close(): Promise<void>;
-}
-
-/** The filesystem calls the spool makes (node:fs/promises fits; tests inject failures). */
-export interface SpoolFs {
-  mkdir(path: string, opts: { recursive: true }): Promise<unknown>;
-  open(path: string, flags: string): Promise<SpoolFile>;
-  readdir(path: string): Promise<string[]>;
-  readFile(path: string): Promise<Buffer>;
-  writeFile(path: string, data: string): Promise<void>;
-  rename(from: string, to: string): Promise<void>;
-  unlink(path: string): Promise<void>;
-}
+export type { SpoolFile, SpoolFs } from './spool-segment.ts';
 
 export interface SpoolOptions {
   /** null: memory only (no durability across restarts; a fresh bootId each start). */

@@ -1,0 +1,88 @@
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { LineBatch } from '../../../src/export/batch.ts';
+import {
+  openShippingSinks,
+  parseHeaders,
+  parseHostPort,
+  type ShippingOptions,
+} from '../../../src/export/shipping.ts';
+import { ForwardReceiver } from '../../../src/lab/forward-receiver.ts';
+
+test('HOST:PORT and name=value headers parse, and bad ones are named', () => {
+  assert.deepEqual(parseHostPort('fluentd.logging:24224'), { host: 'fluentd.logging', port: 24224 });
+  assert.deepEqual(parseHostPort('[fd00::1]:24224'), { host: 'fd00::1', port: 24224 });
+  assert.throws(() => parseHostPort('fluentd'), /not HOST:PORT: "fluentd"/);
+  assert.throws(() => parseHostPort('h:70000'), /not HOST:PORT/);
+  assert.deepEqual(parseHeaders('Authorization=Bearer a=b, x-team = net'), {
+    authorization: 'Bearer a=b',
+    'x-team': 'net',
+  });
+  assert.throws(() => parseHeaders('novalue'), /not name=value: "novalue"/);
+});
+
+const batch = { records: 100, bytes: 1 << 20, timeoutMs: 2000 };
+
+function options(dir: string, over: Partial<ShippingOptions> = {}): ShippingOptions {
+  return {
+    node: 'node-a',
+    spoolDirectory: dir,
+    spoolMaxBytes: 1 << 20,
+    spoolFsyncIntervalMs: 1000,
+    forward: {
+      address: null,
+      tag: 'flows',
+      tls: false,
+      tlsCa: null,
+      sharedKey: null,
+      username: null,
+      password: null,
+      compress: false,
+      batch,
+    },
+    nats: {
+      url: null,
+      subject: null,
+      stream: 'FLOWLOGS',
+      createStream: false,
+      user: null,
+      password: null,
+      token: null,
+      tlsCa: null,
+      batch,
+    },
+    otlp: { endpoint: null, headers: null, tlsCa: null, batch },
+    ...over,
+  };
+}
+
+test('only the configured remotes get a sink, each with its own spool directory', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowlogd-shipping-'));
+  const rx = new ForwardReceiver();
+  const port = await rx.listen();
+  try {
+    assert.deepEqual(await openShippingSinks(options(dir)), []);
+    const base = options(dir);
+    const sinks = await openShippingSinks({
+      ...base,
+      forward: { ...base.forward, address: `127.0.0.1:${port}` },
+      otlp: { ...base.otlp, endpoint: 'http://127.0.0.1:1' },
+    });
+    assert.deepEqual(
+      sinks.map((s) => s.name),
+      ['fluent-forward', 'otlp'],
+    );
+    assert.ok(existsSync(join(dir, 'fluent-forward', 'state.json')));
+    assert.ok(existsSync(join(dir, 'otlp', 'state.json')));
+    sinks[0]!.write(LineBatch.fromLines([JSON.stringify({ end_time: 1, n: 1 })]));
+    await sinks[0]!.delivered();
+    assert.deepEqual(rx.field('n'), [1]);
+    for (const s of sinks) await s.close();
+  } finally {
+    await rx.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
