@@ -232,7 +232,16 @@ export class ForwardTransport implements Transport {
       return fatal(`line is not a JSON object: ${(err as Error).message}`);
     }
     const chunk = chunkId(batch);
-    const option: Record<string, unknown> = { size, chunk };
+    // Beside the protocol's keys, the batch's sequence and aggregation level: Fluentd and
+    // Fluent Bit ignore option keys they do not know; a Forward consumer can read them.
+    const option: Record<string, unknown> = {
+      size,
+      chunk,
+      flowlogd_seq: batch.seq,
+      flowlogd_level: batch.level,
+      flowlogd_node: batch.node,
+      flowlogd_boot_id: batch.bootId,
+    };
     if (this.#o.compress) {
       entries = gzipSync(entries, { level: 1 });
       option.compressed = 'gzip';

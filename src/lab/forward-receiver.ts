@@ -31,6 +31,8 @@ export interface ReceivedMessage {
   readonly size: number | undefined;
   /** PackedForward entries as received (decompressed), for an independent decoder. */
   readonly entries: Buffer | null;
+  /** The message's option map as sent. */
+  readonly option: Record<string, unknown> | undefined;
 }
 
 export interface ReceiverOptions {
@@ -163,7 +165,7 @@ export class ForwardReceiver {
     const chunk = option?.chunk === undefined ? undefined : String(option.chunk);
     if (this.#o.keepEvents !== false) {
       this.received = this.events.length;
-      this.messages.push({ mode, tag, chunk, size: option?.size as number | undefined, entries });
+      this.messages.push({ mode, tag, chunk, size: option?.size as number | undefined, entries, option });
     }
     if (chunk !== undefined && this.ack) {
       this.acks++;

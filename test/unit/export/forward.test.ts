@@ -130,6 +130,11 @@ test('flowlogd sends PackedForward entries, one per line, in order, tag flows, t
     ],
   );
   assert.equal(new Set(rx.messages.map((m) => m.chunk)).size, 5);
+  // The batch sequence and level ride in the option map (Fluentd ignores unknown keys).
+  assert.deepEqual(
+    rx.messages.map((m) => [m.option?.flowlogd_seq, m.option?.flowlogd_level, m.option?.flowlogd_node]),
+    [0, 1, 2, 3, 4].map((i) => [i, 0, 'node-a']),
+  );
   assert.equal(s.shipStats().ackedLines, 450);
   await s.close();
 });
