@@ -83,21 +83,14 @@ export class DumpTable {
     const sameWay = u.srcIp === t.line.src_ip && (icmp || u.srcPort === t.line.src_port);
     t.how = Math.max(t.how, u.initiatorHow);
     const l = t.line;
-    if (sameWay) {
-      l.orig_packets += u.origPackets;
-      l.orig_bytes += u.origBytes;
-      l.reply_packets += u.replyPackets;
-      l.reply_bytes += u.replyBytes;
-      t.origFlags |= u.origTcpFlags;
-      t.replyFlags |= u.replyTcpFlags;
-    } else {
-      l.orig_packets += u.replyPackets;
-      l.orig_bytes += u.replyBytes;
-      l.reply_packets += u.origPackets;
-      l.reply_bytes += u.origBytes;
-      t.origFlags |= u.replyTcpFlags;
-      t.replyFlags |= u.origTcpFlags;
-    }
+    // An update oriented the other way adds its orig direction to the row's reply one.
+    const [o, r] = sameWay ? (['orig', 'reply'] as const) : (['reply', 'orig'] as const);
+    l.orig_packets += u[`${o}Packets`];
+    l.orig_bytes += u[`${o}Bytes`];
+    l.reply_packets += u[`${r}Packets`];
+    l.reply_bytes += u[`${r}Bytes`];
+    t.origFlags |= u[`${o}TcpFlags`];
+    t.replyFlags |= u[`${r}TcpFlags`];
     t.firstMs = Math.min(t.firstMs, u.firstSeenMs);
     t.lastMs = Math.max(t.lastMs, u.lastSeenMs);
   }
