@@ -10,6 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { cli } from '../src/lab/args.ts';
 import { Cluster } from '../src/lab/cluster.ts';
 import { Flowlogd, until } from '../src/lab/flowlogd.ts';
 import { Lab } from '../src/lab/lab.ts';
@@ -63,20 +64,16 @@ async function runKind(kind: number) {
     const metadata = join(metadataDir, 'metadata.yaml');
     cluster.writeMetadata(metadata);
 
-    d = new Flowlogd([
-      '--metadata',
-      metadata,
-      '--interfaces',
-      pod.hostIf,
-      '--node-name',
-      'bench-node',
-      '--flow-logs-flush-interval',
-      `${FLUSH_S}s`,
-      '--flow-logs-file-aggregation-kind-for-allowed',
-      String(kind),
-      '--flow-logs-file-max-file-size-mb',
-      '1000',
-    ]);
+    d = new Flowlogd(
+      cli(null, {
+        metadata,
+        interfaces: pod.hostIf,
+        nodeName: 'bench-node',
+        flowLogsFlushInterval: `${FLUSH_S}s`,
+        flowLogsFileAggregationKindForAllowed: kind,
+        flowLogsFileMaxFileSizeMb: 1000,
+      }),
+    );
     await d.started;
     const pid = d.child.pid!; // bin/flowlogd execs node: the same process
     await sleep(2000);
@@ -85,7 +82,7 @@ async function runKind(kind: number) {
     // Resolves once the first round of datagrams is out; the sender goes on until stdin ends.
     const { child: spray } = await lab.traffic(
       pod,
-      ['spray', '--host', peer.ipv4, '--port', String(PORT), '--flows', String(FLOWS), '--every', '4'],
+      cli('spray', { host: peer.ipv4, port: PORT, flows: FLOWS, every: 4 }),
       { keep: true },
     );
     const flushesBefore = d.flushes;

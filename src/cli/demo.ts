@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { cli } from '../lab/args.ts';
 import { Cluster } from '../lab/cluster.ts';
 import { Flowlogd, type Rec } from '../lab/flowlogd.ts';
 import { Lab } from '../lab/lab.ts';
@@ -36,18 +37,15 @@ export async function demo(write: (s: string) => void): Promise<void> {
     for (const p of nginx.pods) await lab.serve(p, 80);
     for (const kind of [0, 1, 2, 3]) {
       daemons.push(
-        new Flowlogd([
-          '--metadata',
-          metadata,
-          '--interfaces',
-          'cali*',
-          '--node-name',
-          cluster.nodeName,
-          '--flow-logs-flush-interval',
-          '1h',
-          '--flow-logs-file-aggregation-kind-for-allowed',
-          String(kind),
-        ]),
+        new Flowlogd(
+          cli(null, {
+            metadata,
+            interfaces: 'cali*',
+            nodeName: cluster.nodeName,
+            flowLogsFlushInterval: '1h',
+            flowLogsFileAggregationKindForAllowed: kind,
+          }),
+        ),
       );
     }
     await Promise.all(daemons.map((d) => d.started));
@@ -57,48 +55,15 @@ export async function demo(write: (s: string) => void): Promise<void> {
     const servers = nginx.pods.map((p) => p.ipv4).join(',');
     await Promise.all([
       ...access.pods.map((c) =>
-        lab.traffic(c, [
-          'tcp',
-          '--host',
-          servers,
-          '--port',
-          '80',
-          '--conns',
-          '2',
-          '--send',
-          '1000',
-          '--recv',
-          '20000',
-        ]),
+        lab.traffic(c, cli('tcp', { host: servers, port: 80, conns: 2, send: 1000, recv: 20000 })),
       ),
       ...access.pods.map((c) =>
-        lab.traffic(c, [
-          'udp',
-          '--host',
-          servers,
-          '--port',
-          '80',
-          '--flows',
-          '1',
-          '--datagrams',
-          '2',
-          '--size',
-          '100',
-        ]),
+        lab.traffic(c, cli('udp', { host: servers, port: 80, flows: 1, datagrams: 2, size: 100 })),
       ),
-      lab.traffic(stranger, [
-        'tcp',
-        '--host',
-        nginx.pods[0]!.ipv4,
-        '--port',
-        '80',
-        '--conns',
-        '1',
-        '--send',
-        '300',
-        '--recv',
-        '300',
-      ]),
+      lab.traffic(
+        stranger,
+        cli('tcp', { host: nginx.pods[0]!.ipv4, port: 80, conns: 1, send: 300, recv: 300 }),
+      ),
     ]);
     for (const c of access.pods) for (const s of nginx.pods) lab.ping(c, s.ipv4, 2);
     for (const d of daemons) await d.stop(); // SIGTERM: each writes its final flush

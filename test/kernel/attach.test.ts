@@ -3,11 +3,12 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FlowDatapath, type InterfaceEvent } from '../../src/datapath/datapath.ts';
-import { attachForeignProgram, conntrackEntries, Lab, run } from '../../src/lab/lab.ts';
-import { FlowCollector, kernelSkipReason } from './helpers.ts';
+import { cli } from '../../src/lab/args.ts';
+import { attachForeignProgram, conntrackEntries, type Lab, run } from '../../src/lab/lab.ts';
+import { FlowCollector, kernelSkipReason, suiteLab } from './helpers.ts';
 
 const skip = kernelSkipReason();
 const FOREIGN = fileURLToPath(new URL('../../bpf/.output/foreign_tc.bpf.o', import.meta.url));
@@ -44,13 +45,9 @@ function progExists(id: number): boolean {
 }
 
 describe('attach, follow, detach', { skip }, () => {
-  let lab: Lab;
-  before(() => {
-    lab = new Lab();
-    lab.enableConntrack();
-  });
-  after(async () => {
-    await lab?.destroy();
+  let lab!: Lab;
+  suiteLab((l) => {
+    lab = l;
   });
 
   test('a pod created after start is counted from its first connection; a deleted one is forgotten', async () => {
@@ -68,19 +65,10 @@ describe('attach, follow, detach', { skip }, () => {
       await lab.serve(server, 8080);
       const late = lab.addPod({ namespace: 'default', name: `${lab.prefix}-late` });
       // No waiting for the attach: the connection starts as soon as the pod exists.
-      await lab.traffic(late, [
-        'tcp',
-        '--host',
-        server.ipv4,
-        '--port',
-        '8080',
-        '--conns',
-        '1',
-        '--send',
-        '1000',
-        '--recv',
-        '1000',
-      ]);
+      await lab.traffic(
+        late,
+        cli('tcp', { host: server.ipv4, port: 8080, conns: 1, send: 1000, recv: 1000 }),
+      );
       await dp.sync();
       assert.ok(events.includes(`+${late.hostIf}`), 'attach event for the new pod');
       const [ct] = conntrackEntries().filter((e) => e.src === late.ipv4 && e.proto === 'tcp');

@@ -4,16 +4,17 @@
 // counters, an overrun resyncs without losing a lifecycle, and connections that predate
 // flowlogd are counted from its start.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { FlowAggregator } from '../../src/aggregate/aggregator.ts';
 import type { FlowLogRecord } from '../../src/aggregate/record.ts';
 import { FlowDatapath } from '../../src/datapath/datapath.ts';
 import type { ConntrackEvent } from '../../src/datapath/types.ts';
 import type { PodMeta, ServiceMeta } from '../../src/enrich/kube.ts';
 import { EndpointResolver } from '../../src/enrich/resolver.ts';
+import { cli } from '../../src/lab/args.ts';
 import { until } from '../../src/lab/flowlogd.ts';
-import { conntrackEntries, Lab, type Pod, run } from '../../src/lab/lab.ts';
-import { kernelSkipReason } from './helpers.ts';
+import { conntrackEntries, type Lab, type Pod, run } from '../../src/lab/lab.ts';
+import { kernelSkipReason, suiteLab } from './helpers.ts';
 
 const skip = kernelSkipReason();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -90,13 +91,9 @@ class Pipeline {
 }
 
 describe('conntrack events, Services and denied traffic', { skip }, () => {
-  let lab: Lab;
-  before(() => {
-    lab = new Lab();
-    lab.enableConntrack();
-  });
-  after(async () => {
-    await lab?.destroy();
+  let lab!: Lab;
+  suiteLab((l) => {
+    lab = l;
   });
 
   for (const style of ['iptables', 'nftables'] as const) {
@@ -191,21 +188,10 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
       try {
         await lab.serve(b1, 8080);
         await lab.serve(b2, 8080);
-        await lab.traffic(client, [
-          'tcp',
-          '--host',
-          cip,
-          '--port',
-          '80',
-          '--conns',
-          '6',
-          '--parallel',
-          '1',
-          '--send',
-          '2000',
-          '--recv',
-          '5000',
-        ]);
+        await lab.traffic(
+          client,
+          cli('tcp', { host: cip, port: 80, conns: 6, parallel: 1, send: 2000, recv: 5000 }),
+        );
         // Only the Service's traffic (new pods also send IPv6 multicast listener reports).
         const [k0, k1, k2, k3] = (await p.flush()).map((rs) => rs.filter((r) => r.proto === 'tcp'));
         const entries = conntrackEntries().filter((e) => e.src === client.ipv4 && e.dst === cip);
@@ -315,19 +301,10 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
     });
     try {
       await lab.serve(server, 8080);
-      await lab.traffic(client, [
-        'udp',
-        '--host',
-        server.ipv4,
-        '--port',
-        '8080',
-        '--flows',
-        '5',
-        '--datagrams',
-        '2',
-        '--size',
-        '200',
-      ]);
+      await lab.traffic(
+        client,
+        cli('udp', { host: server.ipv4, port: 8080, flows: 5, datagrams: 2, size: 200 }),
+      );
       lab.ping(client, server.ipv4, 3);
       const lastPacket = Date.now();
       const mine = (rs: FlowLogRecord[]) =>
@@ -373,32 +350,14 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
       await lab.serve(other, 8080);
       const script = `const d=require('dgram');const s=d.createSocket('udp4');s.bind(41000,()=>{const send=(n,size,port)=>{for(let i=0;i<n;i++)s.send(Buffer.alloc(size),port,'${server.ipv4}')};send(4,100,8080);send(3,1000,8080);send(5,300,9999);setTimeout(()=>s.close(),500)})`;
       lab.exec(client, process.execPath, ['-e', script]);
-      await lab.traffic(client, [
-        'tcp',
-        '--host',
-        other.ipv4,
-        '--port',
-        '8080',
-        '--conns',
-        '3',
-        '--send',
-        '1000',
-        '--recv',
-        '1000',
-      ]);
-      await lab.traffic(client, [
-        'tcp',
-        '--host',
-        server.ipv4,
-        '--port',
-        '8080',
-        '--conns',
-        '2',
-        '--send',
-        '1000',
-        '--recv',
-        '1000',
-      ]);
+      await lab.traffic(
+        client,
+        cli('tcp', { host: other.ipv4, port: 8080, conns: 3, send: 1000, recv: 1000 }),
+      );
+      await lab.traffic(
+        client,
+        cli('tcp', { host: server.ipv4, port: 8080, conns: 2, send: 1000, recv: 1000 }),
+      );
       const [k0, k1] = await p.flush();
       const counters = [
         ...run('nft', ['list', 'table', 'inet', table]).matchAll(/counter packets (\d+) bytes (\d+)/g),
@@ -468,32 +427,14 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
     try {
       await lab.serve(pod, 8080);
       // Allowed traffic first: the pod talks, so it is known to be behind this node.
-      await lab.traffic(remote, [
-        'udp',
-        '--host',
-        pod.ipv4,
-        '--port',
-        '8080',
-        '--flows',
-        '1',
-        '--datagrams',
-        '2',
-        '--size',
-        '100',
-      ]);
-      await lab.traffic(remote, [
-        'udp',
-        '--host',
-        pod.ipv4,
-        '--port',
-        '9999',
-        '--flows',
-        '2',
-        '--datagrams',
-        '3',
-        '--size',
-        '200',
-      ]);
+      await lab.traffic(
+        remote,
+        cli('udp', { host: pod.ipv4, port: 8080, flows: 1, datagrams: 2, size: 100 }),
+      );
+      await lab.traffic(
+        remote,
+        cli('udp', { host: pod.ipv4, port: 9999, flows: 2, datagrams: 3, size: 200 }),
+      );
       const [k0] = await p.flush();
       const [packets, bytes] = [
         ...run('nft', ['list', 'table', 'inet', table]).matchAll(/counter packets (\d+) bytes (\d+)/g),
@@ -570,19 +511,10 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
       // Parallel clients make bursts of NEW events the tiny buffer cannot hold.
       const results = await Promise.all(
         [0, 1, 2].map(() =>
-          lab.traffic(client, [
-            'udp',
-            '--host',
-            server.ipv4,
-            '--port',
-            '8080',
-            '--flows',
-            String(flows / 3),
-            '--datagrams',
-            '1',
-            '--size',
-            '50',
-          ]),
+          lab.traffic(
+            client,
+            cli('udp', { host: server.ipv4, port: 8080, flows: String(flows / 3), datagrams: 1, size: 50 }),
+          ),
         ),
       );
       // A source port can be reused while conntrack still holds its entry: that is one
@@ -616,20 +548,7 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
     await lab.serve(server, 9090);
     const { child } = await lab.traffic(
       client,
-      [
-        'tcp',
-        '--host',
-        server.ipv4,
-        '--port',
-        '9090',
-        '--conns',
-        '4',
-        '--send',
-        '20000',
-        '--recv',
-        '3000',
-        '--hold',
-      ],
+      cli('tcp', { host: server.ipv4, port: 9090, conns: 4, send: 20000, recv: 3000, hold: true }),
       { keep: true },
     );
     const p = new Pipeline(lab, [client, server], plainResolver([client, server]), { kinds: [0] });

@@ -1,10 +1,11 @@
 // The kernel datapath against the real kernel: counts equal conntrack's accounting,
 // initiators are right, new pods are followed, and nothing of ours is left behind.
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { FlowDatapath } from '../../src/datapath/datapath.ts';
-import { conntrackEntries, Lab, type Pod, run } from '../../src/lab/lab.ts';
-import { FlowCollector, kernelSkipReason } from './helpers.ts';
+import { cli } from '../../src/lab/args.ts';
+import { conntrackEntries, type Lab, type Pod, run } from '../../src/lab/lab.ts';
+import { FlowCollector, kernelSkipReason, suiteLab } from './helpers.ts';
 
 const skip = kernelSkipReason();
 
@@ -47,18 +48,14 @@ function assertMatchesConntrack(lab: Lab, flows: FlowCollector, pods: Pod[]) {
 }
 
 describe('datapath counts against conntrack', { skip }, () => {
-  let lab: Lab;
-  before(() => {
-    lab = new Lab();
-    lab.enableConntrack();
+  let lab!: Lab;
+  suiteLab((l) => {
+    lab = l;
     // The ground truth must outlive the test's traffic: the kernel's default timeouts,
     // whatever an earlier (killed) run left behind.
     lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout', '30');
     lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout_stream', '120');
     lab.setHostSysctl('net.netfilter.nf_conntrack_icmp_timeout', '30');
-  });
-  after(async () => {
-    await lab?.destroy();
   });
 
   test('TCP (incl. 8 MB with offloads on), UDP, ICMP over IPv4 and IPv6: >= 100 connections equal conntrack exactly', async () => {
@@ -73,85 +70,31 @@ describe('datapath counts against conntrack', { skip }, () => {
     );
     try {
       await lab.serve(server, 8080);
-      const tcp4 = lab.traffic(client, [
-        'tcp',
-        '--host',
-        server.ipv4,
-        '--port',
-        '8080',
-        '--conns',
-        '60',
-        '--send',
-        '3000',
-        '--recv',
-        '20000',
-      ]);
-      const tcp6 = lab.traffic(client, [
-        'tcp',
-        '--host',
-        server.ipv6,
-        '--port',
-        '8080',
-        '--conns',
-        '20',
-        '--send',
-        '1500',
-        '--recv',
-        '700',
-      ]);
+      const tcp4 = lab.traffic(
+        client,
+        cli('tcp', { host: server.ipv4, port: 8080, conns: 60, send: 3000, recv: 20000 }),
+      );
+      const tcp6 = lab.traffic(
+        client,
+        cli('tcp', { host: server.ipv6, port: 8080, conns: 20, send: 1500, recv: 700 }),
+      );
       await Promise.all([tcp4, tcp6]);
-      await lab.traffic(client, [
-        'tcp',
-        '--host',
-        server.ipv4,
-        '--port',
-        '8080',
-        '--conns',
-        '1',
-        '--send',
-        '8000000',
-        '--recv',
-        '8000000',
-      ]);
-      await lab.traffic(client, [
-        'tcp',
-        '--host',
-        server.ipv6,
-        '--port',
-        '8080',
-        '--conns',
-        '1',
-        '--send',
-        '8000000',
-        '--recv',
-        '100',
-      ]);
-      await lab.traffic(client, [
-        'udp',
-        '--host',
-        server.ipv4,
-        '--port',
-        '8080',
-        '--flows',
-        '15',
-        '--datagrams',
-        '4',
-        '--size',
-        '300',
-      ]);
-      await lab.traffic(client, [
-        'udp',
-        '--host',
-        server.ipv6,
-        '--port',
-        '8080',
-        '--flows',
-        '10',
-        '--datagrams',
-        '3',
-        '--size',
-        '1200',
-      ]);
+      await lab.traffic(
+        client,
+        cli('tcp', { host: server.ipv4, port: 8080, conns: 1, send: 8000000, recv: 8000000 }),
+      );
+      await lab.traffic(
+        client,
+        cli('tcp', { host: server.ipv6, port: 8080, conns: 1, send: 8000000, recv: 100 }),
+      );
+      await lab.traffic(
+        client,
+        cli('udp', { host: server.ipv4, port: 8080, flows: 15, datagrams: 4, size: 300 }),
+      );
+      await lab.traffic(
+        client,
+        cli('udp', { host: server.ipv6, port: 8080, flows: 10, datagrams: 3, size: 1200 }),
+      );
       lab.ping(client, server.ipv4, 5, 100);
       lab.ping(client, server.ipv6, 4, 1000);
       await dp.sync();
@@ -188,22 +131,13 @@ describe('datapath counts against conntrack', { skip }, () => {
         namespace: 'default',
         name: `${lab.prefix}-early-s${useConntrack ? 1 : 0}`,
       });
-      const serverProc = (await lab.traffic(server, ['serve', '--port', '9090', '--hold'], { keep: true }))
+      const serverProc = (await lab.traffic(server, cli('serve', { port: 9090, hold: true }), { keep: true }))
         .child;
       // Clients connect and send everything; the server holds its replies.
-      const clients = lab.traffic(client, [
-        'tcp',
-        '--host',
-        server.ipv4,
-        '--port',
-        '9090',
-        '--conns',
-        '5',
-        '--send',
-        '40000',
-        '--recv',
-        '5000',
-      ]);
+      const clients = lab.traffic(
+        client,
+        cli('tcp', { host: server.ipv4, port: 9090, conns: 5, send: 40000, recv: 5000 }),
+      );
       await new Promise((r) => setTimeout(r, 500));
       const flows = new FlowCollector();
       const dp = new FlowDatapath(

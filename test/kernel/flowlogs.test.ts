@@ -6,11 +6,12 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
+import { cli } from '../../src/lab/args.ts';
 import { Cluster } from '../../src/lab/cluster.ts';
 import { Flowlogd, until } from '../../src/lab/flowlogd.ts';
-import { type ConntrackEntry, conntrackEntries, Lab } from '../../src/lab/lab.ts';
-import { kernelSkipReason } from './helpers.ts';
+import { type ConntrackEntry, conntrackEntries, type Lab } from '../../src/lab/lab.ts';
+import { kernelSkipReason, suiteLab } from './helpers.ts';
 
 const skip = kernelSkipReason();
 const FLUSH_S = 5;
@@ -99,24 +100,24 @@ function model(kind: number, entries: ConntrackEntry[], endpointOf: (ip: string)
 }
 
 describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () => {
-  let lab: Lab;
+  let lab!: Lab;
   let cluster: Cluster;
-  let metaDir: string;
+  let metaDir = '';
   const daemons: Flowlogd[] = [];
-  before(() => {
-    lab = new Lab();
-    lab.enableConntrack();
-    cluster = new Cluster(lab, `node-${lab.prefix}`);
-    metaDir = mkdtempSync(join(tmpdir(), 'flowlogd-meta-'));
-  });
-  after(async () => {
-    for (const d of daemons) {
-      await d.stop();
-      rmSync(d.dir, { recursive: true, force: true });
-    }
-    await lab?.destroy();
-    rmSync(metaDir, { recursive: true, force: true });
-  });
+  suiteLab(
+    (l) => {
+      lab = l;
+      cluster = new Cluster(lab, `node-${lab.prefix}`);
+      metaDir = mkdtempSync(join(tmpdir(), 'flowlogd-meta-'));
+    },
+    async () => {
+      for (const d of daemons) {
+        await d.stop();
+        rmSync(d.dir, { recursive: true, force: true });
+      }
+      if (metaDir) rmSync(metaDir, { recursive: true, force: true });
+    },
+  );
 
   test('two ReplicaSets of three pods and an unknown peer: every record exact at every kind', async () => {
     const access = cluster.addReplicaSet('default', 'access', 'client', 3);
@@ -133,22 +134,17 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
 
     for (const kind of [0, 1, 2, 3]) {
       daemons.push(
-        new Flowlogd([
-          '--metadata',
-          metadata,
-          '--interfaces',
-          'cali*',
-          '--node-name',
-          cluster.nodeName,
-          '--flow-logs-flush-interval',
-          `${FLUSH_S}s`,
-          '--flow-logs-idle-timeout',
-          `${IDLE_S}s`,
-          '--conntrack-resync-interval',
-          '1s',
-          '--flow-logs-file-aggregation-kind-for-allowed',
-          String(kind),
-        ]),
+        new Flowlogd(
+          cli(null, {
+            metadata,
+            interfaces: 'cali*',
+            nodeName: cluster.nodeName,
+            flowLogsFlushInterval: `${FLUSH_S}s`,
+            flowLogsIdleTimeout: `${IDLE_S}s`,
+            conntrackResyncInterval: '1s',
+            flowLogsFileAggregationKindForAllowed: kind,
+          }),
+        ),
       );
     }
     await Promise.all(daemons.map((d) => d.started));
@@ -162,48 +158,15 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
     const servers = nginx.pods.map((p) => p.ipv4).join(',');
     await Promise.all([
       ...access.pods.map((c) =>
-        lab.traffic(c, [
-          'tcp',
-          '--host',
-          servers,
-          '--port',
-          '8080',
-          '--conns',
-          '2',
-          '--send',
-          '2000',
-          '--recv',
-          '10000',
-        ]),
+        lab.traffic(c, cli('tcp', { host: servers, port: 8080, conns: 2, send: 2000, recv: 10000 })),
       ),
       ...access.pods.map((c) =>
-        lab.traffic(c, [
-          'udp',
-          '--host',
-          servers,
-          '--port',
-          '8080',
-          '--flows',
-          '1',
-          '--datagrams',
-          '3',
-          '--size',
-          '200',
-        ]),
+        lab.traffic(c, cli('udp', { host: servers, port: 8080, flows: 1, datagrams: 3, size: 200 })),
       ),
-      lab.traffic(stranger, [
-        'tcp',
-        '--host',
-        nginx.pods[0]!.ipv4,
-        '--port',
-        '8080',
-        '--conns',
-        '1',
-        '--send',
-        '500',
-        '--recv',
-        '700',
-      ]),
+      lab.traffic(
+        stranger,
+        cli('tcp', { host: nginx.pods[0]!.ipv4, port: 8080, conns: 1, send: 500, recv: 700 }),
+      ),
     ]);
     for (const c of access.pods) for (const s of nginx.pods) lab.ping(c, s.ipv4, 2);
     const entries = conntrackEntries().filter(
@@ -292,32 +255,18 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
     const client = lab.addPod({ namespace: '-', name: `${lab.prefix}-span-c` });
     const server = lab.addPod({ namespace: '-', name: `${lab.prefix}-span-s` });
     await lab.serve(server, 7070);
-    const d = new Flowlogd([
-      '--interfaces',
-      client.hostIf,
-      '--flow-logs-flush-interval',
-      '1s',
-      '--flow-logs-file-aggregation-kind-for-allowed',
-      '0',
-    ]);
+    const d = new Flowlogd(
+      cli(null, {
+        interfaces: client.hostIf,
+        flowLogsFlushInterval: '1s',
+        flowLogsFileAggregationKindForAllowed: 0,
+      }),
+    );
     daemons.push(d);
     await d.started;
     const held = await lab.traffic(
       client,
-      [
-        'tcp',
-        '--host',
-        server.ipv4,
-        '--port',
-        '7070',
-        '--conns',
-        '1',
-        '--send',
-        '3000',
-        '--recv',
-        '100',
-        '--hold',
-      ],
+      cli('tcp', { host: server.ipv4, port: 7070, conns: 1, send: 3000, recv: 100, hold: true }),
       { keep: true },
     );
     const f0 = d.flushes;
@@ -354,44 +303,24 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
     const server = lab.addPod({ namespace: '-', name: `${lab.prefix}-term-s` });
     await lab.serve(server, 6060);
     const metricsPort = 20000 + Math.floor(Math.random() * 20000);
-    const d = new Flowlogd([
-      '--metrics-port',
-      String(metricsPort),
-      '--interfaces',
-      `${client.hostIf},${server.hostIf}`,
-      '--flow-logs-flush-interval',
-      '10m',
-      '--flow-logs-file-aggregation-kind-for-allowed',
-      '0',
-    ]);
+    const d = new Flowlogd(
+      cli(null, {
+        metricsPort,
+        interfaces: `${client.hostIf},${server.hostIf}`,
+        flowLogsFlushInterval: '10m',
+        flowLogsFileAggregationKindForAllowed: 0,
+      }),
+    );
     daemons.push(d);
     await d.started;
-    await lab.traffic(client, [
-      'tcp',
-      '--host',
-      server.ipv4,
-      '--port',
-      '6060',
-      '--conns',
-      '5',
-      '--send',
-      '200000',
-      '--recv',
-      '3000',
-    ]);
-    await lab.traffic(client, [
-      'udp',
-      '--host',
-      server.ipv4,
-      '--port',
-      '6060',
-      '--flows',
-      '3',
-      '--datagrams',
-      '4',
-      '--size',
-      '500',
-    ]);
+    await lab.traffic(
+      client,
+      cli('tcp', { host: server.ipv4, port: 6060, conns: 5, send: 200000, recv: 3000 }),
+    );
+    await lab.traffic(
+      client,
+      cli('udp', { host: server.ipv4, port: 6060, flows: 3, datagrams: 4, size: 500 }),
+    );
     assert.equal(d.flushes, 0, 'no interval ended yet');
     const metrics = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     assert.match(metrics, /^flowlogd_datapath_attached_interfaces 2$/m, 'metrics scrape works');
@@ -431,7 +360,7 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
         `apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n${spec}`,
       );
     felix('  flowLogsFlushInterval: 10m\n  flowLogsFileAggregationKindForAllowed: 0\n');
-    const d = new Flowlogd(['--config', config, '--interfaces', client.hostIf]);
+    const d = new Flowlogd(cli(null, { config, interfaces: client.hostIf }));
     daemons.push(d);
     await d.started;
     felix('  flowLogsFlushInterval: 1s\n  flowLogsFileAggregationKindForAllowed: 7\n');
@@ -441,19 +370,7 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
     felix('  flowLogsFlushInterval: 1s\n  flowLogsFileAggregationKindForAllowed: 0\n');
     d.child.kill('SIGHUP');
     await until('reloaded', () => d.stderr.includes('"msg":"reloaded"'));
-    await lab.traffic(client, [
-      'tcp',
-      '--host',
-      server.ipv4,
-      '--port',
-      '5050',
-      '--conns',
-      '2',
-      '--send',
-      '100',
-      '--recv',
-      '100',
-    ]);
+    await lab.traffic(client, cli('tcp', { host: server.ipv4, port: 5050, conns: 2, send: 100, recv: 100 }));
     // Two flushes within seconds, with the old interval at 10 minutes: the new one applies.
     await until('flushes on the new interval', () => d.flushes >= 2, 10_000);
     assert.equal(await d.stop(), 0);
@@ -469,33 +386,19 @@ describe('flowlogd run: flow logs at kinds 0-3 equal conntrack', { skip }, () =>
     const client = lab.addPod({ namespace: '-', name: `${lab.prefix}-noct-c` });
     const server = lab.addPod({ namespace: '-', name: `${lab.prefix}-noct-s` });
     await lab.serve(server, 4040);
-    const d = new Flowlogd([
-      '--interfaces',
-      client.hostIf,
-      '--conntrack-netns',
-      `${lab.prefix}-no-such-netns`,
-      '--flow-logs-flush-interval',
-      '10m',
-      '--flow-logs-file-aggregation-kind-for-allowed',
-      '0',
-    ]);
+    const d = new Flowlogd(
+      cli(null, {
+        interfaces: client.hostIf,
+        conntrackNetns: `${lab.prefix}-no-such-netns`,
+        flowLogsFlushInterval: '10m',
+        flowLogsFileAggregationKindForAllowed: 0,
+      }),
+    );
     daemons.push(d);
     await d.started;
     assert.match(d.stderr, /going on without conntrack events/);
     assert.match(d.stderr, /"lifecycle":"tcp-flags\+idle"/);
-    await lab.traffic(client, [
-      'tcp',
-      '--host',
-      server.ipv4,
-      '--port',
-      '4040',
-      '--conns',
-      '2',
-      '--send',
-      '100',
-      '--recv',
-      '100',
-    ]);
+    await lab.traffic(client, cli('tcp', { host: server.ipv4, port: 4040, conns: 2, send: 100, recv: 100 }));
     assert.equal(await d.stop(), 0);
     const tcp = d.records().filter((r) => r.proto === 'tcp' && r.source_ip === client.ipv4);
     assert.deepEqual(

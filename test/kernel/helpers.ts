@@ -1,12 +1,30 @@
-// Shared by the kernel tests: why a test skips, and summing datapath deltas per flow.
+// Shared by the kernel tests: why a test skips, a lab per suite, and summing datapath deltas per flow.
+import { after, before } from 'node:test';
 import type { ConnectionUpdate } from '../../src/datapath/types.ts';
-import type { ConntrackEntry } from '../../src/lab/lab.ts';
+import { type ConntrackEntry, Lab } from '../../src/lab/lab.ts';
 
 /** Reason to skip a kernel test, or undefined when this machine can run it. */
 export function kernelSkipReason(): string | undefined {
   if (process.getuid?.() !== 0)
     return 'needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN) to load eBPF and build netns labs';
   return undefined;
+}
+
+/**
+ * A Lab with conntrack accounting for the describe() block that calls this: made before
+ * its tests (then `ready(lab)`), destroyed after them (after `cleanup`, if given).
+ */
+export function suiteLab(ready: (lab: Lab) => void, cleanup?: () => Promise<void> | void): void {
+  let lab: Lab | undefined;
+  before(() => {
+    lab = new Lab();
+    lab.enableConntrack();
+    ready(lab);
+  });
+  after(async () => {
+    await cleanup?.();
+    await lab?.destroy();
+  });
 }
 
 export interface FlowTotals {
