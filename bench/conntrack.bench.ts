@@ -62,7 +62,7 @@ try {
     let fromLab = 0;
     const dp = new FlowDatapath(
       {
-        interfaces: ['flowlogd-bench-none'],
+        interfaces: ['flowlogd-none'],
         conntrackEvents: true,
         conntrackRcvbufBytes: Number(values.rcvbuf),
       },

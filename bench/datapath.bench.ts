@@ -223,7 +223,7 @@ async function drainRate(lines: string[]) {
   let received = 0;
   const dp = new FlowDatapath(
     {
-      interfaces: ['flowlogd-bench-none'],
+      interfaces: ['flowlogd-none'],
       maxFlows: 131072,
       drainIntervalMs: 60000,
       ...(values.ring ? { ringRecords: Number(values.ring) } : {}),

@@ -19,7 +19,9 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
+import type { ReconfigurableOptions } from '../aggregate/aggregator.ts';
 import { DEFAULT_WORKLOAD_INTERFACES } from '../aggregate/interfaces.ts';
+import { INTERFACE_GLOB_RULE, isInterfaceGlob } from '../datapath/globs.ts';
 import { parseDuration } from './duration.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -88,6 +90,13 @@ const DAY_MS = 86_400_000;
 
 type ValueType = 'duration' | 'bool' | 'kind' | 'posint' | 'string' | 'path' | 'globs' | 'logLevel';
 
+/**
+ * What a SIGHUP does with a setting that changed: 'daemon' (the daemon applies it: the
+ * flush interval), or the FlowAggregator option it sets through reconfigure(). Settings
+ * without it are named in a warning and wait for the next start.
+ */
+type Live = 'daemon' | keyof ReconfigurableOptions;
+
 interface SettingDef {
   /** Key in Config. */
   readonly key: keyof Config;
@@ -104,38 +113,62 @@ interface SettingDef {
   readonly max?: number;
   /** A duration of exactly 0 is also allowed (it switches the feature off). */
   readonly zeroOff?: boolean;
+  /** Applied by a SIGHUP at once (see Live); absent: at the next start. */
+  readonly live?: Live;
 }
 
-function felix(key: keyof Config, name: string, type: ValueType, min?: number): SettingDef {
+function felix<const L extends Live | undefined = undefined>(
+  key: keyof Config,
+  name: string,
+  type: ValueType,
+  { min, live }: { min?: number; live?: L } = {},
+): SettingDef & { readonly live: L } {
   const camel = name[0]!.toLowerCase() + name.slice(1);
   const kebab = name
     .replace(/MB$/, 'Mb')
     .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
     .toLowerCase();
-  return { key, name, type, env: `FELIX_${name.toUpperCase()}`, flag: `--${kebab}`, fileKey: camel, min };
+  const env = `FELIX_${name.toUpperCase()}`;
+  return { key, name, type, env, flag: `--${kebab}`, fileKey: camel, min, live: live as L };
 }
 
-function own(key: keyof Config, name: string, type: ValueType, env: string, flag: string): SettingDef {
-  return { key, name, type, env, flag, fileKey: name[0]!.toLowerCase() + name.slice(1) };
+/** Applied at the next start (`live: undefined`, typed so the table keeps its live entries' types). */
+function own(
+  key: keyof Config,
+  name: string,
+  type: ValueType,
+  env: string,
+  flag: string,
+): SettingDef & { readonly live: undefined } {
+  return { key, name, type, env, flag, fileKey: name[0]!.toLowerCase() + name.slice(1), live: undefined };
 }
 
-export const SETTINGS: readonly SettingDef[] = [
-  felix('flowLogsFlushIntervalMs', 'FlowLogsFlushInterval', 'duration', 1000),
+export const SETTINGS = [
+  felix('flowLogsFlushIntervalMs', 'FlowLogsFlushInterval', 'duration', { min: 1000, live: 'daemon' }),
   felix('flowLogsFileEnabled', 'FlowLogsFileEnabled', 'bool'),
   felix('flowLogsFileDirectory', 'FlowLogsFileDirectory', 'path'),
-  felix('flowLogsFileMaxFiles', 'FlowLogsFileMaxFiles', 'posint', 1),
-  felix('flowLogsFileMaxFileSizeMB', 'FlowLogsFileMaxFileSizeMB', 'posint', 1),
-  felix('flowLogsFileAggregationKindForAllowed', 'FlowLogsFileAggregationKindForAllowed', 'kind'),
-  felix('flowLogsFileAggregationKindForDenied', 'FlowLogsFileAggregationKindForDenied', 'kind'),
-  felix('flowLogsFileEnabledForAllowed', 'FlowLogsFileEnabledForAllowed', 'bool'),
-  felix('flowLogsFileEnabledForDenied', 'FlowLogsFileEnabledForDenied', 'bool'),
-  felix('flowLogsFileIncludeLabels', 'FlowLogsFileIncludeLabels', 'bool'),
-  felix('flowLogsFileIncludePolicies', 'FlowLogsFileIncludePolicies', 'bool'),
-  felix('flowLogsFileIncludeService', 'FlowLogsFileIncludeService', 'bool'),
+  felix('flowLogsFileMaxFiles', 'FlowLogsFileMaxFiles', 'posint', { min: 1 }),
+  felix('flowLogsFileMaxFileSizeMB', 'FlowLogsFileMaxFileSizeMB', 'posint', { min: 1 }),
+  felix('flowLogsFileAggregationKindForAllowed', 'FlowLogsFileAggregationKindForAllowed', 'kind', {
+    live: 'kindForAllowed',
+  }),
+  felix('flowLogsFileAggregationKindForDenied', 'FlowLogsFileAggregationKindForDenied', 'kind', {
+    live: 'kindForDenied',
+  }),
+  felix('flowLogsFileEnabledForAllowed', 'FlowLogsFileEnabledForAllowed', 'bool', {
+    live: 'enabledForAllowed',
+  }),
+  felix('flowLogsFileEnabledForDenied', 'FlowLogsFileEnabledForDenied', 'bool', { live: 'enabledForDenied' }),
+  felix('flowLogsFileIncludeLabels', 'FlowLogsFileIncludeLabels', 'bool', { live: 'includeLabels' }),
+  felix('flowLogsFileIncludePolicies', 'FlowLogsFileIncludePolicies', 'bool', { live: 'includePolicies' }),
+  felix('flowLogsFileIncludeService', 'FlowLogsFileIncludeService', 'bool', { live: 'includeService' }),
   felix('flowLogsEnableHostEndpoint', 'FlowLogsEnableHostEndpoint', 'bool'),
   felix('flowLogsEnableNetworkSets', 'FlowLogsEnableNetworkSets', 'bool'),
-  felix('flowLogsIdleTimeoutMs', 'FlowLogsIdleTimeout', 'duration', 1000),
-  felix('flowLogsTcpIdleTimeoutMs', 'FlowLogsTcpIdleTimeout', 'duration', 1000),
+  felix('flowLogsIdleTimeoutMs', 'FlowLogsIdleTimeout', 'duration', { min: 1000, live: 'idleTimeoutMs' }),
+  felix('flowLogsTcpIdleTimeoutMs', 'FlowLogsTcpIdleTimeout', 'duration', {
+    min: 1000,
+    live: 'tcpIdleTimeoutMs',
+  }),
   own('metadata', 'Metadata', 'path', 'FLOWLOGD_METADATA', '--metadata'),
   own('interfaces', 'Interfaces', 'globs', 'FLOWLOGD_INTERFACES', '--interfaces'),
   own(
@@ -169,6 +202,33 @@ export const SETTINGS: readonly SettingDef[] = [
   },
   own('dropTracing', 'DropTracing', 'bool', 'FLOWLOGD_DROP_TRACING', '--drop-tracing'),
 ];
+
+// Every entry is a SettingDef; the table is not annotated as one so that each entry keeps
+// its own `live` type for the check below.
+SETTINGS satisfies readonly SettingDef[];
+
+type LiveDef = Extract<(typeof SETTINGS)[number], { readonly live: Live }>;
+/** The aggregator options the table's live settings set. */
+type LiveAggregatorOption = Exclude<LiveDef['live'], 'daemon'>;
+/**
+ * Fails to compile when FlowAggregator.reconfigure() takes an option no setting sets
+ * live (or the other way round): the table and the aggregator cannot drift apart.
+ */
+const liveCoversReconfigure: [keyof ReconfigurableOptions] extends [LiveAggregatorOption] ? true : never =
+  true;
+void liveCoversReconfigure;
+
+/** Settings a SIGHUP applies at once (SettingDef.live). */
+export const LIVE_SETTINGS: ReadonlySet<keyof Config> = new Set(
+  SETTINGS.filter((d): d is LiveDef => d.live !== undefined).map((d) => d.key),
+);
+
+/** What FlowAggregator.reconfigure() takes from `c`: every live aggregator setting. */
+export function aggregationSettings(c: Config): Required<ReconfigurableOptions> {
+  const o: Record<string, unknown> = {};
+  for (const d of SETTINGS) if (d.live !== undefined && d.live !== 'daemon') o[d.live] = c[d.key];
+  return o as Required<ReconfigurableOptions>;
+}
 
 const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
   flowLogsFlushIntervalMs: 300_000,
@@ -217,8 +277,6 @@ export interface LoadConfigInput {
   /** For the nodeName default when neither --node-name nor NODENAME is set. */
   readonly hostname?: string;
 }
-
-const GLOB_RE = /^[A-Za-z0-9_.:@*?+-]{1,15}$/;
 
 /** A YAML number or a string of digits as a number; NaN for anything else. */
 function wholeNumber(text: unknown): number {
@@ -284,11 +342,8 @@ function convert(
     case 'globs': {
       const list = Array.isArray(text) ? text : typeof text === 'string' ? text.split(',') : null;
       const globs = list?.map((g) => (typeof g === 'string' ? g.trim() : '')).filter((g) => g !== '');
-      if (!globs || globs.length === 0 || !globs.every((g) => GLOB_RE.test(g))) {
-        return {
-          ok: false,
-          why: 'must be a comma-separated list of interface names or globs (*, ?), each at most 15 characters',
-        };
+      if (!globs || globs.length === 0 || !globs.every(isInterfaceGlob)) {
+        return { ok: false, why: `must be a comma-separated list of ${INTERFACE_GLOB_RULE}` };
       }
       return { ok: true, value: Object.freeze(globs) };
     }

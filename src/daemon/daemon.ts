@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { FlowAggregator } from '../aggregate/aggregator.ts';
 import { returnFreedMemory } from '../common/memory.ts';
+import { DEFAULT_DRAIN_INTERVAL_MS } from '../datapath/datapath.ts';
 import { EndpointResolver } from '../enrich/resolver.ts';
 import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
 import { LineBatchBuilder } from '../export/batch.ts';
@@ -16,7 +17,7 @@ import { FileSink } from '../export/file.ts';
 import { FanoutSink, type Sink } from '../export/sink.ts';
 import { StreamSink } from '../export/stdout.ts';
 import { within, writeInBatches } from '../export/write.ts';
-import type { Config } from './config.ts';
+import { aggregationSettings, type Config, LIVE_SETTINGS } from './config.ts';
 import { type DaemonDatapath, type DatapathFactory, kernelDatapath, openDatapath } from './datapath.ts';
 import { type FlushMetrics, registerMetrics, serveMetrics } from './metrics.ts';
 
@@ -31,20 +32,6 @@ export function hostAddresses(): string[] {
     .filter((a) => a !== undefined)
     .map((a) => a.address);
 }
-
-/** Settings a SIGHUP applies at once (Daemon.aggregationSettings and the flush interval). */
-const RELOADABLE: ReadonlySet<string> = new Set([
-  'flowLogsFlushIntervalMs',
-  'flowLogsFileAggregationKindForAllowed',
-  'flowLogsFileAggregationKindForDenied',
-  'flowLogsFileEnabledForAllowed',
-  'flowLogsFileEnabledForDenied',
-  'flowLogsFileIncludeLabels',
-  'flowLogsFileIncludePolicies',
-  'flowLogsFileIncludeService',
-  'flowLogsIdleTimeoutMs',
-  'flowLogsTcpIdleTimeoutMs',
-]);
 
 /** Longest wait for the sinks per chunk of an interval before moving on. */
 const SINK_FLUSH_TIMEOUT_MS = 5000;
@@ -115,7 +102,7 @@ export class Daemon {
       nodeName: c.nodeName,
       resolver,
       startTimeMs: startMs,
-      ...Daemon.aggregationSettings(c),
+      ...aggregationSettings(c),
       hostEndpoints: c.flowLogsEnableHostEndpoint,
       workloadInterfaces: c.workloadInterfaces,
       onLifecycleSource: (source) =>
@@ -133,7 +120,10 @@ export class Daemon {
         opts.datapath ?? kernelDatapath,
         {
           interfaces: [...c.interfaces],
-          drainIntervalMs: Math.min(opts.drainIntervalMs ?? 1000, c.flowLogsFlushIntervalMs),
+          drainIntervalMs: Math.min(
+            opts.drainIntervalMs ?? DEFAULT_DRAIN_INTERVAL_MS,
+            c.flowLogsFlushIntervalMs,
+          ),
           conntrackEvents: c.conntrack,
           conntrackNetns: c.conntrackNetns ?? '',
           conntrackResyncMs: c.conntrackResyncIntervalMs,
@@ -211,20 +201,6 @@ export class Daemon {
     return sinks;
   }
 
-  static aggregationSettings(c: Config) {
-    return {
-      kindForAllowed: c.flowLogsFileAggregationKindForAllowed,
-      kindForDenied: c.flowLogsFileAggregationKindForDenied,
-      enabledForAllowed: c.flowLogsFileEnabledForAllowed,
-      enabledForDenied: c.flowLogsFileEnabledForDenied,
-      includeLabels: c.flowLogsFileIncludeLabels,
-      includePolicies: c.flowLogsFileIncludePolicies,
-      includeService: c.flowLogsFileIncludeService,
-      idleTimeoutMs: c.flowLogsIdleTimeoutMs,
-      tcpIdleTimeoutMs: c.flowLogsTcpIdleTimeoutMs,
-    };
-  }
-
   #schedule(): void {
     if (this.#timer) clearInterval(this.#timer);
     // Not unref'd: this timer is what keeps the daemon running.
@@ -279,20 +255,21 @@ export class Daemon {
   }
 
   /**
-   * SIGHUP: the flush interval, the aggregation settings (kinds, enabled/include flags,
-   * idle timeouts) and the metadata take effect now; every other changed setting is named
-   * in a warning and waits for the next start.
+   * SIGHUP: the settings the SETTINGS table marks live (the flush interval, the
+   * aggregation kinds, enabled/include flags and idle timeouts) and the metadata take
+   * effect now; every other changed setting is named in a warning and waits for the next
+   * start.
    */
   async reload(config: Config): Promise<void> {
     const ignored = new Set(['sources', 'warnings', 'configFile']);
     const later = (Object.keys(config) as (keyof Config)[]).filter(
       (k) =>
-        !RELOADABLE.has(k) &&
+        !LIVE_SETTINGS.has(k) &&
         !ignored.has(k) &&
         JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]),
     );
     if (later.length) this.#log.warn({ settings: later }, 'these settings take effect at the next start');
-    this.#aggregator.reconfigure(Daemon.aggregationSettings(config));
+    this.#aggregator.reconfigure(aggregationSettings(config));
     const flushChanged = config.flowLogsFlushIntervalMs !== this.#config.flowLogsFlushIntervalMs;
     this.#config = { ...config, ...Object.fromEntries(later.map((k) => [k, this.#config[k]])) } as Config;
     if (flushChanged) this.#schedule();

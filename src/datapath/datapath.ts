@@ -2,6 +2,7 @@
 // reusable view to the caller, and turns drain cycles into promises.
 import { EventEmitter } from 'node:events';
 import { ConntrackEventView, FlowRecordView } from './decode.ts';
+import { INTERFACE_GLOB_RULE, isInterfaceGlob } from './globs.ts';
 import { RING_RECORD_CONNTRACK, RING_RECORD_FLOW, RING_RECORD_SIZE } from './layout.ts';
 import {
   loadNative,
@@ -72,6 +73,9 @@ function intIn(field: string, value: unknown, min: number, max: number): number 
  */
 const DEFAULT_RING_RECORDS = 16384;
 
+/** How often the addon drains the kernel map on its own unless told otherwise. */
+export const DEFAULT_DRAIN_INTERVAL_MS = 1000;
+
 /**
  * Gives the free pages of the process's malloc heaps back to the kernel (glibc
  * malloc_trim), after a collection freed big native buffers. False without the addon.
@@ -89,9 +93,8 @@ export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
     throw new DatapathOptionError('interfaces', o.interfaces, 'must list at least one interface glob');
   }
   for (const g of o.interfaces) {
-    if (typeof g !== 'string' || g.length === 0 || g.length > 64 || /[\s/]/.test(g)) {
-      throw new DatapathOptionError('interfaces', g, 'each glob must be a non-empty interface name pattern');
-    }
+    if (!isInterfaceGlob(g))
+      throw new DatapathOptionError('interfaces', g, `must list ${INTERFACE_GLOB_RULE}`);
   }
   const attachMode = o.attachMode ?? 'auto';
   if (!['auto', 'tcx', 'clsact'].includes(attachMode)) {
@@ -115,7 +118,7 @@ export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
     interfaces: [...o.interfaces],
     attachMode,
     maxFlows: intIn('maxFlows', o.maxFlows ?? 131072, 1024, 16 * 1024 * 1024),
-    drainIntervalMs: intIn('drainIntervalMs', o.drainIntervalMs ?? 1000, 10, 60000),
+    drainIntervalMs: intIn('drainIntervalMs', o.drainIntervalMs ?? DEFAULT_DRAIN_INTERVAL_MS, 10, 60000),
     ringRecords: intIn('ringRecords', o.ringRecords ?? DEFAULT_RING_RECORDS, 1024, 16 * 1024 * 1024),
     useConntrack: o.useConntrack ?? true,
     conntrackEvents: o.conntrackEvents ?? false,

@@ -29,7 +29,7 @@ describe('parser (BPF_PROG_TEST_RUN)', { skip }, () => {
   before(() => {
     flows = new FlowCollector();
     // Attached nowhere: only test runs reach the program.
-    dp = new FlowDatapath({ interfaces: ['flowlogd-test-none'] }, flows.onUpdate);
+    dp = new FlowDatapath({ interfaces: ['flowlogd-none'] }, flows.onUpdate);
   });
   after(async () => {
     await dp?.stop();

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { ConfigError, loadConfig } from '../../../src/daemon/config.ts';
+import { aggregationSettings, ConfigError, LIVE_SETTINGS, loadConfig } from '../../../src/daemon/config.ts';
 import { formatDuration, parseDuration } from '../../../src/daemon/duration.ts';
 
 const FILE = {
@@ -255,4 +255,35 @@ test('ranges: metrics port, resync interval (0 = off), durations over a day', ()
   assert.deepEqual(problems(['--flow-logs-flush-interval', '25h']), [
     '--flow-logs-flush-interval=25h (command line): must be from 1s to 86400s',
   ]);
+});
+
+test('the settings a SIGHUP applies at once, and what they give the aggregator, come from the SETTINGS table', () => {
+  assert.deepEqual([...LIVE_SETTINGS].sort(), [
+    'flowLogsFileAggregationKindForAllowed',
+    'flowLogsFileAggregationKindForDenied',
+    'flowLogsFileEnabledForAllowed',
+    'flowLogsFileEnabledForDenied',
+    'flowLogsFileIncludeLabels',
+    'flowLogsFileIncludePolicies',
+    'flowLogsFileIncludeService',
+    'flowLogsFlushIntervalMs',
+    'flowLogsIdleTimeoutMs',
+    'flowLogsTcpIdleTimeoutMs',
+  ]);
+  const c = loadConfig({
+    argv: ['--flow-logs-file-aggregation-kind-for-denied', '3', '--flow-logs-tcp-idle-timeout', '90s'],
+    env: { FELIX_FLOWLOGSFILEINCLUDELABELS: 'false' },
+    hostname: 'h',
+  });
+  assert.deepEqual(aggregationSettings(c), {
+    kindForAllowed: 2,
+    kindForDenied: 3,
+    enabledForAllowed: true,
+    enabledForDenied: true,
+    includeLabels: false,
+    includePolicies: true,
+    includeService: true,
+    idleTimeoutMs: 60_000,
+    tcpIdleTimeoutMs: 90_000,
+  });
 });
