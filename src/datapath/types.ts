@@ -6,6 +6,8 @@
 // the connection, `orig*` counts initiator -> responder, `reply*` the other way.
 // Bytes are IP-layer bytes as conntrack accounting counts them (SPEC §1).
 
+import { CT_EVENT_DESTROY, CT_EVENT_DUMP, CT_EVENT_DUMP_DONE, CT_EVENT_NEW } from './layout.ts';
+
 /** How the kernel program decided which side initiated the connection. Higher is surer. */
 export const InitiatorHow = {
   /** Port heuristic (ephemeral port = client) on a mid-stream first packet. */
@@ -79,7 +81,12 @@ export interface ConnectionUpdate {
 
 /** What a conntrack record says happened. */
 /** dumpDone: a complete dump (initial or resync) ended; `timeMs` is when it was requested. */
-export const ConntrackEventType = { new: 1, destroy: 2, dump: 3, dumpDone: 4 } as const;
+export const ConntrackEventType = {
+  new: CT_EVENT_NEW,
+  destroy: CT_EVENT_DESTROY,
+  dump: CT_EVENT_DUMP,
+  dumpDone: CT_EVENT_DUMP_DONE,
+} as const;
 export type ConntrackEventType = (typeof ConntrackEventType)[keyof typeof ConntrackEventType];
 
 /**
