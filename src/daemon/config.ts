@@ -19,8 +19,12 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import { parse as parseYaml } from 'yaml';
-import type { ReconfigurableOptions } from '../aggregate/aggregator.ts';
 import { DEFAULT_WORKLOAD_INTERFACES } from '../aggregate/interfaces.ts';
+import {
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_TCP_IDLE_TIMEOUT_MS,
+  type ReconfigurableOptions,
+} from '../aggregate/options.ts';
 import { INTERFACE_GLOB_RULE, isInterfaceGlob } from '../datapath/globs.ts';
 import { parseDuration } from './duration.ts';
 
@@ -245,8 +249,9 @@ const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
   flowLogsFileIncludeService: true,
   // flowLogsEnableHostEndpoint: depends on metadata, resolved below
   flowLogsEnableNetworkSets: false,
-  flowLogsIdleTimeoutMs: 60_000,
-  flowLogsTcpIdleTimeoutMs: 3_600_000,
+  // The aggregator's own defaults, so a FlowAggregator made without settings agrees.
+  flowLogsIdleTimeoutMs: DEFAULT_IDLE_TIMEOUT_MS,
+  flowLogsTcpIdleTimeoutMs: DEFAULT_TCP_IDLE_TIMEOUT_MS,
   metadata: null,
   interfaces: DEFAULT_INTERFACES,
   workloadInterfaces: DEFAULT_WORKLOAD_INTERFACES,
