@@ -3,8 +3,8 @@
 // metadata the resolver needs. Validation happens here, in TypeScript: objects that lack
 // what we need are skipped and reported as warnings; only an unreadable document throws.
 
-import { parseAllDocuments, visit } from 'yaml';
 import { canonicalIp, parseCidr } from './ip.ts';
+import { DOC_REDO, DOC_START, YamlError, yamlValues } from './yaml-items.ts';
 
 export type Labels = Readonly<Record<string, string>>;
 
@@ -112,8 +112,6 @@ export class MetadataParseError extends Error {
 
 /** Lists inside lists deeper than this are not Kubernetes output. */
 const MAX_LIST_NESTING = 16;
-/** YAML aliases per document; Kubernetes output has none. */
-const MAX_ALIASES = 100;
 
 type Obj = Record<string, unknown>;
 
@@ -335,48 +333,52 @@ export function parseClusterMetadata(text: string, source = 'metadata'): ParseRe
 }
 
 function parseUnchecked(text: string, source: string): ParseResult {
-  let docs: unknown[];
+  // Each top-level value is cut down to slim objects as soon as it is read, so a large
+  // List is never held whole (yaml-items.ts reads a YAML List an item run at a time).
+  const warnings: string[] = [];
+  const objects: SlimObject[] = [];
+  let index = 0;
+  const take = (value: unknown): void => {
+    const items: Obj[] = [];
+    itemsOf(value, items, source);
+    for (const item of items) {
+      const kind = str(item.kind);
+      const md = isObj(item.metadata) ? item.metadata : {};
+      const name = str(md.name);
+      const where = `${source}: item ${index++} (${kind ?? 'no kind'} ${name ?? 'unnamed'})`;
+      if (kind === null || name === null) {
+        warnings.push(`${where}: skipped, needs kind and metadata.name`);
+        continue;
+      }
+      const m = convertObject(kind, item, where, warnings);
+      if (m !== null) objects.push(m); // other kinds (Endpoints, Deployments, …) are not needed
+    }
+  };
   const trimmed = text.trimStart();
   if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
+    let doc: unknown;
     try {
-      docs = [JSON.parse(text)];
+      doc = JSON.parse(text);
     } catch (err) {
       throw new MetadataParseError(source, `invalid JSON: ${(err as Error).message}`);
     }
+    take(doc);
   } else {
-    const parsed = parseAllDocuments(text);
-    const list = Array.isArray(parsed) ? parsed : [parsed];
-    docs = [];
-    for (const d of list) {
-      if (d.errors.length > 0) throw new MetadataParseError(source, `invalid YAML: ${d.errors[0]!.message}`);
-      // yaml's own alias limit is checked only after a cost that grows with the cube of
-      // the alias count (400 aliases of a self-containing list: 5 s); count them first.
-      let aliases = 0;
-      visit(d, {
-        Alias: () => (++aliases > MAX_ALIASES ? visit.BREAK : undefined),
-      });
-      if (aliases > MAX_ALIASES)
-        throw new MetadataParseError(source, `invalid YAML: more than ${MAX_ALIASES} aliases in a document`);
-      docs.push(d.toJS({ maxAliasCount: MAX_ALIASES }));
+    let mark = { objects: 0, warnings: 0, index: 0 };
+    try {
+      for (const v of yamlValues(text)) {
+        if (v === DOC_START) mark = { objects: objects.length, warnings: warnings.length, index };
+        else if (v === DOC_REDO) {
+          objects.length = mark.objects;
+          warnings.length = mark.warnings;
+          index = mark.index;
+        } else take(v);
+      }
+    } catch (err) {
+      if (err instanceof YamlError) throw new MetadataParseError(source, `invalid YAML: ${err.message}`);
+      throw err;
     }
   }
-  const items: Obj[] = [];
-  for (const d of docs) itemsOf(d, items, source);
-
-  const warnings: string[] = [];
-  const objects: SlimObject[] = [];
-  items.forEach((item, index) => {
-    const kind = str(item.kind);
-    const md = isObj(item.metadata) ? item.metadata : {};
-    const name = str(md.name);
-    const where = `${source}: item ${index} (${kind ?? 'no kind'} ${name ?? 'unnamed'})`;
-    if (kind === null || name === null) {
-      warnings.push(`${where}: skipped, needs kind and metadata.name`);
-      return;
-    }
-    const m = convertObject(kind, item, where, warnings);
-    if (m !== null) objects.push(m); // other kinds (Endpoints, Deployments, …) are not needed
-  });
   return { metadata: collectMetadata(objects), warnings };
 }
 

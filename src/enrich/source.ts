@@ -4,9 +4,10 @@
 // filesystems without inotify). The Kubernetes API source (k8s-source.ts) has the same shape.
 
 import { type FSWatcher, watch as fsWatch } from 'node:fs';
-import { readFile as fsReadFile, stat as fsStat } from 'node:fs/promises';
+import { stat as fsStat } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
-import { type ClusterMetadata, EMPTY_METADATA, parseClusterMetadata } from './kube.ts';
+import { type ClusterMetadata, EMPTY_METADATA, MetadataParseError } from './kube.ts';
+import { DEFAULT_LOAD_LIMITS, type FileLoad, type LoadLimits, loadMetadataFile } from './metadata-load.ts';
 
 /**
  * Receives each new snapshot; `atMs`, when given, is when its first change happened
@@ -48,8 +49,9 @@ export interface FileMetadataSourceOptions {
   readonly pollMs?: number;
   /** Use fs.watch as well; default true. */
   readonly watch?: boolean;
+  /** The parsing worker's memory cap. */
+  readonly limits?: LoadLimits;
   /** Injected for tests. */
-  readonly readFile?: (path: string) => Promise<string>;
   readonly stat?: (path: string) => Promise<{ mtimeMs: number; size: number; ino: number }>;
 }
 
@@ -58,13 +60,14 @@ export class FileMetadataSource implements MetadataSource {
   readonly #log: Logger;
   readonly #pollMs: number;
   readonly #useWatch: boolean;
-  readonly #readFile: (path: string) => Promise<string>;
+  readonly #limits: LoadLimits;
   readonly #stat: (path: string) => Promise<{ mtimeMs: number; size: number; ino: number }>;
   #listener: MetadataListener | null = null;
   #watcher: FSWatcher | null = null;
   #timer: NodeJS.Timeout | null = null;
   #debounce: NodeJS.Timeout | null = null;
-  #lastText: string | null = null;
+  /** sha256 of the last file delivered (the text itself never enters this thread). */
+  #lastDigest: string | null = null;
   #lastStat = '';
   #loading: Promise<boolean> | null = null;
   #closed = false;
@@ -76,15 +79,14 @@ export class FileMetadataSource implements MetadataSource {
     this.#log = opts.logger ?? silentLogger;
     this.#pollMs = opts.pollMs ?? 5000;
     this.#useWatch = opts.watch ?? true;
-    this.#readFile = opts.readFile ?? ((p) => fsReadFile(p, 'utf8'));
+    this.#limits = opts.limits ?? DEFAULT_LOAD_LIMITS;
     this.#stat = opts.stat ?? ((p) => fsStat(p));
   }
 
   async start(listener: MetadataListener): Promise<void> {
     this.#listener = listener;
-    const text = await this.#readFile(this.#path);
-    const { metadata, warnings } = parseClusterMetadata(text, this.#path); // throws on a bad first file
-    this.#deliver(text, metadata, warnings);
+    const r = await loadMetadataFile(this.#path, null, this.#limits); // throws on a bad first file
+    if (!r.unchanged) this.#deliver(r.file.digest, r.metadata, r.warnings);
     try {
       this.#lastStat = await this.#statKey();
     } catch {
@@ -139,27 +141,24 @@ export class FileMetadataSource implements MetadataSource {
     // One load at a time; a reload requested during a load runs after it.
     const run = async (): Promise<boolean> => {
       if (this.#closed || this.#listener === null) return false;
-      let text: string;
+      let r: FileLoad;
       try {
-        text = await this.#readFile(this.#path);
+        r = await loadMetadataFile(this.#path, this.#lastDigest, this.#limits);
       } catch (err) {
         this.counters.rejected++;
-        this.#log.error({ err, path: this.#path }, 'cannot read metadata file; keeping previous metadata');
+        const msg =
+          err instanceof MetadataParseError
+            ? 'invalid metadata file; keeping previous metadata'
+            : 'cannot read metadata file; keeping previous metadata';
+        this.#log.error({ err, path: this.#path }, msg);
         return false;
       }
-      if (text === this.#lastText) {
+      if (r.unchanged) {
         this.counters.unchanged++;
         return true;
       }
-      try {
-        const { metadata, warnings } = parseClusterMetadata(text, this.#path);
-        this.#deliver(text, metadata, warnings);
-        return true;
-      } catch (err) {
-        this.counters.rejected++;
-        this.#log.error({ err, path: this.#path }, 'invalid metadata file; keeping previous metadata');
-        return false;
-      }
+      this.#deliver(r.file.digest, r.metadata, r.warnings);
+      return true;
     };
     const prev = this.#loading ?? Promise.resolve(true);
     const next = prev.then(run, run);
@@ -167,8 +166,8 @@ export class FileMetadataSource implements MetadataSource {
     return next;
   }
 
-  #deliver(text: string, md: ClusterMetadata, warnings: readonly string[]): void {
-    this.#lastText = text;
+  #deliver(digest: string, md: ClusterMetadata, warnings: readonly string[]): void {
+    this.#lastDigest = digest;
     this.counters.loads++;
     if (warnings.length > 0) {
       this.#log.warn(
