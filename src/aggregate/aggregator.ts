@@ -323,7 +323,7 @@ export class FlowAggregator {
     return this.#lines.lines(records, settings, () => this.#flushNo === no);
   }
 
-  /** The same flush as records: the lines flushLineIterator() gives, parsed (for tests and tools). */
+  /** The same flush as records: the lines flushLineIterator() gives, parsed (how the tests read what the daemon writes). */
   flush(endTimeMs: number): FlowLogRecord[] {
     return Array.from(this.flushLineIterator(endTimeMs), (line) => JSON.parse(line) as FlowLogRecord);
   }

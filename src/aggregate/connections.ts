@@ -27,9 +27,9 @@ const DENY_SIDE = 1 << 12; // in the deny table
 const PROTO_SHIFT = 13; // bits 13-20: IANA protocol number
 const HOW_SHIFT = 21; // bits 21-24: InitiatorHow
 
-// A connection's numbers live in its table's Float64Array, at Conn.o + one of these. As
-// object fields they would be one boxed double each (byte counts and Unix ms times do
-// not fit a small integer), 16 B apiece on top of the field.
+// A connection's numbers live in its aggregator's ConnNumbers slab (one for both tables),
+// at Conn.o + one of these. As object fields they would be one boxed double each (byte
+// counts and Unix ms times do not fit a small integer), 16 B apiece on top of the field.
 const C2S_P = 0;
 const C2S_B = 1;
 const S2C_P = 2;
