@@ -55,17 +55,32 @@ export function chunkId(b: ShipBatch): string {
   return id.toString('base64');
 }
 
+/** Records parsed and packed at a time: few enough that they die young (see encodeEntries). */
+const PACK_RUN = 64;
+
 /**
- * The PackedForward entries of a batch's lines; throws on a line that is not JSON. The
- * entries are packed as one array (one msgpackr call: ~12% less CPU than one per entry)
- * whose array header is then cut off, leaving the concatenated `[time, record]` arrays.
+ * The PackedForward entries of a batch's lines; throws on a line that is not JSON. Every
+ * 64 records are packed as one array (one msgpackr call) whose array header is cut off,
+ * leaving the concatenated `[time, record]` arrays. Runs of 64 rather than one call per
+ * entry or per batch: a whole batch's parsed records outlive the young generation
+ * (measured 20-30% more CPU, most of it garbage collection), one call per entry costs
+ * the call overhead.
  */
 export function encodeEntries(
   data: Buffer,
   nowSec = Math.floor(Date.now() / 1000),
 ): { entries: Buffer; size: number } {
   const text = data.toString('utf8');
-  const list: unknown[] = [];
+  const parts: Buffer[] = [];
+  let run: unknown[] = [];
+  let size = 0;
+  const pack = () => {
+    const packed = packr.pack(run);
+    // fixarray (0x90-0x9f), array 16 (0xdc + 2 bytes) or array 32 (0xdd + 4 bytes).
+    parts.push(packed.subarray(packed[0]! <= 0x9f ? 1 : packed[0] === 0xdc ? 3 : 5));
+    size += run.length;
+    run = [];
+  };
   let start = 0;
   while (start < text.length) {
     let end = text.indexOf('\n', start);
@@ -73,14 +88,13 @@ export function encodeEntries(
     if (end > start) {
       const rec = JSON.parse(text.slice(start, end)) as Record<string, unknown>;
       const t = rec.end_time;
-      list.push([Number.isSafeInteger(t) ? t : nowSec, rec]);
+      run.push([Number.isSafeInteger(t) ? t : nowSec, rec]);
+      if (run.length === PACK_RUN) pack();
     }
     start = end + 1;
   }
-  const packed = packr.pack(list);
-  // fixarray (0x90-0x9f), array 16 (0xdc + 2 bytes) or array 32 (0xdd + 4 bytes).
-  const header = packed[0]! <= 0x9f ? 1 : packed[0] === 0xdc ? 3 : 5;
-  return { entries: packed.subarray(header), size: list.length };
+  if (run.length > 0) pack();
+  return { entries: Buffer.concat(parts), size };
 }
 
 interface Pending {
