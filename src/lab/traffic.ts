@@ -77,9 +77,15 @@ function serve(): void {
   tcp.on('listening', () => process.stdout.write(`${JSON.stringify({ listening: port })}\n`));
 }
 
+// Every connection of one run gets its own source port. The server closes first, so the
+// client's kernel may hand a just-closed connection's port to the next one; conntrack
+// then replaces the closed entry and the ground truth would hold one of two identical
+// connections that flowlogd counted under one tuple (a flake seen as doubled counts).
+let nextPort = 20_000 + Math.floor(Math.random() * 30_000);
+
 function tcpConn(host: string, send: number, recv: number, hold: Promise<void> | null) {
   return new Promise<{ sport: number; sent: number; received: number }>((resolve, reject) => {
-    const sock = net.connect({ host, port });
+    const sock = net.connect({ host, port, localPort: nextPort++ });
     let received = 0;
     let sport = 0;
     sock.on('connect', async () => {
@@ -101,8 +107,17 @@ function tcpConn(host: string, send: number, recv: number, hold: Promise<void> |
       received += c.length;
     });
     sock.on('end', () => sock.end());
-    sock.on('close', () => resolve({ sport, sent: send, received }));
-    sock.on('error', reject);
+    let retried = false;
+    sock.on('close', () => {
+      if (!retried) resolve({ sport, sent: send, received });
+    });
+    sock.on('error', (e: NodeJS.ErrnoException) => {
+      // A port another client process in the same pod holds: take the next one.
+      if (e.code === 'EADDRINUSE' && sport === 0) {
+        retried = true;
+        tcpConn(host, send, recv, hold).then(resolve, reject);
+      } else reject(e);
+    });
   });
 }
 
