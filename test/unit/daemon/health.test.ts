@@ -1,0 +1,58 @@
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { test } from 'node:test';
+import { Health } from '../../../src/daemon/health.ts';
+
+test('health: /readyz follows its conditions, /livez the drain cycles; other paths are not answered', async () => {
+  let now = 1_000_000;
+  const h = new Health({ now: () => now, maxCycleAgeMs: 30_000 });
+  let attached = 0;
+  let synced = false;
+  h.readyWhen('datapath', () => (attached > 0 ? null : 'attached to no interface'));
+  h.readyWhen('informers', () => (synced ? null : 'pods not synced'));
+  const server = createServer((req, res) => {
+    if (!h.handle(req, res)) res.writeHead(404).end();
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const get = async (p: string) => {
+    const r = await fetch(base + p);
+    return [r.status, await r.text()] as const;
+  };
+  try {
+    assert.deepEqual(await get('/readyz'), [
+      503,
+      '[-] datapath: attached to no interface\n[-] informers: pods not synced\nfailed\n',
+    ]);
+    attached = 2;
+    assert.deepEqual(await get('/readyz'), [503, '[-] informers: pods not synced\nfailed\n']);
+    synced = true;
+    assert.deepEqual(await get('/readyz'), [200, 'ok\n']);
+
+    assert.deepEqual(await get('/livez'), [200, 'ok\n']);
+    now += 29_000;
+    assert.deepEqual(await get('/livez'), [200, 'ok\n']);
+    now += 2000; // 31 s without a drain cycle: the drain thread is stuck
+    assert.deepEqual(await get('/livez'), [503, '[-] no drain cycle for 31 s\nfailed\n']);
+    h.cycle();
+    assert.deepEqual(await get('/livez'), [200, 'ok\n']);
+    assert.equal((await get('/metrics'))[0], 404);
+  } finally {
+    server.close();
+  }
+});
+
+test('health: a blocked event loop fails /livez once its heartbeat is late', async () => {
+  let now = 0;
+  const h = new Health({ now: () => now, maxLoopLagMs: 10_000 });
+  h.start();
+  try {
+    assert.deepEqual(h.live(), []);
+    now += 12_000; // the 1 s heartbeat has not run for 12 s
+    h.cycle();
+    assert.deepEqual(h.live(), ['event loop blocked for 11 s']);
+  } finally {
+    h.stop();
+  }
+});
