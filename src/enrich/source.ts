@@ -51,6 +51,14 @@ export interface FileMetadataSourceOptions {
   readonly watch?: boolean;
   /** The parsing worker's memory cap. */
   readonly limits?: LoadLimits;
+  /**
+   * A file rewritten in place (same inode) is read once its size and modification time
+   * have not changed for this long; default 1000 ms. A file renamed into place (a new
+   * inode) is read at once: a rename is how a safe writer says it has finished.
+   */
+  readonly settleMs?: number;
+  /** Longest wait for a file to stop changing before the attempt fails; default 60 s. */
+  readonly maxSettleWaitMs?: number;
   /** Injected for tests. */
   readonly stat?: (path: string) => Promise<{ mtimeMs: number; size: number; ino: number }>;
 }
@@ -61,6 +69,12 @@ export class FileMetadataSource implements MetadataSource {
   readonly #pollMs: number;
   readonly #useWatch: boolean;
   readonly #limits: LoadLimits;
+  readonly #settleMs: number;
+  readonly #maxSettleWaitMs: number;
+  /** The inode of the file last read: the same one again means it was rewritten in place. */
+  #ino: number | null = null;
+  /** namespace/name of the pods last delivered, to log what a new file changed. */
+  #podKeys = new Set<string>();
   readonly #stat: (path: string) => Promise<{ mtimeMs: number; size: number; ino: number }>;
   #listener: MetadataListener | null = null;
   #watcher: FSWatcher | null = null;
@@ -72,7 +86,7 @@ export class FileMetadataSource implements MetadataSource {
   #loading: Promise<boolean> | null = null;
   #closed = false;
   /** Counters for metrics. */
-  readonly counters = { loads: 0, rejected: 0, unchanged: 0 };
+  readonly counters = { loads: 0, rejected: 0, unchanged: 0, settleWaits: 0, changedWhileRead: 0 };
 
   constructor(path: string, opts: FileMetadataSourceOptions = {}) {
     this.#path = path;
@@ -80,12 +94,14 @@ export class FileMetadataSource implements MetadataSource {
     this.#pollMs = opts.pollMs ?? 5000;
     this.#useWatch = opts.watch ?? true;
     this.#limits = opts.limits ?? DEFAULT_LOAD_LIMITS;
+    this.#settleMs = opts.settleMs ?? 1000;
+    this.#maxSettleWaitMs = opts.maxSettleWaitMs ?? 60_000;
     this.#stat = opts.stat ?? ((p) => fsStat(p));
   }
 
   async start(listener: MetadataListener): Promise<void> {
     this.#listener = listener;
-    const r = await loadMetadataFile(this.#path, null, this.#limits); // throws on a bad first file
+    const r = await this.#loadComplete(); // throws on a bad first file
     if (!r.unchanged) this.#deliver(r.file.digest, r.metadata, r.warnings);
     try {
       this.#lastStat = await this.#statKey();
@@ -143,7 +159,9 @@ export class FileMetadataSource implements MetadataSource {
       if (this.#closed || this.#listener === null) return false;
       let r: FileLoad;
       try {
-        r = await loadMetadataFile(this.#path, this.#lastDigest, this.#limits);
+        r = await this.#loadComplete();
+        if (r.file.bytesRead === 0)
+          throw new MetadataParseError(this.#path, 'empty file (a writer that has not written yet?)');
       } catch (err) {
         this.counters.rejected++;
         const msg =
@@ -166,9 +184,59 @@ export class FileMetadataSource implements MetadataSource {
     return next;
   }
 
+  /**
+   * Loads the file once it is complete: renamed into place, or unchanged for settleMs;
+   * and not changed while it was read (fstat before and after the read, against the
+   * stat that let it be read). A parse that succeeds proves nothing: a prefix of a List
+   * is a List.
+   */
+  async #loadComplete(): Promise<FileLoad> {
+    const deadline = Date.now() + this.#maxSettleWaitMs;
+    for (;;) {
+      const st = await this.#stat(this.#path);
+      const inPlace = this.#ino === null || st.ino === this.#ino;
+      const age = Date.now() - st.mtimeMs;
+      if (!inPlace || age >= this.#settleMs) {
+        const r = await loadMetadataFile(this.#path, this.#lastDigest, this.#limits);
+        const { before, after, bytesRead } = r.file;
+        const same =
+          before.ino === st.ino &&
+          before.size === st.size &&
+          before.mtimeMs === st.mtimeMs &&
+          after.size === before.size &&
+          after.mtimeMs === before.mtimeMs &&
+          bytesRead === after.size;
+        if (same) {
+          this.#ino = st.ino;
+          return r;
+        }
+        this.counters.changedWhileRead++;
+      }
+      if (Date.now() >= deadline) {
+        throw new MetadataParseError(
+          this.#path,
+          `still changing after ${this.#maxSettleWaitMs} ms (write it elsewhere and rename it into place)`,
+        );
+      }
+      this.counters.settleWaits++;
+      await new Promise((r) => setTimeout(r, Math.max(10, this.#settleMs - Math.max(0, age)) + 5));
+      if (this.#closed) throw new MetadataParseError(this.#path, 'source closed while waiting');
+    }
+  }
+
   #deliver(digest: string, md: ClusterMetadata, warnings: readonly string[]): void {
     this.#lastDigest = digest;
     this.counters.loads++;
+    // Say what changed, so that a shrinking inventory (a truncated file, a broken
+    // exporter) is visible in the log and not only in records turning `net`.
+    const keys = new Set<string>();
+    for (const p of md.pods) keys.add(`${p.namespace}/${p.name}`);
+    const added: string[] = [];
+    const removed: string[] = [];
+    for (const k of keys) if (!this.#podKeys.has(k)) added.push(k);
+    for (const k of this.#podKeys) if (!keys.has(k)) removed.push(k);
+    const before = this.#podKeys.size;
+    this.#podKeys = keys;
     if (warnings.length > 0) {
       this.#log.warn(
         { path: this.#path, warnings: warnings.slice(0, 20), count: warnings.length },
@@ -182,9 +250,19 @@ export class FileMetadataSource implements MetadataSource {
         services: md.services.length,
         nodes: md.nodes.length,
         networkSets: md.networkSets.length,
+        podsAdded: added.length,
+        podsRemoved: removed.length,
+        added: added.slice(0, 20),
+        removed: removed.slice(0, 20),
       },
       'metadata loaded',
     );
+    if (removed.length * 2 > before) {
+      this.#log.warn(
+        { path: this.#path, podsBefore: before, pods: keys.size, removed: removed.slice(0, 20) },
+        'metadata lost more than half of its pods',
+      );
+    }
     this.#listener?.(md);
   }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -31,7 +31,7 @@ test('FileMetadataSource: initial load, reload on change, bad file keeps previou
     writeFileSync(path, podList('a'));
     const { logger, errors } = recordingLogger();
     const seen: ClusterMetadata[] = [];
-    const src = new FileMetadataSource(path, { logger, pollMs: 0, watch: false });
+    const src = new FileMetadataSource(path, { logger, pollMs: 0, watch: false, settleMs: 50 });
     await src.start((md) => seen.push(md));
     assert.deepEqual(
       seen.map((m) => m.pods.map((p) => p.name)),
@@ -53,7 +53,8 @@ test('FileMetadataSource: initial load, reload on change, bad file keeps previou
       seen.map((m) => m.pods.map((p) => p.name)),
       [['a'], ['a', 'b']],
     );
-    assert.deepEqual(src.counters, { loads: 2, rejected: 3, unchanged: 1 });
+    const { loads, rejected, unchanged } = src.counters;
+    assert.deepEqual({ loads, rejected, unchanged }, { loads: 2, rejected: 3, unchanged: 1 });
     assert.equal(errors.length, 3);
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -64,7 +65,7 @@ test('FileMetadataSource: a changed file is picked up by the watcher/poller with
   const dir = mkdtempSync(join(tmpdir(), 'flowlogd-md-'));
   const path = join(dir, 'md.json');
   writeFileSync(path, podList('a'));
-  const src = new FileMetadataSource(path, { pollMs: 20 });
+  const src = new FileMetadataSource(path, { pollMs: 20, settleMs: 50 });
   try {
     let resolveNext: (md: ClusterMetadata) => void = () => {};
     let first = true;
@@ -126,7 +127,7 @@ test('FileMetadataSource parses off the main thread: the event loop keeps runnin
   const dir = mkdtempSync(join(tmpdir(), 'flowlogd-md-'));
   const path = join(dir, 'md.yaml');
   writeFileSync(path, podList('a'));
-  const src = new FileMetadataSource(path, { pollMs: 0, watch: false });
+  const src = new FileMetadataSource(path, { pollMs: 0, watch: false, settleMs: 50 });
   try {
     const seen: number[] = [];
     await src.start((md) => seen.push(md.pods.length));
@@ -164,7 +165,13 @@ test('FileMetadataSource: a file that needs more parser memory than the limit is
   const path = join(dir, 'md.json');
   writeFileSync(path, podList('a'));
   const { logger, errors } = recordingLogger();
-  const src = new FileMetadataSource(path, { logger, pollMs: 0, watch: false, limits: { maxHeapMb: 24 } });
+  const src = new FileMetadataSource(path, {
+    logger,
+    pollMs: 0,
+    watch: false,
+    settleMs: 50,
+    limits: { maxHeapMb: 24 },
+  });
   try {
     const seen: number[] = [];
     await src.start((md) => seen.push(md.pods.length));
@@ -179,6 +186,71 @@ test('FileMetadataSource: a file that needs more parser memory than the limit is
     assert.deepEqual(seen, [1]);
     assert.equal(errors.length, 1);
     assert.equal(src.counters.rejected, 1);
+  } finally {
+    src.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+function recordingInfoLogger() {
+  const infos: { obj: Record<string, unknown>; msg: string }[] = [];
+  const warns: string[] = [];
+  const logger: Logger = {
+    info: (obj, msg) => infos.push({ obj: obj as Record<string, unknown>, msg: msg ?? '' }),
+    warn: (_o, msg) => warns.push(msg ?? ''),
+    error() {},
+  };
+  return { logger, infos, warns };
+}
+
+test('FileMetadataSource reads only complete files: one written in place in two steps is read once it stops changing (issue 14 item 3)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowlogd-md-'));
+  const path = join(dir, 'md.yaml');
+  const pod = (n: string, ip: string) =>
+    `- kind: Pod\n  metadata: {name: ${n}, namespace: x}\n  status: {podIP: ${ip}}\n`;
+  writeFileSync(path, `kind: List\nitems:\n${pod('a', '10.0.0.1')}`);
+  const { logger, infos, warns } = recordingInfoLogger();
+  const src = new FileMetadataSource(path, { logger, pollMs: 0, watch: false, settleMs: 1000 });
+  try {
+    const seen: string[][] = [];
+    await src.start((md) => seen.push(md.pods.map((p) => p.name)));
+    // A writer truncates and writes the first pod of three, then the rest 500 ms later;
+    // the watcher's reload comes between the two writes.
+    writeFileSync(path, `kind: List\nitems:\n${pod('a', '10.0.0.1')}`);
+    const reloading = src.reload();
+    await new Promise((r) => setTimeout(r, 500));
+    appendFileSync(path, pod('b', '10.0.0.2') + pod('c', '10.0.0.3'));
+    assert.equal(await reloading, true);
+    assert.deepEqual(seen, [['a'], ['a', 'b', 'c']]);
+    assert.ok(src.counters.settleWaits >= 2, `waited ${src.counters.settleWaits} times`);
+    // The log says what changed.
+    const changed = infos.filter((i) => i.msg === 'metadata loaded').map((i) => i.obj);
+    assert.deepEqual(
+      changed.map((c) => [c.pods, c.podsAdded, c.podsRemoved]),
+      [
+        [1, 1, 0],
+        [3, 2, 0],
+      ],
+    );
+    assert.deepEqual(changed[1]!.added, ['x/b', 'x/c']);
+
+    // A file renamed into place is complete when it appears: read at once. The
+    // inventory shrinking by more than half is a warning, with the names removed.
+    const waits = src.counters.settleWaits;
+    writeFileSync(join(dir, 'next'), `kind: List\nitems:\n${pod('d', '10.0.0.4')}`);
+    renameSync(join(dir, 'next'), path);
+    assert.equal(await src.reload(), true);
+    assert.equal(src.counters.settleWaits, waits);
+    assert.deepEqual(seen.at(-1), ['d']);
+    const last = infos.filter((i) => i.msg === 'metadata loaded').at(-1)!.obj;
+    assert.deepEqual([last.podsAdded, last.podsRemoved, last.removed], [1, 3, ['x/a', 'x/b', 'x/c']]);
+    assert.ok(warns.includes('metadata lost more than half of its pods'), warns.join('; '));
+
+    // An empty file (a writer that has truncated and not yet written) is not metadata.
+    writeFileSync(join(dir, 'next'), '');
+    renameSync(join(dir, 'next'), path);
+    assert.equal(await src.reload(), false);
+    assert.deepEqual(seen.at(-1), ['d']);
   } finally {
     src.close();
     rmSync(dir, { recursive: true, force: true });
