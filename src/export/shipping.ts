@@ -75,9 +75,19 @@ export function parseHeaders(s: string | null): Record<string, string> {
 /** One NetworkSink per configured remote, its spool opened (and replaying) under spoolDirectory/NAME. */
 export async function openShippingSinks(o: ShippingOptions, logger?: SinkLogger): Promise<NetworkSink[]> {
   const wanted: { name: string; transport: Transport; batch: BatchLimits }[] = [];
-  const ca = (f: string | null) => (f === null ? {} : { ca: readFileSync(f) });
+  // A file or value that cannot be used is reported with the setting that named it.
+  const setting = <T>(name: string, value: unknown, f: () => T): T => {
+    try {
+      return f();
+    } catch (err) {
+      throw new Error(`${name}=${String(value)}: ${(err as Error).message}`);
+    }
+  };
+  const ca = (name: string, f: string | null) =>
+    f === null ? {} : setting(name, f, () => ({ ca: readFileSync(f) }));
   if (o.forward.address !== null) {
-    const { host, port } = parseHostPort(o.forward.address);
+    const addr = o.forward.address;
+    const { host, port } = setting('FluentForwardAddress', addr, () => parseHostPort(addr));
     const f = o.forward;
     wanted.push({
       name: 'fluent-forward',
@@ -85,7 +95,7 @@ export async function openShippingSinks(o: ShippingOptions, logger?: SinkLogger)
         host,
         port,
         tag: f.tag,
-        tls: f.tls || f.tlsCa !== null ? ca(f.tlsCa) : null,
+        tls: f.tls || f.tlsCa !== null ? ca('FluentForwardTlsCa', f.tlsCa) : null,
         sharedKey: f.sharedKey,
         username: f.username,
         password: f.password,
@@ -118,19 +128,28 @@ export async function openShippingSinks(o: ShippingOptions, logger?: SinkLogger)
       name: 'otlp',
       transport: new OtlpTransport({
         endpoint: o.otlp.endpoint,
-        headers: parseHeaders(o.otlp.headers),
-        tls: ca(o.otlp.tlsCa),
+        headers: setting('OtlpHeaders', '…', () => parseHeaders(o.otlp.headers)),
+        tls: ca('OtlpTlsCa', o.otlp.tlsCa),
       }),
       batch: o.otlp.batch,
     });
   }
   const sinks: NetworkSink[] = [];
   for (const w of wanted) {
-    const spool = await Spool.open({
-      directory: join(o.spoolDirectory, w.name),
-      maxBytes: o.spoolMaxBytes,
-      fsyncIntervalMs: o.spoolFsyncIntervalMs,
-    });
+    const directory = join(o.spoolDirectory, w.name);
+    let spool: Spool;
+    try {
+      spool = await Spool.open({
+        directory,
+        maxBytes: o.spoolMaxBytes,
+        fsyncIntervalMs: o.spoolFsyncIntervalMs,
+      });
+    } catch (err) {
+      for (const s of sinks) await s.close();
+      throw new Error(
+        `SpoolDirectory=${o.spoolDirectory}: cannot open ${directory}: ${(err as Error).message}`,
+      );
+    }
     sinks.push(
       new NetworkSink({
         name: w.name,

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -83,6 +83,35 @@ test('only the configured remotes get a sink, each with its own spool directory'
     for (const s of sinks) await s.close();
   } finally {
     await rx.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a file or value the sinks cannot use is reported with the setting that named it', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'flowlogd-shipping-'));
+  try {
+    const base = options(dir);
+    await assert.rejects(
+      openShippingSinks({ ...base, otlp: { ...base.otlp, endpoint: 'http://c:4318', headers: 'novalue' } }),
+      /^Error: OtlpHeaders=…: not name=value: "novalue"$/,
+    );
+    await assert.rejects(
+      openShippingSinks({
+        ...base,
+        forward: { ...base.forward, address: 'f:24224', tlsCa: join(dir, 'missing.pem') },
+      }),
+      /^Error: FluentForwardTlsCa=.*missing\.pem: ENOENT/,
+    );
+    writeFileSync(join(dir, 'file'), '');
+    await assert.rejects(
+      openShippingSinks({
+        ...base,
+        spoolDirectory: join(dir, 'file'),
+        nats: { ...base.nats, url: 'nats://n:4222' },
+      }),
+      /^Error: SpoolDirectory=.*file: cannot open .*file\/nats: .*(ENOTDIR|EEXIST)/,
+    );
+  } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
