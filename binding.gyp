@@ -2,7 +2,17 @@
   "targets": [
     {
       "target_name": "flowlogd",
-      "sources": ["addon/src/datapath.cc", "addon/src/conntrack.cc", "addon/src/binding.cc"],
+      "sources": [
+        "addon/src/loader.cc",
+        "addon/src/attachment.cc",
+        "addon/src/link_watcher.cc",
+        "addon/src/drainer.cc",
+        "addon/src/worker.cc",
+        "addon/src/stats.cc",
+        "addon/src/datapath.cc",
+        "addon/src/conntrack.cc",
+        "addon/src/binding.cc"
+      ],
       "include_dirs": [
         "<!(node -p \"require('node-addon-api').include_dir\")",
         "bpf/include",

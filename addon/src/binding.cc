@@ -1,7 +1,10 @@
-// Thin Node-API binding over flowlogd::Datapath. Options arrive already validated by
-// src/datapath/native.ts; this file only converts types and errors.
+// The Node-API layer: the addon's exports (the Datapath class, matchInterface, the record
+// layout, stat and drop reason names, releaseFreeMemory) over the plain C++ core.
+// It converts types and errors and nothing else: options arrive validated, with their
+// defaults, from src/datapath/datapath.ts, and one missing or mistyped is a TypeError.
 #include <napi.h>
 
+#include <cmath>
 #include <functional>
 #include <memory>
 
@@ -34,6 +37,80 @@ Napi::Error to_js(Napi::Env env, const DatapathError& e) {
   return err;
 }
 
+// Options are read field by field; the core has no defaults of its own, so a field the
+// caller left out is a mistake to name, not a value to guess.
+std::string describe(Napi::Value v) {
+  if (v.IsUndefined()) return "missing";
+  if (v.IsString()) return "got \"" + v.As<Napi::String>().Utf8Value() + "\"";
+  if (v.IsNumber() || v.IsBoolean()) return "got " + v.ToString().Utf8Value();
+  return v.IsArray() ? "got an array" : v.IsNull() ? "got null" : "got an object";
+}
+
+Napi::TypeError bad_option(Napi::Env env, const char* field, Napi::Value v, const char* want) {
+  return Napi::TypeError::New(env,
+                              std::string("Datapath option ") + field + " must be " + want + " (" + describe(v) + ")");
+}
+
+uint32_t u32_option(Napi::Object o, const char* field) {
+  Napi::Value v = o.Get(field);
+  double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d <= 4294967295.0 && std::floor(d) == d))
+    throw bad_option(o.Env(), field, v, "an integer from 0 to 4294967295");
+  return uint32_t(d);
+}
+
+bool bool_option(Napi::Object o, const char* field) {
+  Napi::Value v = o.Get(field);
+  if (!v.IsBoolean()) throw bad_option(o.Env(), field, v, "true or false");
+  return v.As<Napi::Boolean>();
+}
+
+std::string string_option(Napi::Object o, const char* field) {
+  Napi::Value v = o.Get(field);
+  if (!v.IsString()) throw bad_option(o.Env(), field, v, "a string");
+  return v.As<Napi::String>();
+}
+
+// An array of strings into `out`; false if `v` is anything else.
+bool string_list(Napi::Value v, std::vector<std::string>& out) {
+  if (!v.IsArray()) return false;
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value g = a.Get(i);
+    if (!g.IsString()) return false;
+    out.push_back(g.As<Napi::String>());
+  }
+  return true;
+}
+
+flowlogd::DatapathOptions datapath_options(Napi::Env env, Napi::Value arg) {
+  if (!arg.IsObject()) throw Napi::TypeError::New(env, "Datapath options must be an object");
+  Napi::Object o = arg.As<Napi::Object>();
+  flowlogd::DatapathOptions opts{};
+  if (!string_list(o.Get("interfaces"), opts.interface_globs))
+    throw bad_option(env, "interfaces", o.Get("interfaces"), "an array of strings");
+  std::string mode = string_option(o, "attachMode");
+  if (mode == "tcx")
+    opts.attach_mode = flowlogd::AttachMode::Tcx;
+  else if (mode == "clsact")
+    opts.attach_mode = flowlogd::AttachMode::Clsact;
+  else if (mode == "auto")
+    opts.attach_mode = flowlogd::AttachMode::Auto;
+  else
+    throw bad_option(env, "attachMode", o.Get("attachMode"), "'auto', 'tcx' or 'clsact'");
+  opts.load.max_flows = u32_option(o, "maxFlows");
+  opts.load.use_conntrack = bool_option(o, "useConntrack");
+  opts.load.drop_tracing = bool_option(o, "dropTracing");
+  opts.load.max_drop_flows = u32_option(o, "maxDropFlows");
+  opts.drain_interval_ms = u32_option(o, "drainIntervalMs");
+  opts.ring_records = u32_option(o, "ringRecords");
+  opts.conntrack_events = bool_option(o, "conntrackEvents");
+  opts.conntrack.netns = string_option(o, "conntrackNetns");
+  opts.conntrack.rcvbuf_bytes = u32_option(o, "conntrackRcvbufBytes");
+  opts.conntrack.resync_interval_ms = u32_option(o, "conntrackResyncMs");
+  return opts;
+}
+
 class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -52,28 +129,13 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
                        });
   }
 
-  // new Datapath({ interfaces, attachMode, maxFlows, drainIntervalMs, ringRecords,
-  //                useConntrack }, onEvent(kind, info))
+  // new Datapath(options, onEvent(kind, info)): loads the programs, attaches them and
+  // starts the worker; `options` has every field of NativeOptions (src/datapath/native.ts).
+  // Events come back on the JavaScript thread through a thread-safe function.
   explicit DatapathHandle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DatapathHandle>(info) {
     Napi::Env env = info.Env();
-    Napi::Object o = info[0].As<Napi::Object>();
-    flowlogd::DatapathOptions opts;
-    Napi::Array globs = o.Get("interfaces").As<Napi::Array>();
-    for (uint32_t i = 0; i < globs.Length(); i++) opts.interface_globs.push_back(globs.Get(i).As<Napi::String>());
-    std::string mode = o.Get("attachMode").As<Napi::String>();
-    opts.attach_mode = mode == "tcx"      ? flowlogd::AttachMode::Tcx
-                       : mode == "clsact" ? flowlogd::AttachMode::Clsact
-                                          : flowlogd::AttachMode::Auto;
-    opts.max_flows = o.Get("maxFlows").As<Napi::Number>().Uint32Value();
-    opts.drain_interval_ms = o.Get("drainIntervalMs").As<Napi::Number>().Uint32Value();
-    opts.ring_records = o.Get("ringRecords").As<Napi::Number>().Uint32Value();
-    opts.use_conntrack = o.Get("useConntrack").As<Napi::Boolean>();
-    opts.conntrack_events = o.Get("conntrackEvents").As<Napi::Boolean>();
-    opts.conntrack.netns = o.Get("conntrackNetns").As<Napi::String>();
-    opts.conntrack.rcvbuf_bytes = o.Get("conntrackRcvbufBytes").As<Napi::Number>().Uint32Value();
-    opts.conntrack.resync_interval_ms = o.Get("conntrackResyncMs").As<Napi::Number>().Uint32Value();
-    opts.drop_tracing = o.Get("dropTracing").As<Napi::Boolean>();
-    opts.max_drop_flows = o.Get("maxDropFlows").As<Napi::Number>().Uint32Value();
+    flowlogd::DatapathOptions opts = datapath_options(env, info[0]);
+    if (!info[1].IsFunction()) throw Napi::TypeError::New(env, "Datapath onEvent must be a function");
 
     tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "flowlogd-datapath", 0, 1);
     // The daemon's own timers keep the process alive; an open datapath alone should not.
@@ -171,11 +233,11 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
     Napi::Object o = Napi::Object::New(env);
     o.Set("kernel", kernel);
     o.Set("drainCycles", Napi::Number::New(env, double(s.drain_cycles)));
-    o.Set("recordsDrained", Napi::Number::New(env, double(s.records_drained)));
-    o.Set("drainNs", Napi::Number::New(env, double(s.drain_ns_total)));
-    o.Set("ringFullWaits", Napi::Number::New(env, double(s.ring_full_waits)));
-    o.Set("cacheMerged", Napi::Number::New(env, double(s.cache_merged)));
-    o.Set("cacheMergeLost", Napi::Number::New(env, double(s.cache_merge_lost)));
+    o.Set("recordsDrained", Napi::Number::New(env, double(s.drain.records_drained)));
+    o.Set("drainNs", Napi::Number::New(env, double(s.drain.drain_ns_total)));
+    o.Set("ringFullWaits", Napi::Number::New(env, double(s.drain.ring_full_waits)));
+    o.Set("cacheMerged", Napi::Number::New(env, double(s.drain.cache_merged)));
+    o.Set("cacheMergeLost", Napi::Number::New(env, double(s.drain.cache_merge_lost)));
     o.Set("attachFailures", Napi::Number::New(env, double(s.attach_failures)));
     if (s.conntrack) {
       Napi::Object ct = Napi::Object::New(env);
@@ -317,14 +379,27 @@ Napi::Value ReleaseFreeMemory(const Napi::CallbackInfo& info) {
 #endif
 }
 
+// matchInterface(globs: string[], name: string): whether `name` matches one of `globs`,
+// by the same fnmatch(3) the link watcher attaches with, so TypeScript and the addon
+// never disagree about an interface.
+Napi::Value MatchInterface(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<std::string> globs;
+  if (!string_list(info[0], globs))
+    throw Napi::TypeError::New(env, "matchInterface: globs must be an array of strings");
+  if (!info[1].IsString()) throw Napi::TypeError::New(env, "matchInterface: name must be a string");
+  return Napi::Boolean::New(env, flowlogd::matches_any(globs, info[1].As<Napi::String>()));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Datapath", DatapathHandle::Define(env));
   exports.Set("releaseFreeMemory", Napi::Function::New(env, ReleaseFreeMemory, "releaseFreeMemory"));
+  exports.Set("matchInterface", Napi::Function::New(env, MatchInterface, "matchInterface"));
   exports.Set("layout", Layout(env));
   Napi::Array names = Napi::Array::New(env, FLOW_STAT_MAX);
   for (uint32_t i = 0; i < FLOW_STAT_MAX; i++) names.Set(i, kStatNames[i]);
   exports.Set("statNames", names);
-  auto reasons = flowlogd::Datapath::drop_reason_names();
+  auto reasons = flowlogd::BpfObjects::drop_reason_names();
   Napi::Object reason_names = Napi::Object::New(env);
   for (auto& [v, name] : reasons) reason_names.Set(std::to_string(v), name);
   exports.Set("dropReasonNames", reason_names);

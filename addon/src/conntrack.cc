@@ -17,8 +17,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "datapath.h"
-
 namespace flowlogd {
 
 static_assert(sizeof(ct_tuple) == 36, "ct_tuple layout changed: update src/datapath/layout.ts");
@@ -31,21 +29,7 @@ namespace {
 
 constexpr size_t kRecvBuf = 1 << 20;  // one recv() returns many events
 
-int64_t now_ns(clockid_t clk) {
-  timespec ts;
-  clock_gettime(clk, &ts);
-  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
-}
-
-DatapathError ct_error(int err, const std::string& what) {
-  return DatapathError{"ERR_CONNTRACK", err, what + ": " + std::strerror(err)};
-}
-
-void mapped4(uint8_t out[16], uint32_t addr_be) {
-  std::memset(out, 0, 10);
-  out[10] = out[11] = 0xff;
-  std::memcpy(out + 12, &addr_be, 4);
-}
+DatapathError ct_error(int err, const std::string& what) { return sys_error("ERR_CONNTRACK", err, what); }
 
 // Fills one direction's addresses and ports from a parsed entry.
 void tuple_of(const nf_conntrack* ct, bool reply, uint8_t family, uint8_t proto, ct_tuple* t) {
@@ -221,7 +205,7 @@ bool ConntrackListener::handle(const nlmsghdr* h, Source src) {
   if (destroy && nfct_attr_is_set(ct, ATTR_TIMESTAMP_STOP) > 0)
     rec.time_ns = nfct_get_attr_u64(ct, ATTR_TIMESTAMP_STOP);
   else
-    rec.time_ns = uint64_t(now_ns(CLOCK_REALTIME));
+    rec.time_ns = uint64_t(clock_ns(CLOCK_REALTIME));
   nfct_destroy(ct);
 
   if (src == Source::Dump) {
@@ -268,12 +252,12 @@ bool ConntrackListener::read_events() {
       }
       return !stop_.load();  // EAGAIN: all read
     }
-    int64_t t0 = now_ns(CLOCK_MONOTONIC);
+    int64_t t0 = clock_ns(CLOCK_MONOTONIC);
     int len = int(n);
     for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len))
       if (!handle(h, Source::Event)) return false;
     std::lock_guard<std::mutex> lock(mu_);
-    stats_.busy_ns += now_ns(CLOCK_MONOTONIC) - t0;
+    stats_.busy_ns += clock_ns(CLOCK_MONOTONIC) - t0;
   }
 }
 
@@ -298,7 +282,7 @@ bool ConntrackListener::dump() {
     // Entries learned from events from here on may be created after the dump walked their
     // bucket: only entries known before this request can be proven gone by it.
     const uint64_t this_dump = ++dump_gen_;
-    uint64_t requested_ns = uint64_t(now_ns(CLOCK_REALTIME));
+    uint64_t requested_ns = uint64_t(clock_ns(CLOCK_REALTIME));
     bool lost_before = lost_since_dump_;
     lost_since_dump_ = false;
     bool done = false, interrupted = false;
@@ -312,7 +296,7 @@ bool ConntrackListener::dump() {
         interrupted = true;
         break;
       }
-      int64_t t0 = now_ns(CLOCK_MONOTONIC);
+      int64_t t0 = clock_ns(CLOCK_MONOTONIC);
       int len = int(n);
       for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, len); h = NLMSG_NEXT(h, len)) {
         if (h->nlmsg_seq != seq_) continue;
@@ -328,7 +312,7 @@ bool ConntrackListener::dump() {
         }
         if (!handle(h, Source::Dump)) return false;
       }
-      busy += now_ns(CLOCK_MONOTONIC) - t0;
+      busy += clock_ns(CLOCK_MONOTONIC) - t0;
     }
     if (interrupted) {  // a partial dump cannot prove an entry gone: dump again
       lost_since_dump_ = lost_since_dump_ || lost_before;
@@ -350,7 +334,7 @@ bool ConntrackListener::dump() {
     rec.hdr.type = RING_RECORD_CONNTRACK;
     rec.event = CT_EVENT_DESTROY;
     rec.flags = CT_FLAG_SYNTHETIC;
-    rec.time_ns = uint64_t(now_ns(CLOCK_REALTIME));
+    rec.time_ns = uint64_t(clock_ns(CLOCK_REALTIME));
     uint64_t synthetic = 0;
     for (auto it = known_.begin(); it != known_.end();) {
       if (seen_.count(it->first) || it->second.learned >= this_dump) {

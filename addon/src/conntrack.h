@@ -17,6 +17,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "common.h"
 #include "flow_record.h"
 #include "record_ring.h"
 
@@ -24,15 +25,14 @@ struct nlmsghdr;
 
 namespace flowlogd {
 
-struct DatapathError;
-
+// Every value comes from the binding (defaults live in src/datapath/datapath.ts).
 struct ConntrackOptions {
   // "" for the caller's netns; a name under /run/netns, or a path (/proc/PID/ns/net).
   std::string netns;
-  uint32_t rcvbuf_bytes = 64u << 20;  // 8 MiB lost events at 20k new conns/s here; 64 MiB none
+  uint32_t rcvbuf_bytes;  // asked for with SO_RCVBUFFORCE
   // Periodic re-dump (0: only after an overrun). A dump also makes the kernel reap
   // expired entries, which sends their DESTROY events sooner than garbage collection.
-  uint32_t resync_interval_ms = 0;
+  uint32_t resync_interval_ms;
 };
 
 struct ConntrackStats {
@@ -89,11 +89,10 @@ class ConntrackListener {
   uint32_t seq_ = 0;
   std::thread thread_;
   std::atomic<bool> stop_{false};
-  bool in_dump_ = false;       // reading the events queued during a dump
-  bool resync_again_ = false;  // an overrun happened meanwhile
-  bool lost_since_dump_ = false;
-  uint64_t dump_gen_ =
-      0;  // incremented when a dump is requested  // events lost (ENOBUFS) since the last complete dump
+  bool in_dump_ = false;          // reading the events queued during a dump
+  bool resync_again_ = false;     // an overrun happened meanwhile
+  bool lost_since_dump_ = false;  // events lost (ENOBUFS) since the last complete dump
+  uint64_t dump_gen_ = 0;         // number of the last dump requested (Known::learned compares with it)
   std::unordered_map<uint32_t, Known> known_;
   std::unordered_set<uint32_t> seen_;  // ids in the dump being read
   mutable std::mutex mu_;              // guards stats_

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Every map of the flow programs; names are mirrored in addon/src/datapath.cc. */
+/*
+ * Every map of the flow programs; names are mirrored in the addon (addon/src/loader.cc,
+ * drainer.cc, stats.cc).
+ */
 #ifndef FLOWLOGD_MAPS_H
 #define FLOWLOGD_MAPS_H
 

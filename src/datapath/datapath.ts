@@ -88,6 +88,7 @@ export function releaseNativeFreeMemory(): boolean {
   }
 }
 
+/** Every native option, defaults filled in here (the addon has none of its own). */
 export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
   if (!Array.isArray(o.interfaces) || o.interfaces.length === 0) {
     throw new DatapathOptionError('interfaces', o.interfaces, 'must list at least one interface glob');
@@ -123,6 +124,7 @@ export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
     useConntrack: o.useConntrack ?? true,
     conntrackEvents: o.conntrackEvents ?? false,
     conntrackNetns: netns,
+    // 8 MiB lost events at 20k new connections/s on these machines; 64 MiB lost none.
     conntrackRcvbufBytes: intIn(
       'conntrackRcvbufBytes',
       o.conntrackRcvbufBytes ?? 64 * 1024 * 1024,

@@ -95,6 +95,8 @@ export interface NativeModule {
   dropReasonNames: Record<string, string>;
   /** glibc malloc_trim(0): gives the malloc heaps' free pages back; true if it released any. */
   releaseFreeMemory(): boolean;
+  /** Whether `name` matches one of `globs`, by the fnmatch(3) the addon attaches with. */
+  matchInterface(globs: readonly string[], name: string): boolean;
 }
 
 const candidates = [

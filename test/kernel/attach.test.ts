@@ -22,6 +22,27 @@ function tcState(ifname: string): string {
   return `${q}\n--ingress--\n${fi}\n--egress--\n${fe}`;
 }
 
+/** Another agent's filter (the foreign pass-through program) on an existing clsact qdisc. */
+function addForeignFilter(ifname: string, dir: 'ingress' | 'egress', prio: number, handle: string): void {
+  run('tc', [
+    'filter',
+    'add',
+    'dev',
+    ifname,
+    dir,
+    'prio',
+    String(prio),
+    'handle',
+    handle,
+    'bpf',
+    'da',
+    'obj',
+    FOREIGN,
+    'sec',
+    'tc',
+  ]);
+}
+
 const BPF_LINK_TYPE_TCX = 11;
 
 /** Programs among `ids` that have a tcx link (Debian's bpftool 7.1 prints tcx links by number). */
@@ -145,29 +166,42 @@ describe('attach, follow, detach', { skip }, () => {
     const dp = new FlowDatapath({ interfaces: [pod.hostIf], attachMode: 'clsact' }, () => {});
     assert.match(tcState(pod.hostIf), /clsact/);
     // Another agent adds its filter to the qdisc flowlogd created.
-    run('tc', [
-      'filter',
-      'add',
-      'dev',
-      pod.hostIf,
-      'ingress',
-      'prio',
-      '7',
-      'handle',
-      '1',
-      'bpf',
-      'da',
-      'obj',
-      FOREIGN,
-      'sec',
-      'tc',
-    ]);
+    addForeignFilter(pod.hostIf, 'ingress', 7, '1');
     await dp.stop();
     dp.close();
     const after = tcState(pod.hostIf);
     assert.doesNotMatch(after, /flowlogd_/, 'no filter of ours left');
     assert.match(after, /foreign_pass/, "the other agent's filter survives");
     assert.match(after, /clsact/);
+  });
+
+  test('clsact: a half-made attachment is undone by the same teardown as a detach; the interface stays as it was', async () => {
+    const pod = lab.addPod({ namespace: 'default', name: `${lab.prefix}-half` });
+    // Another agent's filter at flowlogd's egress handle and priority: our ingress filter
+    // goes on, the egress one cannot.
+    run('tc', ['qdisc', 'add', 'dev', pod.hostIf, 'clsact']);
+    addForeignFilter(pod.hostIf, 'egress', 1, '0xf10e');
+    const beforeState = tcState(pod.hostIf);
+    const failed: InterfaceEvent[] = [];
+    const dp = new FlowDatapath({ interfaces: [pod.hostIf], attachMode: 'clsact' }, () => {});
+    dp.on('attach-failed', (e: InterfaceEvent) => failed.push(e));
+    try {
+      assert.deepEqual(dp.interfaces(), [], 'not attached');
+      assert.equal(dp.stats().attachFailures, 1);
+      assert.equal(tcState(pod.hostIf), beforeState, 'ingress filter removed, qdisc and foreign filter kept');
+      await dp.sync();
+      assert.equal(failed.length, 1);
+      assert.equal(failed[0]!.name, pod.hostIf);
+      assert.equal(failed[0]!.mode, 'clsact');
+      assert.match(
+        failed[0]!.message ?? '',
+        new RegExp(`^attaching clsact egress filter to ${pod.hostIf}: `),
+      );
+    } finally {
+      await dp.stop();
+      dp.close();
+    }
+    assert.equal(tcState(pod.hostIf), beforeState);
   });
 
   test("a crashed run's clsact filters are removed at the next start; foreign ones stay", async () => {

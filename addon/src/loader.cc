@@ -1,0 +1,123 @@
+// Loader. See loader.h.
+#include "loader.h"
+
+#include <bpf/bpf.h>
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
+#include "drop_trace.skel.h"
+#include "flow_tc.skel.h"
+
+namespace flowlogd {
+
+namespace {
+
+// libbpf reports expected failures (probing a qdisc that is not there) as warnings;
+// errors that matter come back as return codes and become DatapathError.
+int quiet_libbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
+  if (level != LIBBPF_WARN || std::getenv("FLOWLOGD_LIBBPF_DEBUG") == nullptr) return 0;
+  return vfprintf(stderr, fmt, args);
+}
+
+}  // namespace
+
+BpfObjects::BpfObjects(const LoadOptions& opts) {
+  libbpf_set_print(quiet_libbpf);
+  try {
+    flows_ = flow_tc_bpf__open();
+    if (!flows_) throw sys_error("ERR_BPF_OPEN", errno, "opening the flow programs");
+    for (bpf_map* m : {flows_->maps.flows4_0, flows_->maps.flows4_1, flows_->maps.flows6_0, flows_->maps.flows6_1}) {
+      int err = bpf_map__set_max_entries(m, opts.max_flows);
+      if (err) throw sys_error("ERR_BPF_LOAD", -err, "setting flow map size");
+    }
+    flows_->rodata->use_conntrack = opts.use_conntrack ? 1 : 0;
+    int err = flow_tc_bpf__load(flows_);
+    if (err)
+      throw sys_error("ERR_BPF_LOAD", -err,
+                      "loading the flow programs (needs root or CAP_BPF+CAP_NET_ADMIN, and a kernel with BTF)");
+    if (!opts.drop_tracing) return;
+
+    drops_ = drop_trace_bpf__open();
+    if (!drops_) throw sys_error("ERR_DROP_TRACE", errno, "opening the drop tracing program");
+    // One set of flow maps and stats for both objects.
+    bpf_map__reuse_fd(drops_->maps.flows4_0, bpf_map__fd(flows_->maps.flows4_0));
+    bpf_map__reuse_fd(drops_->maps.flows4_1, bpf_map__fd(flows_->maps.flows4_1));
+    bpf_map__reuse_fd(drops_->maps.flows6_0, bpf_map__fd(flows_->maps.flows6_0));
+    bpf_map__reuse_fd(drops_->maps.flows6_1, bpf_map__fd(flows_->maps.flows6_1));
+    bpf_map__reuse_fd(drops_->maps.flow_stats, bpf_map__fd(flows_->maps.flow_stats));
+    for (bpf_map* m : {drops_->maps.drops_0, drops_->maps.drops_1}) {
+      err = bpf_map__set_max_entries(m, opts.max_drop_flows);
+      if (err) throw sys_error("ERR_DROP_TRACE", -err, "setting drop map size");
+    }
+    err = drop_trace_bpf__load(drops_);
+    if (err) throw sys_error("ERR_DROP_TRACE", -err, "loading the drop tracing program (tp_btf/kfree_skb)");
+    drop_link_ = bpf_program__attach_trace(drops_->progs.flowlogd_drop);
+    if (!drop_link_) throw sys_error("ERR_DROP_TRACE", errno, "attaching tp_btf/kfree_skb");
+  } catch (...) {
+    destroy();
+    throw;
+  }
+}
+
+BpfObjects::~BpfObjects() { destroy(); }
+
+void BpfObjects::destroy() {
+  if (drop_link_) {
+    bpf_link__destroy(drop_link_);
+    drop_link_ = nullptr;
+  }
+  if (drops_) {
+    drop_trace_bpf__destroy(drops_);
+    drops_ = nullptr;
+  }
+  if (flows_) {
+    flow_tc_bpf__destroy(flows_);
+    flows_ = nullptr;
+  }
+}
+
+int BpfObjects::prog_fd(bool egress) const {
+  return bpf_program__fd(egress ? flows_->progs.flowlogd_eg : flows_->progs.flowlogd_in);
+}
+
+std::vector<int> BpfObjects::prog_ids() const {
+  std::vector<int> ids;
+  for (bool egress : {false, true}) {
+    bpf_prog_info info{};
+    uint32_t len = sizeof(info);
+    if (bpf_obj_get_info_by_fd(prog_fd(egress), &info, &len) == 0) ids.push_back(info.id);
+  }
+  return ids;
+}
+
+int BpfObjects::test_run(const uint8_t* packet, size_t len, bool egress) const {
+  LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = packet, .data_size_in = static_cast<uint32_t>(len));
+  int err = bpf_prog_test_run_opts(prog_fd(egress), &o);
+  if (err) throw sys_error("ERR_TEST_RUN", errno, "running the flow program on a test packet");
+  return static_cast<int>(o.retval);
+}
+
+std::vector<std::pair<uint32_t, std::string>> BpfObjects::drop_reason_names() {
+  std::vector<std::pair<uint32_t, std::string>> out;
+  btf* vmlinux = btf__load_vmlinux_btf();
+  if (!vmlinux) return out;
+  int id = btf__find_by_name_kind(vmlinux, "skb_drop_reason", BTF_KIND_ENUM);
+  if (id > 0) {
+    const btf_type* t = btf__type_by_id(vmlinux, id);
+    const struct btf_enum* e = btf_enum(t);
+    static const std::string prefix = "SKB_DROP_REASON_";
+    for (int i = 0; i < btf_vlen(t); i++) {
+      std::string name = btf__name_by_offset(vmlinux, e[i].name_off);
+      if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
+      out.emplace_back(uint32_t(e[i].val), name);
+    }
+  }
+  btf__free(vmlinux);
+  return out;
+}
+
+}  // namespace flowlogd

@@ -1,0 +1,155 @@
+// Worker. See worker.h.
+#include "worker.h"
+
+#include <linux/membarrier.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <utility>
+
+#include "drop_trace.skel.h"
+#include "flow_tc.skel.h"
+
+namespace flowlogd {
+
+namespace {
+
+// Waits until every program run that may have read the old generation has finished:
+// TC programs run inside RCU read-side sections, and this membarrier command is a
+// synchronize_rcu().
+void wait_for_running_programs() {
+  if (syscall(__NR_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) != 0) {
+    // nohz_full kernels refuse it; a program run is nanoseconds long.
+    usleep(20000);
+  }
+}
+
+}  // namespace
+
+Worker::Worker(uint32_t drain_interval_ms) {
+  wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_fd_ < 0) throw sys_error("ERR_EVENTFD", errno, "creating eventfd");
+  timer_fd_ = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+  if (timer_fd_ < 0) {
+    int e = errno;
+    ::close(wake_fd_);
+    throw sys_error("ERR_TIMERFD", e, "creating timerfd");
+  }
+  itimerspec its{};
+  its.it_interval.tv_sec = drain_interval_ms / 1000;
+  its.it_interval.tv_nsec = (drain_interval_ms % 1000) * 1000000L;
+  its.it_value = its.it_interval;
+  timerfd_settime(timer_fd_, 0, &its, nullptr);
+}
+
+Worker::~Worker() {
+  join();
+  for (int fd : {wake_fd_, timer_fd_}) ::close(fd);
+}
+
+void Worker::start(Parts parts, const std::atomic<bool>& closed) {
+  thread_ = std::thread([this, parts = std::move(parts), &closed]() mutable { run(std::move(parts), closed); });
+}
+
+void Worker::join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t Worker::drain_cycles() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return drain_cycles_;
+}
+
+uint64_t Worker::request_drain() {
+  uint64_t target;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    // A drain already running may have flipped before the caller's last packets:
+    // ask for the one after it.
+    requested_cycle_ = std::max(requested_cycle_, completed_cycle_) + 1;
+    target = requested_cycle_;
+  }
+  wake();
+  return target;
+}
+
+void Worker::stop() {
+  if (stop_requested_ || !thread_.joinable()) return;
+  stop_requested_ = true;
+  stopping_.store(true);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    requested_cycle_ = std::max(requested_cycle_, completed_cycle_ + 1);
+  }
+  wake();
+}
+
+void Worker::wake() {
+  uint64_t one = 1;
+  write(wake_fd_, &one, sizeof(one));
+}
+
+void Worker::run(Parts p, const std::atomic<bool>& closed) {
+  pollfd fds[3] = {{p.links.fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}, {timer_fd_, POLLIN, 0}};
+  flow_tc_bpf* flows = p.bpf.flows();
+  drop_trace_bpf* drops = p.bpf.drops();
+  uint32_t gen = 0;
+  for (;;) {
+    if (poll(fds, 3, -1) < 0 && errno != EINTR) {
+      p.emit(error_event(errno, "datapath worker: poll"));
+      p.emit(DatapathEvent{DatapathEvent::Stopped});  // nothing will drain any more: release waiters
+      return;
+    }
+    if (closed.load()) return;
+    if (fds[0].revents & POLLIN) p.links.read();
+    uint64_t v;
+    bool timer = (fds[2].revents & POLLIN) && read(timer_fd_, &v, sizeof(v)) > 0;
+    if (fds[1].revents & POLLIN) read(wake_fd_, &v, sizeof(v));
+
+    bool stopping = stopping_.load();
+    uint64_t target;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (timer && requested_cycle_ <= completed_cycle_) requested_cycle_ = completed_cycle_ + 1;
+      target = requested_cycle_;
+      if (target <= completed_cycle_ && !stopping) continue;
+    }
+    if (stopping) p.detach_all();  // first, so nothing counts behind the final drain
+    __atomic_store_n(&flows->bss->generation, gen + 1, __ATOMIC_SEQ_CST);
+    if (drops) {
+      // A packet is counted by TC and dropped microseconds later. Flipping the drop
+      // program a grace period after TC puts the drop of every packet TC counted in the
+      // old generation in the old generation too, so a blocked packet never shows as
+      // allowed at a flush; at worst a drop lands one drain before its TC count, and the
+      // aggregator's debt absorbs that.
+      wait_for_running_programs();
+      __atomic_store_n(&drops->bss->generation, gen + 1, __ATOMIC_SEQ_CST);
+    }
+    wait_for_running_programs();  // tracing programs run under RCU too
+    p.drainer.drain(gen & 1);
+    gen++;
+    if (stopping) {
+      p.drainer.drain(gen & 1);  // nothing writes to either one now
+      p.after_final_drain();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      completed_cycle_ = std::max(completed_cycle_, target);
+      drain_cycles_++;
+    }
+    DatapathEvent ev{DatapathEvent::Cycle};
+    ev.cycle = target;
+    p.emit(std::move(ev));
+    if (stopping) {
+      p.emit(DatapathEvent{DatapathEvent::Stopped});
+      return;
+    }
+  }
+}
+
+}  // namespace flowlogd

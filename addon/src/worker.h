@@ -1,0 +1,62 @@
+// Worker: the datapath's thread. One poll loop over link events, drain requests and the
+// drain timer; a drain flips the programs to the other map generation, waits until no
+// program run can still be writing the old one, and hands it to the Drainer. Stopping
+// detaches first, then drains both generations, so nothing counts behind the final drain.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+
+#include "drainer.h"
+#include "event.h"
+#include "link_watcher.h"
+#include "loader.h"
+
+namespace flowlogd {
+
+class Worker {
+ public:
+  struct Parts {
+    BpfObjects& bpf;
+    LinkWatcher& links;
+    Drainer& drainer;
+    std::function<void()> detach_all;  // when stopping, before the final drains
+    std::function<void()> after_final_drain;
+    EventSink emit;
+  };
+
+  // Creates the wake eventfd and the drain timer; throws DatapathError. No thread yet.
+  explicit Worker(uint32_t drain_interval_ms);
+  ~Worker();  // joins the thread (close() ended it first)
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Runs the loop on its own thread until stopped or `closed` is set (then wake()).
+  void start(Parts parts, const std::atomic<bool>& closed);
+  // Returns the cycle number that will include every packet counted before this call.
+  uint64_t request_drain();
+  // Asks the loop to detach, drain both generations and end (it emits Stopped); idempotent.
+  void stop();
+  void wake();
+  void join();
+  uint64_t drain_cycles() const;
+
+ private:
+  void run(Parts parts, const std::atomic<bool>& closed);
+
+  int wake_fd_ = -1;
+  int timer_fd_ = -1;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  bool stop_requested_ = false;
+
+  mutable std::mutex mu_;  // guards the cycle numbers
+  uint64_t requested_cycle_ = 0;
+  uint64_t completed_cycle_ = 0;
+  uint64_t drain_cycles_ = 0;
+};
+
+}  // namespace flowlogd
