@@ -1,5 +1,7 @@
 // Interface role: the host side of a pod's veth (a *workload* interface) or anything else
 // (a *host* interface). It decides which side of a connection is the local endpoint.
+// Names match globs by the addon's matcher (fnmatch), the one it attaches with.
+import { loadNative } from '../datapath/native.ts';
 
 export const DEFAULT_WORKLOAD_INTERFACES: readonly string[] = Object.freeze([
   'cali*', // Calico
@@ -13,29 +15,19 @@ export const DEFAULT_WORKLOAD_INTERFACES: readonly string[] = Object.freeze([
 
 export type InterfaceRole = 'workload' | 'host';
 
-/** Glob with `*` (any run) and `?` (one character), anchored. */
-export function globToRegExp(glob: string): RegExp {
-  let re = '^';
-  for (const ch of glob) {
-    if (ch === '*') re += '.*';
-    else if (ch === '?') re += '.';
-    else re += ch.replace(/[.+^${}()|[\]\\/-]/g, '\\$&');
-  }
-  return new RegExp(`${re}$`);
-}
-
 export class InterfaceClassifier {
-  readonly #globs: readonly RegExp[];
+  readonly #globs: readonly string[];
+  readonly #match = loadNative().matchInterface;
   readonly #cache = new Map<string, InterfaceRole>();
 
   constructor(workloadGlobs: readonly string[] = DEFAULT_WORKLOAD_INTERFACES) {
-    this.#globs = workloadGlobs.map(globToRegExp);
+    this.#globs = [...workloadGlobs];
   }
 
   role(name: string): InterfaceRole {
     let r = this.#cache.get(name);
     if (r !== undefined) return r;
-    r = this.#globs.some((g) => g.test(name)) ? 'workload' : 'host';
+    r = this.#match(this.#globs, name) ? 'workload' : 'host';
     if (this.#cache.size >= 4096) this.#cache.clear(); // interface churn must not grow memory
     this.#cache.set(name, r);
     return r;
