@@ -206,6 +206,7 @@ export function compileCalicoPolicy(
     tier,
     order,
     traceName: ns === null ? `${prefix}${tier}.${name}` : `${ns}/${prefix}${tier}.${name}`,
+    seq: 0,
     identity: `${kindTag}|${ns ?? ''}|${tier}|${name}`,
     namespace: ns,
     selects: (ep) => selects(ep),

@@ -22,14 +22,26 @@ const NO_LABELS: Labels = Object.freeze({});
 const NO_PORTS: readonly NamedPort[] = Object.freeze([]);
 const ZERO_IP: PolicyIp = Object.freeze({ family: 4, v4: 0, v6: 0n });
 
+/** Small codes for the protocols a cache key packs; others take the string-keyed path. */
+const PROTO_CODE: Readonly<Record<number, number>> = { 6: 1, 17: 2, 132: 3, 1: 4, 58: 5, 136: 6 };
+const MAX_PEER_ID = 1 << 20;
+
 export class PolicyEngine {
   readonly #cacheSize: number;
   #model: PolicyModel = EMPTY_POLICY_MODEL;
   #pods = new Map<string, PodMeta>();
   #nsLabels = new Map<string, Labels>();
+  #nsViews = new Map<string, Labels>();
   #peers = new WeakMap<Endpoint, PolicyPeer>();
-  #selections = new Map<string, Selection>();
-  #cache = new Map<string, Trace>();
+  /** With rules testing nets: a peer per (endpoint, IP), sharing the endpoint's view. */
+  #ipPeers = new WeakMap<Endpoint, Map<string, PolicyPeer>>();
+  #ipPeerCount = 0;
+  #selections = new Map<number, Selection>();
+  /** Local endpoint and direction → (remote peer, protocol, port, family) → trace. */
+  #cache = new Map<number, Map<number, Trace>>();
+  /** Keys that do not pack into a number (source ports tested, rare protocols). */
+  #cacheByText = new Map<string, Trace>();
+  #cached = 0;
   readonly #interner = new TraceInterner();
   #nextPeerId = 1;
   #version = 0;
@@ -53,11 +65,22 @@ export class PolicyEngine {
     this.#model = buildPolicyModel(md.policyObjects ?? [], source);
     this.#pods = new Map(md.pods.map((p) => [`${p.namespace}/${p.name}`, p]));
     this.#nsLabels = new Map(md.namespaces.map((n) => [n.name, n.labels]));
-    this.#peers = new WeakMap();
-    this.#selections.clear();
-    this.#cache.clear();
+    this.#resetPeers();
     this.#version++;
     return this.#model.warnings;
+  }
+
+  #resetPeers(): void {
+    // Every cache keyed by peer ids goes with them, so ids can start again.
+    this.#peers = new WeakMap();
+    this.#nsViews.clear();
+    this.#ipPeers = new WeakMap();
+    this.#ipPeerCount = 0;
+    this.#selections.clear();
+    this.#cache.clear();
+    this.#cacheByText.clear();
+    this.#cached = 0;
+    this.#nextPeerId = 1;
   }
 
   /** The policy view of a resolved endpoint (Calico's extra labels added). */
@@ -70,11 +93,35 @@ export class PolicyEngine {
     return p;
   }
 
+  /**
+   * The peer as the cache must tell it apart: an endpoint without a pod behind it (an
+   * unknown IP, a network set, a host) per IP when some rule tests nets. A pod is one
+   * peer: its addresses are fixed for its life (the key adds the address family).
+   */
+  #peerAt(ep: Endpoint, ip: string): PolicyPeer {
+    const base = this.peer(ep);
+    if (!this.#model.usesNets || base.kind === 'wep') return base;
+    let byIp = this.#ipPeers.get(ep);
+    if (byIp === undefined) {
+      byIp = new Map();
+      this.#ipPeers.set(ep, byIp);
+    }
+    let p = byIp.get(ip);
+    if (p === undefined) {
+      if (this.#ipPeerCount >= this.#cacheSize) this.#resetPeers();
+      p = { ...base, id: this.#nextPeerId++ };
+      byIp.set(ip, p);
+      this.#ipPeerCount++;
+    }
+    return p;
+  }
+
   #makePeer(ep: Endpoint): PolicyPeer {
     const id = this.#nextPeerId++;
+    const base = { id, epId: id };
     if (ep.type === 'net') {
       return {
-        id,
+        ...base,
         kind: 'net',
         namespace: null,
         labels: NO_LABELS,
@@ -82,21 +129,15 @@ export class PolicyEngine {
         serviceAccount: null,
         saLabels: null,
         namedPorts: NO_PORTS,
+        profile: '',
       };
     }
     const namespaced = ep.type === 'wep' || (ep.type === 'ns' && ep.namespace !== '-');
     const ns = namespaced ? ep.namespace : null;
-    const nsLabels =
-      ns === null
-        ? GLOBAL_NAMESPACE
-        : Object.freeze({
-            ...this.#nsLabels.get(ns),
-            'kubernetes.io/metadata.name': ns,
-            'projectcalico.org/name': ns,
-          });
+    const nsLabels = ns === null ? GLOBAL_NAMESPACE : this.#namespaceLabels(ns);
     if (ep.type !== 'wep') {
       return {
-        id,
+        ...base,
         kind: ep.type,
         namespace: ns,
         labels: ep.labels ?? NO_LABELS,
@@ -104,6 +145,7 @@ export class PolicyEngine {
         serviceAccount: null,
         saLabels: null,
         namedPorts: NO_PORTS,
+        profile: '',
       };
     }
     const pod = this.#pods.get(`${ep.namespace}/${ep.name}`);
@@ -117,7 +159,7 @@ export class PolicyEngine {
       }
     }
     return {
-      id,
+      ...base,
       kind: 'wep',
       namespace: ns,
       labels: Object.freeze({
@@ -132,11 +174,26 @@ export class PolicyEngine {
         this.#model.serviceAccounts.get(`${ep.namespace}/${sa}`) ??
         Object.freeze({ 'projectcalico.org/name': sa }),
       namedPorts,
+      profile: `__PROFILE__.kns.${ep.namespace}`,
     };
   }
 
+  /** One frozen label map per namespace, with the names Kubernetes and Calico add. */
+  #namespaceLabels(ns: string): Labels {
+    let l = this.#nsViews.get(ns);
+    if (l === undefined) {
+      l = Object.freeze({
+        ...this.#nsLabels.get(ns),
+        'kubernetes.io/metadata.name': ns,
+        'projectcalico.org/name': ns,
+      });
+      this.#nsViews.set(ns, l);
+    }
+    return l;
+  }
+
   #selection(local: PolicyPeer, dir: Direction): Selection {
-    const key = `${dir === 'ingress' ? 'i' : 'e'}${local.id}`;
+    const key = local.epId * 2 + (dir === 'ingress' ? 0 : 1);
     let s = this.#selections.get(key);
     if (s === undefined) {
       if (this.#selections.size >= this.#cacheSize) this.#selections.clear();
@@ -161,18 +218,34 @@ export class PolicyEngine {
     dstPort: number,
   ): Trace {
     this.stats.evaluations++;
-    const sp = this.peer(src);
-    const dp = this.peer(dst);
-    const local = direction === 'ingress' ? dp : sp;
+    if (this.#nextPeerId >= MAX_PEER_ID) this.#resetPeers();
+    const sp = this.#peerAt(src, srcIp);
+    const dp = this.#peerAt(dst, dstIp);
+    const ingress = direction === 'ingress';
+    const local = ingress ? dp : sp;
     if (local.kind !== 'wep') return EMPTY_TRACE;
-    const m = this.#model;
-    let key = `${direction === 'ingress' ? 'i' : 'e'}${sp.id},${dp.id},${proto},${dstPort}`;
-    if (m.usesSourcePorts) key += `,${srcPort}`;
-    if (m.usesNets) key += `,${srcIp},${dstIp}`;
-    const hit = this.#cache.get(key);
-    if (hit !== undefined) {
-      this.stats.cacheHits++;
-      return hit;
+    const remote = ingress ? sp : dp;
+    const family = dstIp.includes(':') ? 1 : 0;
+    const pc = PROTO_CODE[proto] ?? 0;
+    // Packed key: remote id < 2^20, 3 bits of protocol, 16 of port, 1 of family (40 bits).
+    let byRemote: Map<number, Trace> | undefined;
+    let packed = -1;
+    let text = '';
+    if (pc !== 0 && !this.#model.usesSourcePorts) {
+      packed = ((remote.id * 8 + pc) * 65_536 + dstPort) * 2 + family;
+      byRemote = this.#cache.get(local.id * 2 + (ingress ? 0 : 1));
+      const hit = byRemote?.get(packed);
+      if (hit !== undefined) {
+        this.stats.cacheHits++;
+        return hit;
+      }
+    } else {
+      text = `${ingress ? 'i' : 'e'}${sp.id},${dp.id},${proto},${dstPort},${srcPort},${family}`;
+      const hit = this.#cacheByText.get(text);
+      if (hit !== undefined) {
+        this.stats.cacheHits++;
+        return hit;
+      }
     }
     this.stats.cacheMisses++;
     const flow: Flow = {
@@ -186,20 +259,35 @@ export class PolicyEngine {
       dstPort,
     };
     const t = this.traceOf(this.#selection(local, direction), flow);
-    if (this.#cache.size >= this.#cacheSize) {
+    if (this.#cached >= this.#cacheSize) {
       this.#cache.clear();
+      this.#cacheByText.clear();
+      this.#cached = 0;
       this.stats.cacheResets++;
+      byRemote = undefined;
     }
-    this.#cache.set(key, t);
+    if (packed < 0) {
+      this.#cacheByText.set(text, t);
+    } else {
+      if (byRemote === undefined) {
+        byRemote = new Map();
+        this.#cache.set(local.id * 2 + (ingress ? 0 : 1), byRemote);
+      }
+      byRemote.set(packed, t);
+    }
+    this.#cached++;
     return t;
   }
 
   /** The three traces for a flow given its local endpoint's selection (uncached). */
   traceOf(sel: Selection, flow: Flow): Trace {
-    const matches = new Map<Policy, number>();
     const replaced = this.#model.replacedByStaged;
+    if (!sel.staged) {
+      const enforced: Hit[] = traceFor(sel, flow, 'enforced', replaced, null);
+      return this.#interner.fromHits(enforced, enforced, enforced);
+    }
+    const matches = new Map<Policy, number>();
     const enforced: Hit[] = traceFor(sel, flow, 'enforced', replaced, matches);
-    if (!sel.staged) return this.#interner.fromHits(enforced, enforced, enforced);
     const pending = traceFor(sel, flow, 'pending', replaced, matches);
     const all = traceFor(sel, flow, 'all', replaced, matches);
     return this.#interner.fromHits(all, enforced, pending);
@@ -208,10 +296,12 @@ export class PolicyEngine {
   /** Drops cached traces (for benchmarks measuring the uncached path). */
   clearCache(keepSelections = false): void {
     this.#cache.clear();
+    this.#cacheByText.clear();
+    this.#cached = 0;
     if (!keepSelections) this.#selections.clear();
   }
 
   get cachedTraces(): number {
-    return this.#cache.size;
+    return this.#cached;
   }
 }

@@ -20,6 +20,8 @@ import { anyNetContains, type PolicyIp, type PortSpec } from './values.ts';
 export type HitAction = 'allow' | 'deny' | 'pass';
 
 export interface Hit {
+  /** The policy's seq (0 for the profile). */
+  readonly seq: number;
   readonly tier: string;
   readonly name: string;
   readonly action: HitAction;
@@ -129,11 +131,12 @@ export function traceFor(
   f: Flow,
   mode: TraceMode,
   replaced: ReadonlySet<string>,
-  matches: Map<Policy, number>,
+  matches: Map<Policy, number> | null,
 ): Hit[] {
   const hits: Hit[] = [];
   const local = f.direction === 'ingress' ? f.dst : f.src;
   const match = (p: Policy): number => {
+    if (matches === null) return firstMatch(p, f);
     let m = matches.get(p);
     if (m === undefined) {
       m = firstMatch(p, f);
@@ -157,7 +160,7 @@ export function traceFor(
       const m = match(p);
       if (m < 0) continue;
       const action = actionOf(p, f, m);
-      hits.push({ tier: t.tier, name: p.traceName, action, rule: m });
+      hits.push({ seq: p.seq, tier: t.tier, name: p.traceName, action, rule: m });
       if (mode === 'all' && p.staged) {
         stagedHit = true;
         continue;
@@ -170,21 +173,34 @@ export function traceFor(
     // No verdict in this tier.
     if (mode === 'all') {
       if (lastEnforced !== null) {
-        hits.push({ tier: t.tier, name: lastEnforced.traceName, action: 'deny', rule: -1 });
+        hits.push({
+          seq: lastEnforced.seq,
+          tier: t.tier,
+          name: lastEnforced.traceName,
+          action: 'deny',
+          rule: -1,
+        });
         return hits;
       }
       if (lastStaged !== null && !stagedHit)
-        hits.push({ tier: t.tier, name: lastStaged.traceName, action: 'deny', rule: -1 });
+        hits.push({
+          seq: lastStaged.seq,
+          tier: t.tier,
+          name: lastStaged.traceName,
+          action: 'deny',
+          rule: -1,
+        });
       continue;
     }
     if (lastAny !== null) {
-      hits.push({ tier: t.tier, name: lastAny.traceName, action: 'deny', rule: -1 });
+      hits.push({ seq: lastAny.seq, tier: t.tier, name: lastAny.traceName, action: 'deny', rule: -1 });
       return hits;
     }
   }
   hits.push({
+    seq: 0,
     tier: '__PROFILE__',
-    name: `__PROFILE__.kns.${local.namespace ?? ''}`,
+    name: local.profile,
     action: 'allow',
     rule: 0,
   });

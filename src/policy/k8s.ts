@@ -161,6 +161,7 @@ export function compileKubernetesPolicy(item: Obj, staged: boolean, where: strin
     tier: 'default',
     order: 1000,
     traceName: `${ns}/${prefix}knp.default.${name}`,
+    seq: 0,
     identity: `knp|${ns}|${name}`,
     namespace: ns,
     selects: (ep) => ep.kind === 'wep' && ep.namespace === ns && podSel(ep.labels),

@@ -135,6 +135,9 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
     }
   }
   policies.sort(comparePolicies);
+  policies.forEach((p, i) => {
+    p.seq = i + 1;
+  });
   const tierNames = [...new Set(policies.map((p) => p.tier))].sort((a, b) => {
     const oa = tierOrders.get(a)!;
     const ob = tierOrders.get(b)!;

@@ -29,40 +29,72 @@ function verdictOf(hits: readonly Hit[]): 'allow' | 'deny' | null {
 /** Distinct traces kept; past it the table restarts (ids keep growing, so none is reused). */
 const MAX_TRACES = 100_000;
 
-export class TraceInterner {
-  readonly #byKey = new Map<string, Trace>();
-  #next = 1;
+const ACTION_CODE: Readonly<Record<HitAction, number>> = { allow: 0, deny: 1, pass: 2 };
+/** Separates the three lists in a trie path. */
+const LIST_END = -1;
 
-  /** The one Trace for these lists. */
-  intern(
-    all: readonly string[],
-    enforced: readonly string[],
-    pending: readonly string[],
-    verdict: Trace['verdict'],
-  ): Trace {
-    const key = `${all.join('\n')}\t${enforced.join('\n')}\t${pending.join('\n')}`;
-    let t = this.#byKey.get(key);
-    if (t === undefined) {
-      if (this.#byKey.size >= MAX_TRACES) this.#byKey.clear();
-      t = Object.freeze({
-        id: this.#next++,
-        all_policies: Object.freeze([...all]),
-        enforced_policies: Object.freeze([...enforced]),
-        pending_policies: Object.freeze([...pending]),
-        verdict,
-        json: JSON.stringify({ all_policies: all, enforced_policies: enforced, pending_policies: pending }),
-      });
-      this.#byKey.set(key, t);
+interface TrieNode {
+  next: Map<number, TrieNode> | null;
+  trace: Trace | null;
+}
+
+export class TraceInterner {
+  // A trie over small integers (one per hit, one per list end): finding the trace of
+  // three hit lists costs a few integer-keyed lookups and no string building.
+  #root: TrieNode = { next: null, trace: null };
+  #count = 0;
+  #next = 1;
+  readonly #profileCodes = new Map<string, number>();
+
+  #code(h: Hit): number {
+    if (h.seq > 0) return (h.seq * 65536 + (h.rule + 2)) * 4 + ACTION_CODE[h.action];
+    let c = this.#profileCodes.get(h.name);
+    if (c === undefined) {
+      c = -2 - this.#profileCodes.size;
+      this.#profileCodes.set(h.name, c);
     }
-    return t;
+    return c;
+  }
+
+  #walk(node: TrieNode, code: number): TrieNode {
+    if (node.next === null) node.next = new Map();
+    let n = node.next.get(code);
+    if (n === undefined) {
+      n = { next: null, trace: null };
+      node.next.set(code, n);
+    }
+    return n;
   }
 
   fromHits(all: readonly Hit[], enforced: readonly Hit[], pending: readonly Hit[]): Trace {
-    return this.intern(formatHits(all), formatHits(enforced), formatHits(pending), verdictOf(enforced));
+    if (this.#count >= MAX_TRACES) {
+      this.#root = { next: null, trace: null };
+      this.#count = 0;
+    }
+    let n = this.#root;
+    for (const list of [enforced, pending, all]) {
+      for (const h of list) n = this.#walk(n, this.#code(h));
+      n = this.#walk(n, LIST_END);
+    }
+    if (n.trace === null) {
+      const a = formatHits(all);
+      const e = formatHits(enforced);
+      const p = formatHits(pending);
+      n.trace = Object.freeze({
+        id: this.#next++,
+        all_policies: Object.freeze(a),
+        enforced_policies: Object.freeze(e),
+        pending_policies: Object.freeze(p),
+        verdict: verdictOf(enforced),
+        json: JSON.stringify({ all_policies: a, enforced_policies: e, pending_policies: p }),
+      });
+      this.#count++;
+    }
+    return n.trace;
   }
 
   get size(): number {
-    return this.#byKey.size;
+    return this.#count;
   }
 }
 

@@ -18,8 +18,12 @@ export interface NamedPort {
 
 /** One side of a flow as policies see it. */
 export interface PolicyPeer {
-  /** Stable while the metadata does not change; part of the trace cache key. */
+  /** Stable while the metadata does not change; part of the trace cache key (per endpoint and, when rules test nets, per IP). */
   readonly id: number;
+  /** Per endpoint: the key of its policy selection. */
+  readonly epId: number;
+  /** `__PROFILE__.kns.<ns>`: the profile hit's name when no tier decides. */
+  readonly profile: string;
   readonly kind: 'wep' | 'hep' | 'ns' | 'net';
   /** null for non-namespaced endpoints (hosts, global network sets) and unknown IPs. */
   readonly namespace: string | null;
@@ -72,6 +76,8 @@ export interface Policy {
   readonly order: number;
   /** The name part of a trace hit, e.g. `web/knp.default.allow-x`, `staged:security.pass`. */
   readonly traceName: string;
+  /** Position in the model's evaluation order, set when the model is built (trace interning key). */
+  seq: number;
   /** Identity shared by a staged policy and the enforced one it would replace. */
   readonly identity: string;
   readonly namespace: string | null;

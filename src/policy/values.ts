@@ -129,7 +129,34 @@ export interface PolicyIp {
   readonly v6: bigint;
 }
 
+/** Dotted-quad text as an unsigned number without a regex or a bigint (once per new connection); -1 if not one. */
+function v4Number(s: string): number {
+  let v = 0;
+  let part = 0;
+  let digits = 0;
+  let dots = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c === 46) {
+      if (digits === 0 || ++dots > 3) return -1;
+      v = v * 256 + part;
+      part = 0;
+      digits = 0;
+    } else if (c >= 48 && c <= 57 && digits < 3) {
+      part = part * 10 + (c - 48);
+      digits++;
+      if (part > 255) return -1;
+    } else return -1;
+  }
+  if (dots !== 3 || digits === 0) return -1;
+  return v * 256 + part;
+}
+
 export function policyIp(text: string): PolicyIp | null {
+  if (!text.includes(':')) {
+    const n = v4Number(text);
+    return n < 0 ? null : { family: 4, v4: n, v6: 0n };
+  }
   const p = parseIp(text);
   if (p === null) return null;
   return p.family === 4
