@@ -14,6 +14,8 @@ import type { Direction, Flow, NamedPort, Policy, PolicyPeer } from './types.ts'
 import { type PolicyIp, parseProtocol, policyIp } from './values.ts';
 
 export interface PolicyEngineOptions {
+  /** This node's name: onNode() tells which pods run here. */
+  readonly nodeName?: string;
   /** Cached traces kept; when full the cache starts over (counted). Default 65,536. */
   readonly cacheSize?: number;
 }
@@ -28,6 +30,7 @@ const MAX_PEER_ID = 1 << 20;
 
 export class PolicyEngine {
   readonly #cacheSize: number;
+  readonly #nodeName: string | null;
   #model: PolicyModel = EMPTY_POLICY_MODEL;
   #pods = new Map<string, PodMeta>();
   #nsLabels = new Map<string, Labels>();
@@ -49,6 +52,7 @@ export class PolicyEngine {
 
   constructor(opts: PolicyEngineOptions = {}) {
     this.#cacheSize = opts.cacheSize ?? 65_536;
+    this.#nodeName = opts.nodeName ?? null;
   }
 
   get model(): PolicyModel {
@@ -81,6 +85,15 @@ export class PolicyEngine {
     this.#cacheByText.clear();
     this.#cached = 0;
     this.#nextPeerId = 1;
+  }
+
+  /** Whether `ep` is a pod scheduled on this node (so both ends of its traffic may be enforced here). */
+  onNode(ep: Endpoint): boolean {
+    return (
+      ep.type === 'wep' &&
+      this.#nodeName !== null &&
+      this.#pods.get(`${ep.namespace}/${ep.name}`)?.nodeName === this.#nodeName
+    );
   }
 
   /** The policy view of a resolved endpoint (Calico's extra labels added). */
