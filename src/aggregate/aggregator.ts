@@ -19,6 +19,8 @@ import {
   InitiatorHow,
   TcpFlag,
 } from '../datapath/types.ts';
+import type { PolicyStage } from '../policy/stage.ts';
+import { EMPTY_TRACE, type Trace } from '../policy/trace.ts';
 import { Conn, ConnNumbers, forget } from './connections.ts';
 import { ConntrackJoin } from './conntrack.ts';
 import { DenyLedger, payDebt } from './deny-ledger.ts';
@@ -54,6 +56,7 @@ const NO_SUMS = new Float64Array(0);
 export class FlowAggregator {
   readonly #nodeName: string;
   readonly #resolver: ResolverLike;
+  readonly #policy: PolicyStage | null;
   readonly #ifaces: InterfaceClassifier;
   readonly #hostEndpoints: boolean;
   readonly #maxConnections: number;
@@ -89,6 +92,7 @@ export class FlowAggregator {
   constructor(opts: AggregatorOptions) {
     this.#nodeName = opts.nodeName;
     this.#resolver = opts.resolver;
+    this.#policy = opts.policy ?? null;
     this.#ct = new ConntrackJoin(this.#stats, opts.resolver);
     this.#ifaces = new InterfaceClassifier(opts.workloadInterfaces ?? DEFAULT_WORKLOAD_INTERFACES);
     this.#hostEndpoints = opts.hostEndpoints ?? false;
@@ -283,9 +287,10 @@ export class FlowAggregator {
     return built;
   }
 
-  /** What a record key of action `a` built now is valid for: (metadata version, options version, kind). */
+  /** What a record key of action `a` built now is valid for: (metadata and policy versions, options version, kind). */
   #keyStamp(a: 0 | 1): number {
-    return this.#resolver.version * 1e6 + this.#optsVersion * 4 + this.#kind[a];
+    const v = this.#resolver.version + (this.#policy?.version ?? 0) * 65_536;
+    return v * 1e6 + this.#optsVersion * 4 + this.#kind[a];
   }
 
   /** Resolves both endpoints (as they were when the connection began) and its Service, then its record key. */
@@ -300,8 +305,58 @@ export class FlowAggregator {
       nat === null
         ? resolver.service(c.sIp, c.sPort, c.proto)
         : resolver.service(nat.origDstIp, nat.origDstPort, c.proto);
-    c.group = this.#keys.key(c, svc, this.#kind[a], a === 0 ? 'allow' : 'deny', this.#includeService);
+    let pol: Trace | null = null;
+    if (this.#includePolicies) {
+      if (endpoints || c.trace === null) c.trace = this.#trace(c, a);
+      pol = c.trace;
+    }
+    c.group = this.#keys.key(c, svc, this.#kind[a], a === 0 ? 'allow' : 'deny', this.#includeService, pol);
     c.keyStamp = stamp;
+  }
+
+  /**
+   * The connection's policy trace for the direction its reporter enforces: the source's
+   * egress at reporter src, the destination's ingress at reporter dst. A drop between two
+   * pods of this node is seen on the source's interface only; it belongs to the direction
+   * whose policies deny it, so when the source's egress allows it and the destination's
+   * ingress denies it, the deny record moves to the destination (reporter dst).
+   */
+  #trace(c: Conn, a: 0 | 1): Trace {
+    const p = this.#policy;
+    if (p === null) return EMPTY_TRACE;
+    this.#stats.policyEvaluations++;
+    const src = c.srcEp!;
+    const dst = c.dstEp!;
+    const egress = c.localIsClient;
+    const t = p.evaluate(egress ? 'egress' : 'ingress', src, dst, c.cIp, c.sIp, c.proto, c.cPort, c.sPort);
+    if (a === 0 || !egress || t.verdict === 'deny' || !p.onNode(dst)) return t;
+    this.#stats.policyEvaluations++;
+    const atDst = p.evaluate('ingress', src, dst, c.cIp, c.sIp, c.proto, c.cPort, c.sPort);
+    if (atDst.verdict !== 'deny') return t;
+    c.localIsClient = false;
+    this.#stats.policyDenyAtDestination++;
+    return atDst;
+  }
+
+  /**
+   * Compares the connection's policy verdict with the kernel's, once: a deny record the
+   * policies allow, or an allowed connection they deny. An allowed one is judged at its
+   * second flush or when it completes, so that drops drained late have moved its packets
+   * to deny first; one that lost packets to a policy drop is not judged on its allow side.
+   */
+  #checkVerdict(c: Conn, a: 0 | 1, completes: boolean): void {
+    const t = c.trace;
+    if (c.verdictChecked || t === null || t.verdict === null) return;
+    if (a === 0 && (c.denied || !(c.reported || completes))) return;
+    c.verdictChecked = true;
+    const s = this.#stats;
+    if (a === 0 && t.verdict === 'deny') {
+      if (c.localIsClient) s.policyMismatchEgressKernelAllowed++;
+      else s.policyMismatchIngressKernelAllowed++;
+    } else if (a === 1 && t.verdict === 'allow') {
+      if (c.localIsClient) s.policyMismatchEgressKernelDropped++;
+      else s.policyMismatchIngressKernelDropped++;
+    }
   }
 
   /**
@@ -397,6 +452,7 @@ export class FlowAggregator {
       }
       if (c.keyStamp !== stamp) this.#resolveAndKey(c, a, stamp);
       else if (c.group === null) this.#resolveAndKey(c, a, stamp, false); // kind 0: see #dropKindZeroKeys
+      if (this.#policy !== null) this.#checkVerdict(c, a, completes);
       const g = c.group!;
       if (g.stamp !== no) {
         // First connection of this record in this flush.

@@ -7,6 +7,7 @@
 
 import type { ConnectionUpdate } from '../datapath/types.ts';
 import type { Endpoint } from '../enrich/resolver.ts';
+import type { Trace } from '../policy/trace.ts';
 import type { CtEntry } from './conntrack.ts';
 import type { Group } from './keys.ts';
 
@@ -26,6 +27,7 @@ const CLIENT_SIDE_KNOWN = 1 << 11;
 const DENY_SIDE = 1 << 12; // in the deny table
 const PROTO_SHIFT = 13; // bits 13-20: IANA protocol number
 const HOW_SHIFT = 21; // bits 21-24: InitiatorHow
+const VERDICT_CHECKED = 1 << 25; // its policy verdict was compared with the kernel's
 
 // A connection's numbers live in its aggregator's ConnNumbers slab (one for both tables),
 // at Conn.o + one of these. As object fields they would be one boxed double each (byte
@@ -121,6 +123,8 @@ export class Conn {
   keyStamp = -1;
   /** The record this connection folds into (interned, shared with like connections). */
   group: Group | null = null;
+  /** Its policy trace, evaluated once per connection (and again when policies or labels change). */
+  trace: Trace | null = null;
   /** The conntrack entry (a DNAT'd one names the Service's address). */
   ct: CtEntry<Conn> | null = null;
   /** Deny side: the kernel's drop reason name. */
@@ -250,6 +254,13 @@ export class Conn {
   set denySide(v: boolean) {
     this.#set(DENY_SIDE, v);
   }
+  /** Its policy verdict was compared with what the kernel did (counted once). */
+  get verdictChecked(): boolean {
+    return this.#bit(VERDICT_CHECKED);
+  }
+  set verdictChecked(v: boolean) {
+    this.#set(VERDICT_CHECKED, v);
+  }
   get localIsClient(): boolean {
     return this.#bit(LOCAL_IS_CLIENT);
   }
@@ -316,6 +327,7 @@ export class Conn {
     this.reported = false;
     this.firstSeenMs = u.firstSeenMs;
     this.keyStamp = -1;
+    this.verdictChecked = false;
   }
 
   /** Swap client and server (a surer initiator decision disagreed). */

@@ -8,6 +8,7 @@
 import { flat } from '../common/flat.ts';
 import type { Labels } from '../enrich/kube.ts';
 import type { Endpoint, ServiceRef } from '../enrich/resolver.ts';
+import type { Trace } from '../policy/trace.ts';
 import { type Conn, isIcmp } from './connections.ts';
 import { type Action, type AggregationKind, protoName, type Reporter } from './record.ts';
 
@@ -129,19 +130,30 @@ export class Group {
   readonly dstPort: number | null;
   readonly svc: SvcPart;
   readonly par: Par;
+  /** The policy trace (interned: equal traces are one object); null when policies are off. */
+  readonly pol: Trace | null;
   /** Flush whose record the labels and `at` below belong to. */
   stamp = 0;
   /** Index of this record in the flush (its counters are at sums[at * SUMS], lines.ts). */
   at = 0;
   srcLabels: Labels | null = null;
   dstLabels: Labels | null = null;
-  constructor(src: Side, dst: Side, srcPort: number | null, dstPort: number | null, svc: SvcPart, par: Par) {
+  constructor(
+    src: Side,
+    dst: Side,
+    srcPort: number | null,
+    dstPort: number | null,
+    svc: SvcPart,
+    par: Par,
+    pol: Trace | null,
+  ) {
     this.src = src;
     this.dst = dst;
     this.srcPort = srcPort;
     this.dstPort = dstPort;
     this.svc = svc;
     this.par = par;
+    this.pol = pol;
   }
 }
 
@@ -171,9 +183,10 @@ export class GroupIndex {
     dstPort: number | null,
     svc: SvcPart,
     par: Par,
+    pol: Trace | null,
   ): Group | undefined {
     const mask = this.#slots.length - 1;
-    for (let i = hashKey(src, srcPort, dst, dstPort, svc, par) & mask; ; i = (i + 1) & mask) {
+    for (let i = hashKey(src, srcPort, dst, dstPort, svc, par, pol) & mask; ; i = (i + 1) & mask) {
       const at = this.#slots[i]!;
       if (at === 0) return undefined;
       const g = this.#groups[at - 1]!;
@@ -183,7 +196,8 @@ export class GroupIndex {
         g.srcPort === srcPort &&
         g.dstPort === dstPort &&
         g.svc === svc &&
-        g.par === par
+        g.par === par &&
+        g.pol === pol
       )
         return g;
     }
@@ -211,7 +225,7 @@ export class GroupIndex {
 
   #place(g: Group, at: number): void {
     const mask = this.#slots.length - 1;
-    let i = hashKey(g.src, g.srcPort, g.dst, g.dstPort, g.svc, g.par) & mask;
+    let i = hashKey(g.src, g.srcPort, g.dst, g.dstPort, g.svc, g.par, g.pol) & mask;
     while (this.#slots[i] !== 0) i = (i + 1) & mask;
     this.#slots[i] = at;
   }
@@ -232,11 +246,12 @@ function hashKey(
   dstPort: number | null,
   svc: SvcPart,
   par: Par,
+  pol: Trace | null,
 ): number {
   let h = Math.imul(src.id | 0, 0x9e3779b1);
   h = Math.imul(h ^ (dst.id | 0), 0x85ebca77) ^ ((srcPort ?? -1) << 7);
   h = Math.imul(h ^ (dstPort ?? -1), 0xc2b2ae3d) ^ (svc.id | 0);
-  h = Math.imul(h ^ par.id, 0x27d4eb2f);
+  h = Math.imul(h ^ par.id, 0x27d4eb2f) ^ ((pol?.id ?? 0) << 11);
   return (h ^ (h >>> 15)) >>> 0;
 }
 
@@ -282,8 +297,8 @@ export class KeyInterner {
 
   /**
    * The record key of a connection whose endpoints (srcEp, dstEp) are resolved, at `kind`,
-   * with `svcRef` its destination Service. Sides, Services and Pars are interned by value:
-   * identity stands for their fields.
+   * with `svcRef` its destination Service and `pol` its policy trace. Sides, Services,
+   * Pars and traces are interned by value: identity stands for their fields.
    */
   key(
     c: Conn,
@@ -291,6 +306,7 @@ export class KeyInterner {
     kind: AggregationKind,
     action: Action,
     includeService: boolean,
+    pol: Trace | null = null,
   ): Group {
     const aggregated = kind >= 2;
     const src = this.#side(false, aggregated ? null : c.cIp, c.srcEp!, aggregated);
@@ -303,9 +319,9 @@ export class KeyInterner {
     const dropReason = action === 'deny' ? c.dropReason : '';
     const par = this.#par(c.proto, action, reporter, dropReason);
     const groups = this.#groups[action === 'allow' ? 0 : 1];
-    let g = groups.find(src, srcPort, dst, dstPort, svc, par);
+    let g = groups.find(src, srcPort, dst, dstPort, svc, par, pol);
     if (g === undefined) {
-      g = new Group(src, dst, srcPort, dstPort, svc, par);
+      g = new Group(src, dst, srcPort, dstPort, svc, par, pol);
       groups.add(g);
     }
     return g;

@@ -8,6 +8,8 @@ import type { Labels } from '../enrich/kube.ts';
 import type { Group, Side } from './keys.ts';
 import { NO_POLICY_HITS } from './record.ts';
 
+const NO_HITS_JSON = JSON.stringify(NO_POLICY_HITS);
+
 // A record's counters during a flush, in the flush's sums at Group.at * SUMS + one of
 // these (as Group fields they would be boxed doubles, allocated for every record key).
 export const BYTES_IN = 0;
@@ -50,7 +52,7 @@ export class LineWriter {
   *lines(r: FlushRecords, o: LineSettings, current: () => boolean): Generator<string, void, undefined> {
     const { groups, sums } = r;
     const head = flat(`{"start_time":${r.startS},"end_time":${r.endS},`);
-    const policies = flat(`,"policies":${o.includePolicies ? q(NO_POLICY_HITS) : 'null'},"bytes_in":`);
+    const policies = o.includePolicies;
     const tail = flat(
       ',"http_requests_allowed_in":0,"http_requests_denied_in":0,"original_source_ips":null,' +
         `"num_original_source_ips":0,"host":${q(o.nodeName)},"@timestamp":${r.endS * 1000}}`,
@@ -62,7 +64,8 @@ export class LineWriter {
       const n = i * SUMS;
       yield `${head}${sideJson(g.src)}${g.srcPort}${g.src.text.post}${labels ? this.#labels(g.srcLabels) : 'null'},` +
         `${sideJson(g.dst)}${g.dstPort}${g.dst.text.post}${labels ? this.#labels(g.dstLabels) : 'null'},` +
-        `${g.svc.json},${g.par.json}${policies}${sums[n + BYTES_IN]},"bytes_out":${sums[n + BYTES_OUT]},` +
+        `${g.svc.json},${g.par.json},"policies":${policies ? (g.pol?.json ?? NO_HITS_JSON) : 'null'},` +
+        `"bytes_in":${sums[n + BYTES_IN]},"bytes_out":${sums[n + BYTES_OUT]},` +
         `"packets_in":${sums[n + PACKETS_IN]},"packets_out":${sums[n + PACKETS_OUT]},` +
         `"num_flows":${sums[n + NUM_FLOWS]},"num_flows_started":${sums[n + STARTED]},` +
         `"num_flows_completed":${sums[n + COMPLETED]}${tail}`;

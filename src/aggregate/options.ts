@@ -2,6 +2,7 @@
 // defaults) and what it counts (its stats).
 
 import type { EndpointResolver } from '../enrich/resolver.ts';
+import type { PolicyStage } from '../policy/stage.ts';
 import type { AggregationKind } from './record.ts';
 
 export type ResolverLike = Pick<EndpointResolver, 'resolve' | 'service' | 'isNodeIp' | 'version'>;
@@ -18,6 +19,11 @@ export interface AggregatorOptions {
   readonly includeLabels?: boolean;
   readonly includePolicies?: boolean;
   readonly includeService?: boolean;
+  /**
+   * The policy stage: each connection's trace (with includePolicies) and the verdict
+   * cross-check. Without it, records carry empty policy lists.
+   */
+  readonly policy?: PolicyStage;
   /** FlowLogsEnableHostEndpoint: report the host's own connections seen on host interfaces. */
   readonly hostEndpoints?: boolean;
   /** Non-TCP connections end after this long without packets (FlowLogsIdleTimeout). */
@@ -89,6 +95,19 @@ export interface AggregatorStats {
    * count arrives; it waits through one flush for it, then is forgotten uncounted.
    */
   deniedMoved: number;
+  /** Policy traces asked of the policy stage (once per new connection; the stage caches). */
+  policyEvaluations: number;
+  /**
+   * Verdict cross-check, once per connection, by the direction its reporter enforces:
+   * the policies deny a connection the kernel delivered (…KernelAllowed), or allow one
+   * the kernel dropped by policy (…KernelDropped).
+   */
+  policyMismatchIngressKernelAllowed: number;
+  policyMismatchIngressKernelDropped: number;
+  policyMismatchEgressKernelAllowed: number;
+  policyMismatchEgressKernelDropped: number;
+  /** Deny records moved to the destination pod's ingress (both pods here, its ingress denies). */
+  policyDenyAtDestination: number;
   lifecycleSource: LifecycleSource;
 }
 
@@ -111,6 +130,12 @@ export function zeroStats(): AggregatorStats {
     conntrackJoined: 0,
     conntrackCompleted: 0,
     deniedMoved: 0,
+    policyEvaluations: 0,
+    policyMismatchIngressKernelAllowed: 0,
+    policyMismatchIngressKernelDropped: 0,
+    policyMismatchEgressKernelAllowed: 0,
+    policyMismatchEgressKernelDropped: 0,
+    policyDenyAtDestination: 0,
     lifecycleSource: 'tcp-flags+idle',
   };
 }

@@ -9,6 +9,7 @@ import type { Endpoint } from '../enrich/resolver.ts';
 import { type Hit, type Selection, selectPolicies, traceFor } from './evaluate.ts';
 import { buildPolicyModel, EMPTY_POLICY_MODEL, type PolicyModel } from './model.ts';
 import { GLOBAL_NAMESPACE } from './selector.ts';
+import type { PolicyStage } from './stage.ts';
 import { EMPTY_TRACE, type Trace, TraceInterner } from './trace.ts';
 import type { Direction, Flow, NamedPort, Policy, PolicyPeer } from './types.ts';
 import { type PolicyIp, parseProtocol, policyIp } from './values.ts';
@@ -28,7 +29,7 @@ const ZERO_IP: PolicyIp = Object.freeze({ family: 4, v4: 0, v6: 0n });
 const PROTO_CODE: Readonly<Record<number, number>> = { 6: 1, 17: 2, 132: 3, 1: 4, 58: 5, 136: 6 };
 const MAX_PEER_ID = 1 << 20;
 
-export class PolicyEngine {
+export class PolicyEngine implements PolicyStage {
   readonly #cacheSize: number;
   readonly #nodeName: string | null;
   #model: PolicyModel = EMPTY_POLICY_MODEL;
