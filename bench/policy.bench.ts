@@ -2,7 +2,7 @@
 // namespaces and 10,000 pods: uncached (no trace cached; with the endpoint's policy
 // selection kept, and fully cold), cached, and the memory the model adds.
 //
-//   node dist/bench/policy.bench.js [flows=20000] [rounds=5]
+//   node dist/bench/policy.bench.js [flows=20000] [rounds=5] [pipelineConns=50000]
 //
 // Policies: per namespace 12 Kubernetes NetworkPolicies (default deny, allow from a
 // labelled app on a named port, endPort ranges, ipBlock with except, namespaceSelector +
@@ -13,6 +13,8 @@
 
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { FlowAggregator } from '../src/aggregate/aggregator.ts';
+import { type ConnectionUpdate, Hook, InitiatorHow } from '../src/datapath/types.ts';
 import type { ClusterMetadata, PodMeta } from '../src/enrich/kube.ts';
 import { type Endpoint, EndpointResolver } from '../src/enrich/resolver.ts';
 import { PolicyEngine } from '../src/policy/engine.ts';
@@ -23,6 +25,7 @@ const gc = runInNewContext('gc') as () => void;
 
 const FLOWS = Number(process.argv[2] ?? 20_000);
 const ROUNDS = Number(process.argv[3] ?? 5);
+const PIPE_CONNS = Number(process.argv[4] ?? 50_000);
 const NS = 50;
 const PODS_PER_NS = 200;
 const APPS = 10;
@@ -136,7 +139,12 @@ for (let n = 0; n < NS; n++) {
     selector: 'all()',
     ingress: [{ action: 'Log' }, { action: 'Pass' }],
   });
-  cnp('plat-metrics', { tier: 'platform', order: 30, selector: "app in {'app4', 'app6'}", ingress: [{ action: 'Allow', protocol: 'TCP', destination: { ports: ['metrics'] } }] });
+  cnp('plat-metrics', {
+    tier: 'platform',
+    order: 30,
+    selector: "app in {'app4', 'app6'}",
+    ingress: [{ action: 'Allow', protocol: 'TCP', destination: { ports: ['metrics'] } }],
+  });
   cnp('default-np', {
     order: 500,
     selector: "app == 'app9'",
@@ -294,3 +302,98 @@ console.log(
 console.log(
   `| plus ${engine.cachedTraces} cached traces and their endpoint views | ${((heapCache - heapModel) / 1048576).toFixed(1)} MB |`,
 );
+
+// The whole pipeline per new connection, policies on vs off: observe() of a connection's
+// first update, prepareKeys() (endpoints, Service, policy trace, record key) and the
+// flush's lines, at the default kinds (2 allowed). Updates are prebuilt objects (the same
+// for both sides; the aggregate bench decodes ring records instead). Off and on runs
+// alternate, each with a fresh aggregator and, when on, a fresh engine (cold caches).
+const T0 = Date.UTC(2026, 0, 1);
+function pipelineUpdates(localPods: number): ConnectionUpdate[] {
+  const out: ConnectionUpdate[] = [];
+  for (let k = 0; k < PIPE_CONNS; k++) {
+    // Local pods spread over the namespaces (every 100th pod for a node's 100).
+    const li = rnd(localPods) * Math.floor(pods.length / localPods);
+    const local = pods[li]!;
+    const peer = rnd(5) === 0 ? `203.0.${rnd(256)}.${rnd(256)}` : pods[rnd(pods.length)]!.ips[0]!;
+    const outbound = k % 2 === 0;
+    const srcIp = outbound ? local.ips[0]! : peer;
+    const dstIp = outbound ? peer : local.ips[0]!;
+    const srcPort = 32768 + (k % 28000);
+    const dstPort = PORTS[rnd(PORTS.length)]!;
+    const interfaceName = `cali${li.toString(16).padStart(11, '0')}`;
+    out.push({
+      key: `${interfaceName}|6|${srcIp}:${srcPort}|${dstIp}:${dstPort}|${k}`,
+      ifindex: 10 + li,
+      interfaceName,
+      family: 4,
+      proto: 6,
+      srcIp,
+      dstIp,
+      srcPort,
+      dstPort,
+      icmpType: 0,
+      icmpCode: 0,
+      origPackets: 3,
+      origBytes: 180,
+      replyPackets: 2,
+      replyBytes: 120,
+      origTcpFlags: 0x02,
+      replyTcpFlags: 0x12,
+      firstSeenMs: T0 + 1000,
+      lastSeenMs: T0 + 1500,
+      initiatorHow: InitiatorHow.syn,
+      firstHook: outbound ? Hook.ingress : Hook.egress,
+      firstFromInitiator: true,
+    });
+  }
+  return out;
+}
+function pipeline(
+  updates: readonly ConnectionUpdate[],
+  withPolicy: boolean,
+): { perSecond: number; records: number } {
+  gc();
+  const stage = withPolicy ? new PolicyEngine({ nodeName: 'node1' }) : undefined;
+  stage?.update(md);
+  const agg = new FlowAggregator({
+    nodeName: 'node1',
+    resolver,
+    startTimeMs: T0,
+    ...(stage ? { policy: stage } : {}),
+  });
+  const t = process.hrtime.bigint();
+  for (const u of updates) agg.observe(u);
+  agg.prepareKeys(Number.POSITIVE_INFINITY);
+  let records = 0;
+  for (const _ of agg.flushLineIterator(T0 + 10_000)) records++;
+  const s = Number(process.hrtime.bigint() - t) / 1e9;
+  return { perSecond: PIPE_CONNS / s, records };
+}
+console.log('');
+console.log(
+  `Whole pipeline, ${PIPE_CONNS} new connections per run (observe + keys + trace + flush lines), ${ROUNDS} interleaved off/on runs, medians:`,
+);
+console.log('');
+console.log(
+  '| local pods (peers: any of the 10,000 pods, a fifth unknown IPs) | policies | new connections/s | records at kind 2 |',
+);
+console.log('|---|---|---|---|');
+for (const localPods of [100, pods.length]) {
+  const updates = pipelineUpdates(localPods);
+  const off: number[] = [];
+  const on: number[] = [];
+  const recs = { off: 0, on: 0 };
+  for (let r = 0; r < ROUNDS; r++) {
+    const a = pipeline(updates, false);
+    const b = pipeline(updates, true);
+    off.push(a.perSecond);
+    on.push(b.perSecond);
+    recs.off = a.records;
+    recs.on = b.records;
+  }
+  const what =
+    localPods === pods.length ? 'every pod (worst case: few repeats)' : `${localPods} (a node's worth)`;
+  console.log(`| ${what} | off (no policy stage) | ${(median(off) / 1000).toFixed(0)} k | ${recs.off} |`);
+  console.log(`| ${what} | on (1,000 policies) | ${(median(on) / 1000).toFixed(0)} k | ${recs.on} |`);
+}

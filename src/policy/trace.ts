@@ -32,6 +32,8 @@ const MAX_TRACES = 100_000;
 const ACTION_CODE: Readonly<Record<HitAction, number>> = { allow: 0, deny: 1, pass: 2 };
 /** Separates the three lists in a trie path. */
 const LIST_END = -1;
+/** Stands for "pending and all are the enforced list". Profile codes count down from -2, so far off. */
+const SAME_LISTS = Number.MIN_SAFE_INTEGER;
 
 interface TrieNode {
   next: Map<number, TrieNode> | null;
@@ -72,8 +74,14 @@ export class TraceInterner {
       this.#count = 0;
     }
     let n = this.#root;
-    for (const list of [enforced, pending, all]) {
-      for (const h of list) n = this.#walk(n, this.#code(h));
+    for (const h of enforced) n = this.#walk(n, this.#code(h));
+    n = this.#walk(n, LIST_END);
+    // Without staged policies the three lists are one array: one walk says so.
+    if (pending === enforced && all === enforced) n = this.#walk(n, SAME_LISTS);
+    else {
+      for (const h of pending) n = this.#walk(n, this.#code(h));
+      n = this.#walk(n, LIST_END);
+      for (const h of all) n = this.#walk(n, this.#code(h));
       n = this.#walk(n, LIST_END);
     }
     if (n.trace === null) {
