@@ -87,6 +87,8 @@ export class Lab {
   private readonly savedSysctls = new Map<string, string>();
   private readonly children = new Set<ChildProcess>();
   private nftTable: string | null = null;
+  /** iptables rules the lab inserted (tool, rule), removed by destroy(). */
+  private readonly forwardRules: [string, string[]][] = [];
   private next = 2;
 
   constructor() {
@@ -112,6 +114,46 @@ export class Lab {
     // it crossed the wire (and TC counted it). Liberal tracking, as kube-proxy sets it,
     // makes conntrack's accounting the packets that really passed.
     this.setHostSysctl('net.netfilter.nf_conntrack_tcp_be_liberal', '1');
+    this.acceptForwarding();
+  }
+
+  /**
+   * Pods talk through the host's forward path. A host whose iptables FORWARD policy is
+   * DROP (dockerd sets it when it starts) would drop every pod-to-pod packet, and a
+   * separate nft table cannot override another table's drop: insert accepts for the
+   * lab's own subnets at the top of that chain, for the lab's lifetime only.
+   */
+  private acceptForwarding(): void {
+    for (const [tool, net] of [
+      ['iptables', `${this.subnet4}.0/24`],
+      ['ip6tables', `${this.subnet6}::/64`],
+    ] as const) {
+      let policy: string;
+      try {
+        policy = execFileSync(tool, ['-S', 'FORWARD'], {
+          encoding: 'utf8',
+          stdio: ['ignore', 'pipe', 'ignore'],
+        });
+      } catch {
+        continue; // no such tool or table: nothing there drops
+      }
+      if (!/^-P FORWARD DROP$/m.test(policy)) continue;
+      for (const dir of ['-s', '-d']) {
+        const rule = [
+          'FORWARD',
+          dir,
+          net,
+          '-m',
+          'comment',
+          '--comment',
+          `${this.prefix} lab`,
+          '-j',
+          'ACCEPT',
+        ];
+        run(tool, ['-I', ...rule]);
+        this.forwardRules.push([tool, rule]);
+      }
+    }
   }
 
   /** Sets a host sysctl for the lab's lifetime (destroy() restores it). */
@@ -235,6 +277,7 @@ export class Lab {
     for (const child of this.children) child.kill('SIGKILL');
     for (const pod of this.pods) tryRun('ip', ['netns', 'del', pod.netns]); // takes its veth pair along
     if (this.nftTable) tryRun('nft', ['delete', 'table', 'inet', this.nftTable]);
+    for (const [tool, rule] of this.forwardRules.splice(0)) tryRun(tool, ['-D', ...rule]);
     // The lab's own conntrack entries (its subnets are its alone): a UDP entry outlives
     // its lab by 30 s, and a daemon started meanwhile would dump it.
     for (const [family, net] of [
