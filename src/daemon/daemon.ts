@@ -26,7 +26,7 @@ const PREPARE_EVERY_MS = 250;
 const PREPARE_BUDGET_MS = 20;
 
 /** Every address of this host, for host-endpoint resolution. */
-export function hostAddresses(): string[] {
+function hostAddresses(): string[] {
   return Object.values(networkInterfaces())
     .flat()
     .filter((a) => a !== undefined)
@@ -302,13 +302,5 @@ export class Daemon {
       );
     })();
     return this.#stopping;
-  }
-
-  stats() {
-    return {
-      datapath: this.#datapath.stats(),
-      aggregator: this.#aggregator.stats(),
-      sinks: this.#sink.statsBySink(),
-    };
   }
 }
