@@ -25,11 +25,9 @@ import {
   DEFAULT_TCP_IDLE_TIMEOUT_MS,
   type ReconfigurableOptions,
 } from '../aggregate/options.ts';
-import { INTERFACE_GLOB_RULE, isInterfaceGlob } from '../datapath/globs.ts';
-import { parseDuration } from './duration.ts';
+import { convert, type LogLevel, type SourceName, type ValueRule, type ValueType } from './values.ts';
 
-export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-export type LogLevel = (typeof LOG_LEVELS)[number];
+export { LOG_LEVELS, type LogLevel, type SourceName } from './values.ts';
 
 /** Interfaces attached by default: the host's usual uplinks and common CNIs' pod veths. */
 export const DEFAULT_INTERFACES: readonly string[] = Object.freeze([
@@ -87,13 +85,6 @@ export interface Config {
   readonly warnings: readonly string[];
 }
 
-export type SourceName = 'default' | 'file' | 'environment' | 'command line';
-
-/** Longest accepted duration unless a setting says otherwise (timers take up to 24.8 days). */
-const DAY_MS = 86_400_000;
-
-type ValueType = 'duration' | 'bool' | 'kind' | 'posint' | 'string' | 'path' | 'globs' | 'logLevel';
-
 /**
  * What a SIGHUP does with a setting that changed: 'daemon' (the daemon applies it: the
  * flush interval), or the FlowAggregator option it sets through reconfigure(). Settings
@@ -101,22 +92,15 @@ type ValueType = 'duration' | 'bool' | 'kind' | 'posint' | 'string' | 'path' | '
  */
 type Live = 'daemon' | keyof ReconfigurableOptions;
 
-interface SettingDef {
+interface SettingDef extends ValueRule {
   /** Key in Config. */
   readonly key: keyof Config;
   /** PascalCase name (Felix's, or ours in the same style). */
   readonly name: string;
-  readonly type: ValueType;
   readonly env: string;
   readonly flag: string;
   /** Key under `spec:` in the file. */
   readonly fileKey: string;
-  /** Minimum for durations (ms) and integers. */
-  readonly min?: number;
-  /** Maximum for durations (ms) and integers. */
-  readonly max?: number;
-  /** A duration of exactly 0 is also allowed (it switches the feature off). */
-  readonly zeroOff?: boolean;
   /** Applied by a SIGHUP at once (see Live); absent: at the next start. */
   readonly live?: Live;
 }
@@ -281,84 +265,6 @@ export interface LoadConfigInput {
   readonly file?: string | { readonly path: string; readonly text: string };
   /** For the nodeName default when neither --node-name nor NODENAME is set. */
   readonly hostname?: string;
-}
-
-/** A YAML number or a string of digits as a number; NaN for anything else. */
-function wholeNumber(text: unknown): number {
-  if (typeof text === 'number') return text;
-  return typeof text === 'string' && /^\d+$/.test(text) ? Number(text) : Number.NaN;
-}
-
-/**
- * Converts one raw value to the setting's type. `raw` is a string from the command line
- * or environment, or any YAML value from the file. Returns the value or a problem text.
- */
-function convert(
-  def: SettingDef,
-  raw: unknown,
-  source: SourceName,
-): { ok: true; value: unknown } | { ok: false; why: string } {
-  const text = typeof raw === 'string' ? raw.trim() : raw;
-  switch (def.type) {
-    case 'duration': {
-      let ms: number | null = null;
-      if (typeof text === 'string') {
-        ms = source === 'environment' && /^\d+$/.test(text) ? Number(text) * 1000 : parseDuration(text);
-      }
-      const plain = source === 'environment' ? ' or a whole number of seconds' : '';
-      if (ms === null) return { ok: false, why: `must be a duration such as 15s, 5m or 1h30m${plain}` };
-      if (ms === 0 && def.zeroOff) return { ok: true, value: 0 };
-      const max = def.max ?? DAY_MS;
-      if (ms < (def.min ?? 0) || ms > max) {
-        const off = def.zeroOff ? ' (or 0 for off)' : '';
-        return { ok: false, why: `must be from ${(def.min ?? 0) / 1000}s to ${max / 1000}s${off}` };
-      }
-      return { ok: true, value: ms };
-    }
-    case 'bool': {
-      if (typeof text === 'boolean') return { ok: true, value: text };
-      if (typeof text === 'string' && /^(true|false)$/i.test(text))
-        return { ok: true, value: text.toLowerCase() === 'true' };
-      return { ok: false, why: 'must be true or false' };
-    }
-    case 'kind': {
-      const n = wholeNumber(text);
-      if (Number.isInteger(n) && n >= 0 && n <= 3) return { ok: true, value: n };
-      return { ok: false, why: 'must be an integer 0–3' };
-    }
-    case 'posint': {
-      const n = wholeNumber(text);
-      if (Number.isSafeInteger(n) && n >= (def.min ?? 0) && n <= (def.max ?? Number.MAX_SAFE_INTEGER)) {
-        return { ok: true, value: n };
-      }
-      return {
-        ok: false,
-        why:
-          def.max === undefined
-            ? `must be an integer ≥ ${def.min ?? 0}`
-            : `must be an integer from ${def.min ?? 0} to ${def.max}`,
-      };
-    }
-    case 'string':
-    case 'path': {
-      if (typeof text !== 'string' || text === '') return { ok: false, why: 'must be a non-empty string' };
-      return { ok: true, value: text };
-    }
-    case 'globs': {
-      const list = Array.isArray(text) ? text : typeof text === 'string' ? text.split(',') : null;
-      const globs = list?.map((g) => (typeof g === 'string' ? g.trim() : '')).filter((g) => g !== '');
-      if (!globs || globs.length === 0 || !globs.every(isInterfaceGlob)) {
-        return { ok: false, why: `must be a comma-separated list of ${INTERFACE_GLOB_RULE}` };
-      }
-      return { ok: true, value: Object.freeze(globs) };
-    }
-    case 'logLevel': {
-      if (typeof text === 'string' && (LOG_LEVELS as readonly string[]).includes(text.toLowerCase())) {
-        return { ok: true, value: text.toLowerCase() };
-      }
-      return { ok: false, why: `must be one of ${LOG_LEVELS.join(', ')}` };
-    }
-  }
 }
 
 function show(v: unknown): string {
