@@ -25,6 +25,7 @@ import {
   DEFAULT_TCP_IDLE_TIMEOUT_MS,
   type ReconfigurableOptions,
 } from '../aggregate/options.ts';
+import { SHIP_DEFAULTS, SHIP_SETTINGS, type ShipConfig, type ShipSettingRow } from './ship-config.ts';
 import { convert, type LogLevel, type SourceName, type ValueRule, type ValueType } from './values.ts';
 
 export { LOG_LEVELS, type LogLevel, type SourceName } from './values.ts';
@@ -37,7 +38,7 @@ export const DEFAULT_INTERFACES: readonly string[] = Object.freeze([
   ...DEFAULT_WORKLOAD_INTERFACES,
 ]);
 
-export interface Config {
+export interface Config extends ShipConfig {
   readonly flowLogsFlushIntervalMs: number;
   readonly flowLogsFileEnabled: boolean;
   readonly flowLogsFileDirectory: string;
@@ -189,6 +190,7 @@ export const SETTINGS = [
     zeroOff: true,
   },
   own('dropTracing', 'DropTracing', 'bool', 'FLOWLOGD_DROP_TRACING', '--drop-tracing'),
+  ...SHIP_SETTINGS.map(shipSetting),
 ];
 
 // Every entry is a SettingDef; the table is not annotated as one so that each entry keeps
@@ -216,6 +218,20 @@ export function aggregationSettings(c: Config): Required<ReconfigurableOptions> 
   const o: Record<string, unknown> = {};
   for (const d of SETTINGS) if (d.live !== undefined && d.live !== 'daemon') o[d.live] = c[d.key];
   return o as Required<ReconfigurableOptions>;
+}
+
+/** A shipping row (ship-config.ts) as a setting: Felix's names for Felix's, else FLOWLOGD_* and --kebab. */
+function shipSetting([key, name, type, extra = {}]: ShipSettingRow): SettingDef & {
+  readonly live: undefined;
+} {
+  const { felix: isFelix, ...bounds } = extra;
+  if (isFelix) return { ...felix(key, name, type), ...bounds };
+  const words = name
+    .replace(/MB$/, 'Mb')
+    .replace(/([a-z0-9])([A-Z])/g, '$1 $2')
+    .split(' ');
+  const env = `FLOWLOGD_${words.join('_').toUpperCase()}`;
+  return { ...own(key, name, type, env, `--${words.join('-').toLowerCase()}`), ...bounds };
 }
 
 const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
@@ -246,6 +262,7 @@ const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
   conntrackNetns: null,
   conntrackResyncIntervalMs: 60_000,
   dropTracing: true,
+  ...SHIP_DEFAULTS,
 };
 
 export class ConfigError extends Error {

@@ -13,13 +13,18 @@ import { DEFAULT_DRAIN_INTERVAL_MS } from '../datapath/datapath.ts';
 import { EndpointResolver } from '../enrich/resolver.ts';
 import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
 import { LineBatchBuilder } from '../export/batch.ts';
+import { DynamicAggregation, positionFileBacklog } from '../export/dynamic.ts';
 import { FileSink } from '../export/file.ts';
+import { NetworkSink } from '../export/network.ts';
+import { openShippingSinks } from '../export/shipping.ts';
 import { FanoutSink, type Sink } from '../export/sink.ts';
 import { StreamSink } from '../export/stdout.ts';
 import { within, writeInBatches } from '../export/write.ts';
 import { aggregationSettings, type Config, LIVE_SETTINGS } from './config.ts';
 import { type DaemonDatapath, type DatapathFactory, kernelDatapath, openDatapath } from './datapath.ts';
 import { type FlushMetrics, registerMetrics, serveMetrics } from './metrics.ts';
+import { shippingOptions } from './ship-config.ts';
+import { registerShipMetrics } from './ship-metrics.ts';
 
 /** How often the daemon builds new connections' record keys between flushes, and for how long at most. */
 const PREPARE_EVERY_MS = 250;
@@ -65,6 +70,10 @@ export class Daemon {
   #prepareTimer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> = Promise.resolve();
   #stopping: Promise<void> | null = null;
+  /** The network sinks among the sinks (their backlog drives dynamic aggregation). */
+  #network: NetworkSink[] = [];
+  /** FlowLogsDynamicAggregationEnabled: null when off. */
+  #dynamic: DynamicAggregation | null = null;
 
   private constructor(
     opts: DaemonOptions,
@@ -113,7 +122,8 @@ export class Daemon {
             : 'connection lifecycle from TCP flags and idle timeouts (until conntrack events arrive, if they do)',
         ),
     });
-    const sink = new FanoutSink(opts.sinks ?? (await Daemon.openSinks(c, log)));
+    const sinks = opts.sinks ?? (await Daemon.openSinks(c, log));
+    const sink = new FanoutSink(sinks);
     let datapath: DaemonDatapath;
     try {
       datapath = openDatapath(
@@ -139,6 +149,11 @@ export class Daemon {
       throw err;
     }
     const d = new Daemon(opts, source, aggregator, datapath, sink);
+    d.#network = sinks.filter((s) => s instanceof NetworkSink);
+    d.#dynamic = c.flowLogsDynamicAggregationEnabled
+      ? new DynamicAggregation(Daemon.dynamicSettings(c))
+      : null;
+    registerShipMetrics(d.#registry, d.#network, () => d.#dynamic?.level ?? 0);
     datapath.on('attached', (e) => log.info({ interface: e.name, mode: e.mode }, 'attached'));
     datapath.on('detached', (e) => log.info({ interface: e.name }, 'detached'));
     datapath.on('attach-failed', (e) =>
@@ -198,7 +213,44 @@ export class Daemon {
       );
     }
     if (c.stdout) sinks.push(new StreamSink({ stream: process.stdout }));
+    // Fluent Forward, NATS, OTLP as configured: each replays its spool from the start.
+    sinks.push(...(await openShippingSinks(shippingOptions(c), sinkLog)));
     return sinks;
+  }
+
+  static dynamicSettings(c: Config) {
+    return {
+      thresholdBytes: c.flowLogsAggregationThresholdBytes,
+      kindForAllowed: c.flowLogsFileAggregationKindForAllowed,
+      kindForDenied: c.flowLogsFileAggregationKindForDenied,
+    };
+  }
+
+  /**
+   * Dynamic aggregation, before a flush: the backlog of the slowest network sink and of
+   * a Fluentd tailing flows.log sets the level; a new level changes the kinds of this
+   * flush on, is logged, and is stamped on every batch shipped from now on.
+   */
+  #applyDynamic(): void {
+    const dyn = this.#dynamic;
+    if (dyn === null) return;
+    const c = this.#config;
+    const backlogs: (number | null)[] = this.#network.map((s) => s.shipStats().spool.backlogBytes);
+    if (c.flowLogsFileEnabled)
+      backlogs.push(
+        positionFileBacklog(c.flowLogsPositionFilePath, join(c.flowLogsFileDirectory, 'flows.log')),
+      );
+    const change = dyn.update(backlogs);
+    if (change !== null) {
+      this.#aggregator.reconfigure({ ...aggregationSettings(c), ...dyn.kinds() });
+      this.#log.warn(
+        { ...change, thresholdBytes: c.flowLogsAggregationThresholdBytes },
+        change.level > change.previous
+          ? 'shipping backlog: aggregation raised (fewer records, same traffic)'
+          : 'shipping backlog drained: aggregation lowered',
+      );
+    }
+    for (const s of this.#network) s.level = dyn.level;
   }
 
   #schedule(): void {
@@ -215,6 +267,7 @@ export class Daemon {
       const t0 = performance.now();
       const endMs = Date.now();
       await this.#datapath.sync();
+      this.#applyDynamic();
       const records = await this.#writeInterval(endMs);
       const seconds = (performance.now() - t0) / 1000;
       this.#metrics.flushes.inc();
@@ -269,12 +322,22 @@ export class Daemon {
         JSON.stringify(config[k]) !== JSON.stringify(this.#config[k]),
     );
     if (later.length) this.#log.warn({ settings: later }, 'these settings take effect at the next start');
-    this.#aggregator.reconfigure(aggregationSettings(config));
+    // The kinds reload; the threshold waits for the next start like the other shipping settings.
+    this.#dynamic?.reconfigure({
+      ...Daemon.dynamicSettings(config),
+      thresholdBytes: this.#config.flowLogsAggregationThresholdBytes,
+    });
+    this.#aggregator.reconfigure({ ...aggregationSettings(config), ...this.#dynamic?.kinds() });
     const flushChanged = config.flowLogsFlushIntervalMs !== this.#config.flowLogsFlushIntervalMs;
     this.#config = { ...config, ...Object.fromEntries(later.map((k) => [k, this.#config[k]])) } as Config;
     if (flushChanged) this.#schedule();
     const ok = await this.#source.reload();
     this.#log.info({ metadataAccepted: ok, waitingForRestart: later }, 'reloaded');
+  }
+
+  /** The Prometheus text /metrics serves. */
+  metricsText(): Promise<string> {
+    return this.#registry.metrics();
   }
 
   /** Detach, drain everything counted, final flush, close the sinks. Idempotent. */

@@ -1,8 +1,10 @@
 // One raw setting value to its type: a string from the command line or the environment,
 // or any YAML value from the file. The table of settings (config.ts) says which type and
 // bounds each setting has; the problem texts here are the "what is allowed" of its errors.
+
 import { INTERFACE_GLOB_RULE, isInterfaceGlob } from '../datapath/globs.ts';
 import { parseDuration } from './duration.ts';
+import { checkShipValue } from './ship-config.ts';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -12,7 +14,18 @@ export type SourceName = 'default' | 'file' | 'environment' | 'command line';
 /** Longest accepted duration unless a setting says otherwise (timers take up to 24.8 days). */
 const DAY_MS = 86_400_000;
 
-export type ValueType = 'duration' | 'bool' | 'kind' | 'posint' | 'string' | 'path' | 'globs' | 'logLevel';
+export type ValueType =
+  | 'duration'
+  | 'bool'
+  | 'kind'
+  | 'posint'
+  | 'string'
+  | 'path'
+  | 'globs'
+  | 'logLevel'
+  | 'hostport'
+  | 'natsUrl'
+  | 'httpUrl';
 
 /** How a setting's values are read and bounded. */
 export interface ValueRule {
@@ -85,6 +98,12 @@ export function convert(
     case 'path': {
       if (typeof text !== 'string' || text === '') return { ok: false, why: 'must be a non-empty string' };
       return { ok: true, value: text };
+    }
+    case 'hostport':
+    case 'natsUrl':
+    case 'httpUrl': {
+      const why = typeof text === 'string' ? checkShipValue(def.type, text) : 'must be a string';
+      return why === null ? { ok: true, value: text } : { ok: false, why };
     }
     case 'globs': {
       const list = Array.isArray(text) ? text : typeof text === 'string' ? text.split(',') : null;
