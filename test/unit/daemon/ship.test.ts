@@ -131,3 +131,47 @@ test('a sink throttled on purpose raises the aggregation kind; released, it fall
   assert.deepEqual(t.levels, [0, level, 0]);
   await d.stop();
 });
+
+test('from the settings alone: the daemon opens a Fluent Forward sink with its spool and ships each flush', async () => {
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { ForwardReceiver } = await import('../../../src/lab/forward-receiver.ts');
+  const dir = mkdtempSync(join(tmpdir(), 'flowlogd-daemon-ship-'));
+  const rx = new ForwardReceiver();
+  const port = await rx.listen();
+  try {
+    const config = loadConfig({
+      argv: ['--flow-logs-file-enabled=false', '--node-name', 'node1', '--interfaces', 'cali*'],
+      env: {
+        FELIX_FLOWLOGSFLUSHINTERVAL: '10',
+        FLOWLOGD_FLUENT_FORWARD_ADDRESS: `127.0.0.1:${port}`,
+        FLOWLOGD_SPOOL_DIRECTORY: dir,
+      },
+    });
+    const factory = memoryDatapath();
+    const d = await Daemon.start({ config, logger: logger(), datapath: factory });
+    const dp = factory.made[0] as MemoryDatapath;
+    dp.count(upd({ srcIp: '192.0.2.1', dstIp: '192.0.2.2', origPackets: 2, origBytes: 200 }));
+    dp.count(upd({ srcIp: '192.0.2.3', dstIp: '192.0.2.2', origPackets: 1, origBytes: 60 }));
+    await advance(10_000);
+    // Real sockets under fake timers: let I/O run until the receiver has the record.
+    for (let i = 0; i < 20_000 && rx.events.length < 1; i++) await new Promise((r) => setImmediate(r));
+    // Both connections in one record at the default kind 2 (same unknown peers).
+    assert.deepEqual(
+      rx.events.map((e) => [e.tag, e.record.bytes_in, e.record.num_flows, e.record.host]),
+      [['flows', 260, 2, 'node1']],
+    );
+    const acked = /^flowlogd_ship\{sink="fluent-forward",counter="acknowledgedLines"\} 1$/m;
+    let text = '';
+    for (let i = 0; i < 2000 && !acked.test(text); i++) {
+      await new Promise((r) => setImmediate(r));
+      text = await d.metricsText();
+    }
+    assert.match(text, acked);
+    await d.stop();
+  } finally {
+    await rx.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
