@@ -21,6 +21,7 @@ import {
   type SinkStats,
   silentSinkLogger,
 } from './sink.ts';
+import { backoffMs } from './transport.ts';
 
 export interface FileHandleLike {
   write(buffer: Buffer, offset: number, length: number, position: null): Promise<{ bytesWritten: number }>;
@@ -86,7 +87,8 @@ export class FileSink implements Sink {
   #repairTo: number | null = null;
   #pumping: Promise<void> | null = null;
   #retryTimer: NodeJS.Timeout | null = null;
-  #retryDelay: number;
+  /** Failed attempts in a row: the backoff's exponent (transport.ts's, shared with the network sinks). */
+  #failures = 0;
   #lastRotated = '';
   #rotSeq = 0;
   #closed = false;
@@ -101,7 +103,6 @@ export class FileSink implements Sink {
     this.#maxWriteBytes = opts.maxWriteBytes ?? 1 << 20;
     this.#retryMinMs = opts.retryMinMs ?? 1000;
     this.#retryMaxMs = opts.retryMaxMs ?? 30_000;
-    this.#retryDelay = this.#retryMinMs;
     this.#log = opts.logger ?? silentSinkLogger;
     this.#fs = opts.fs ?? (nodeFs as unknown as FileSystem);
     this.#now = opts.now ?? (() => new Date());
@@ -215,7 +216,7 @@ export class FileSink implements Sink {
       this.#stats.healthy = true;
       this.#log.info({ path: this.#path }, 'flow log file writable again');
     }
-    this.#retryDelay = this.#retryMinMs;
+    this.#failures = 0;
   }
 
   /** Removes a partial batch so no half line stays in the file. */
@@ -277,8 +278,12 @@ export class FileSink implements Sink {
     this.#handle = null;
     if (h !== null) await h.close().catch(() => {});
     if (this.#closed) return;
-    const delay = Math.min(this.#retryMaxMs, this.#retryDelay) * (0.8 + Math.random() * 0.4);
-    this.#retryDelay = Math.min(this.#retryMaxMs, this.#retryDelay * 2);
+    const delay = backoffMs(++this.#failures, {
+      timeoutMs: 0,
+      minBackoffMs: this.#retryMinMs,
+      maxBackoffMs: this.#retryMaxMs,
+      jitter: 0.2,
+    });
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = null;
       this.#kick();
