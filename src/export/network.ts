@@ -150,7 +150,7 @@ export class NetworkSink implements Sink {
     }
     const batch: ShipBatch = {
       seq: e.seq,
-      bootId: this.#spool.bootId,
+      bootId: e.bootId,
       node: this.#node,
       level: e.level,
       count: e.count,

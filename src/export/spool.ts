@@ -13,8 +13,9 @@
 //   nothing (the page cache has it); a kernel crash or power cut at most that interval.
 // - Disk errors (ENOSPC, EIO, ...): the batch is counted by error code and kept in
 //   memory only, still sent; if memory is short too it is dropped, counted under that code.
-// - Sequence: `state.json` holds the incarnation id (bootId), the next sequence number
-//   and the highest number below which everything was acknowledged; a batch is sent only
+// - Sequence: `state.json` holds the next sequence number and the highest number below
+//   which everything was acknowledged; each start is a new incarnation (bootId), and each
+//   frame keeps the bootId that numbered it (a replay keeps its id); a batch is sent only
 //   once it is on disk, and a segment deleted only after the state is saved, so a restart
 //   never reuses a number that was sent. A corrupt frame ends its segment's replay: the
 //   rest of that segment is counted ('corrupt') and skipped, the other segments replay.
@@ -37,7 +38,7 @@ import {
 export type { SpoolFile, SpoolFs } from './spool-segment.ts';
 
 export interface SpoolOptions {
-  /** null: memory only (no durability across restarts; a fresh bootId each start). */
+  /** null: memory only (no durability across restarts). */
   readonly directory: string | null;
   readonly maxBytes?: number;
   readonly segmentBytes?: number;
@@ -58,6 +59,8 @@ interface Segment {
 
 export interface SpoolEntry {
   readonly seq: number;
+  /** The incarnation that numbered it (message ids are node, bootId, seq). */
+  readonly bootId: string;
   readonly level: number;
   readonly count: number;
   readonly bytes: number;
@@ -95,13 +98,13 @@ export interface SpoolStats {
 }
 
 interface State {
-  bootId: string;
   nextSeq: number;
   ackedBelow: number;
 }
 
 export class Spool {
-  readonly bootId: string;
+  /** This incarnation (a new one each open): batches appended now carry it. */
+  readonly bootId = randomUUID();
   readonly #dir: string | null;
   readonly #fs: SpoolFs;
   readonly #maxBytes: number;
@@ -135,7 +138,6 @@ export class Spool {
     this.#maxMemory = o.maxMemoryBytes ?? 32 << 20;
     this.#fsyncMs = o.fsyncIntervalMs ?? 1000;
     this.#stateMs = o.stateIntervalMs ?? 250;
-    this.bootId = state.bootId;
     this.#nextSeq = state.nextSeq;
     this.#ackedBelow = state.ackedBelow;
     this.#stats = {
@@ -157,20 +159,15 @@ export class Spool {
 
   /** Opens (creating) the spool directory and loads what it holds unacknowledged. */
   static async open(o: SpoolOptions): Promise<Spool> {
-    if (o.directory === null) return new Spool(o, { bootId: randomUUID(), nextSeq: 0, ackedBelow: 0 });
+    if (o.directory === null) return new Spool(o, { nextSeq: 0, ackedBelow: 0 });
     const fs = o.fs ?? (nodeFs as unknown as SpoolFs);
     await fs.mkdir(o.directory, { recursive: true });
-    let state: State = { bootId: randomUUID(), nextSeq: 0, ackedBelow: 0 };
+    let state: State = { nextSeq: 0, ackedBelow: 0 };
     try {
       const s = JSON.parse((await fs.readFile(join(o.directory, 'state.json'))).toString()) as Partial<State>;
-      if (
-        typeof s.bootId === 'string' &&
-        Number.isSafeInteger(s.nextSeq) &&
-        Number.isSafeInteger(s.ackedBelow)
-      )
-        state = s as State;
+      if (Number.isSafeInteger(s.nextSeq) && Number.isSafeInteger(s.ackedBelow)) state = s as State;
     } catch {
-      // A new spool (or an unreadable state file: a new incarnation, so no id is reused).
+      // A new spool, or an unreadable state file: numbering starts again (under a new bootId).
     }
     const spool = new Spool(o, state);
     await spool.#recover();
@@ -199,6 +196,7 @@ export class Spool {
         const keep = this.#stats.memoryBytes + f.bytes <= this.#maxMemory;
         const e: SpoolEntry = {
           seq: f.seq,
+          bootId: f.bootId,
           level: f.level,
           count: f.count,
           bytes: f.bytes,
@@ -239,6 +237,7 @@ export class Spool {
   append(data: Buffer, count: number, level: number): SpoolEntry {
     const e: SpoolEntry = {
       seq: this.#nextSeq++,
+      bootId: this.bootId,
       level,
       count,
       bytes: data.length,
@@ -331,7 +330,7 @@ export class Spool {
         this.#segments.push(seg);
         this.#active = seg;
       }
-      const header = encodeHeader(e.seq, e.count, e.level, e.data!);
+      const header = encodeHeader(e.seq, e.bootId, e.count, e.level, e.data!);
       let written = 0;
       try {
         written = (await seg.file!.writev([header, e.data!])).bytesWritten;
@@ -441,7 +440,7 @@ export class Spool {
   async #saveState(): Promise<void> {
     if (this.#dir === null || !this.#stateDirty) return;
     this.#stateDirty = false;
-    const s: State = { bootId: this.bootId, nextSeq: this.#nextSeq, ackedBelow: this.#ackedBelow };
+    const s: State = { nextSeq: this.#nextSeq, ackedBelow: this.#ackedBelow };
     const tmp = join(this.#dir, 'state.json.tmp');
     try {
       await this.#fs.writeFile(tmp, JSON.stringify(s));

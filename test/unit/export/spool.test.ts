@@ -47,12 +47,13 @@ test('batches are numbered, written, and replayed in order after a restart', asy
   const bootId = s.bootId;
   for (let i = 0; i < 10; i++) s.append(payload(10, i * 10), 10, i % 4);
   await s.written();
-  // 10 frames of 28 + 1000 bytes: three per 4 KiB segment.
+  // 10 frames of 44 + 1000 bytes: three per 4 KiB segment.
   assert.equal(readdirSync(dir).filter((f) => f.endsWith('.seg')).length, 4);
   await s.close();
 
   const r = await Spool.open({ directory: dir, segmentBytes: 4096 });
-  assert.equal(r.bootId, bootId);
+  // A new incarnation; the batches it replays keep the one that numbered them.
+  assert.notEqual(r.bootId, bootId);
   const st = r.stats();
   assert.equal(st.recoveredBatches, 10);
   assert.equal(st.recoveredLines, 100);
@@ -63,6 +64,7 @@ test('batches are numbered, written, and replayed in order after a restart', asy
     got.map((e) => e.seq),
     [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
   );
+  assert.ok(got.every((e) => e.bootId === bootId));
   assert.deepEqual(
     got.map((e) => e.level),
     [0, 1, 2, 3, 0, 1, 2, 3, 0, 1],
@@ -105,15 +107,15 @@ test('acknowledged batches are not replayed; fully acknowledged segments are del
 });
 
 test('a full spool drops its oldest segment, counted as spool full, and never blocks', async () => {
-  // Room for 8 frames of 1028 bytes, segments of 2 frames.
-  const s = await Spool.open({ directory: dir, segmentBytes: 2056, maxBytes: 8 * 1028 });
+  // Room for 8 frames of 1044 bytes, segments of 2 frames.
+  const s = await Spool.open({ directory: dir, segmentBytes: 2088, maxBytes: 8 * 1044 });
   for (let i = 0; i < 12; i++) s.append(payload(10, i * 10), 10, 0);
   await s.written();
   const st = s.stats();
   // 12 frames into room for 8: the two oldest segments (4 batches, 40 lines) went.
   assert.deepEqual(st.dropped, { 'spool full': 40 });
   assert.equal(st.backlogLines, 80);
-  assert.equal(st.diskBytes, 8 * 1028);
+  assert.equal(st.diskBytes, 8 * 1044);
   assert.deepEqual(
     (await drain(s)).map((e) => e.seq),
     [4, 5, 6, 7, 8, 9, 10, 11],
@@ -122,18 +124,18 @@ test('a full spool drops its oldest segment, counted as spool full, and never bl
 });
 
 test('a corrupt segment is skipped and counted; the others replay', async () => {
-  const s = await Spool.open({ directory: dir, segmentBytes: 2056 });
+  const s = await Spool.open({ directory: dir, segmentBytes: 2088 });
   for (let i = 0; i < 6; i++) s.append(payload(10, i * 10), 10, 0);
   await s.close();
   // Flip a payload byte of the second frame of the middle segment [2, 3].
   const mid = join(dir, '00000000000000000002.seg');
   const b = readFileSync(mid);
-  b[1028 + HEADER_BYTES + 5]! ^= 0xff;
+  b[1044 + HEADER_BYTES + 5]! ^= 0xff;
   writeFileSync(mid, b);
-  const r = await Spool.open({ directory: dir, segmentBytes: 2056 });
+  const r = await Spool.open({ directory: dir, segmentBytes: 2088 });
   const st = r.stats();
   assert.equal(st.corruptSegments, 1);
-  assert.equal(st.corruptBytes, 1028);
+  assert.equal(st.corruptBytes, 1044);
   assert.deepEqual(
     (await drain(r)).map((e) => e.seq),
     [0, 1, 2, 4, 5],
@@ -153,7 +155,7 @@ test('a torn tail (crash mid-write) loses only the torn frame', async () => {
     (await drain(r)).map((e) => e.seq),
     [0, 1],
   );
-  assert.equal(r.stats().corruptBytes, 1028 - 500);
+  assert.equal(r.stats().corruptBytes, 1044 - 500);
   // Numbering continues after the torn batch: it was sent before the crash, perhaps.
   assert.equal(r.append(payload(1), 1, 0).seq, 3);
   await r.close();
@@ -217,6 +219,6 @@ test('a disk error keeps the batch in memory (counted), and drops it under that 
   const e = s.append(payload(10, 50), 10, 0);
   await s.written();
   assert.equal(e.failed, null);
-  assert.equal(s.stats().diskBytes, 1028);
+  assert.equal(s.stats().diskBytes, 1044);
   await s.close();
 });
