@@ -24,6 +24,7 @@ export interface PolicyEngineOptions {
 const NO_LABELS: Labels = Object.freeze({});
 const NO_PORTS: readonly NamedPort[] = Object.freeze([]);
 const ZERO_IP: PolicyIp = Object.freeze({ family: 4, v4: 0, v6: 0n });
+const ZERO_IP6: PolicyIp = Object.freeze({ family: 6, v4: 0, v6: 0n });
 
 /** Small codes for the protocols a cache key packs; others take the string-keyed path. */
 const PROTO_CODE: Readonly<Record<number, number>> = { 6: 1, 17: 2, 132: 3, 1: 4, 58: 5, 136: 6 };
@@ -266,8 +267,9 @@ export class PolicyEngine implements PolicyStage {
       direction,
       src: sp,
       dst: dp,
-      srcIp: policyIp(srcIp) ?? ZERO_IP,
-      dstIp: policyIp(dstIp) ?? ZERO_IP,
+      // Addresses are parsed only when some rule tests nets; ipVersion needs only the family.
+      srcIp: this.#model.usesNets ? (policyIp(srcIp) ?? ZERO_IP) : family === 1 ? ZERO_IP6 : ZERO_IP,
+      dstIp: this.#model.usesNets ? (policyIp(dstIp) ?? ZERO_IP) : family === 1 ? ZERO_IP6 : ZERO_IP,
       proto,
       srcPort,
       dstPort,
