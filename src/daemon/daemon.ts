@@ -20,6 +20,7 @@ import { openShippingSinks } from '../export/shipping.ts';
 import { FanoutSink, type Sink } from '../export/sink.ts';
 import { StreamSink } from '../export/stdout.ts';
 import { within, writeInBatches } from '../export/write.ts';
+import { PolicyEngine } from '../policy/engine.ts';
 import { aggregationSettings, type Config, LIVE_SETTINGS } from './config.ts';
 import { type DaemonDatapath, type DatapathFactory, kernelDatapath, openDatapath } from './datapath.ts';
 import { type FlushMetrics, registerMetrics, serveMetrics } from './metrics.ts';
@@ -74,6 +75,8 @@ export class Daemon {
   #network: NetworkSink[] = [];
   /** FlowLogsDynamicAggregationEnabled: null when off. */
   #dynamic: DynamicAggregation | null = null;
+  /** Said once: policies deny delivered traffic and the kernel never dropped by policy. */
+  #saidNoEnforcer = false;
 
   private constructor(
     opts: DaemonOptions,
@@ -106,10 +109,23 @@ export class Daemon {
       networkSets: c.flowLogsEnableNetworkSets,
       historyMs: 2 * c.flowLogsFlushIntervalMs,
     });
-    await source.start((md) => resolver.update(md, Date.now()));
+    // Policies come with the same metadata; one snapshot updates endpoints and policies together.
+    const policy = new PolicyEngine({ nodeName: c.nodeName });
+    const policyLog = log.child({ component: 'policy' });
+    await source.start((md) => {
+      resolver.update(md, Date.now());
+      const warnings = policy.update(md, c.metadata ?? 'metadata');
+      if (warnings.length > 0)
+        policyLog.warn({ warnings: warnings.slice(0, 20), count: warnings.length }, 'policy warnings');
+      policyLog.debug(
+        { policies: policy.model.policyCount, staged: policy.model.stagedCount },
+        'policies loaded',
+      );
+    });
     const aggregator = new FlowAggregator({
       nodeName: c.nodeName,
       resolver,
+      policy,
       startTimeMs: startMs,
       ...aggregationSettings(c),
       hostEndpoints: c.flowLogsEnableHostEndpoint,
@@ -269,6 +285,7 @@ export class Daemon {
       await this.#datapath.sync();
       this.#applyDynamic();
       const records = await this.#writeInterval(endMs);
+      this.#checkEnforcer();
       const seconds = (performance.now() - t0) / 1000;
       this.#metrics.flushes.inc();
       this.#metrics.flushSeconds.observe(seconds);
@@ -287,6 +304,23 @@ export class Daemon {
     });
     this.#flushing = run.catch(() => {});
     return run;
+  }
+
+  /**
+   * The verdict cross-check found connections the policies deny but the kernel delivered,
+   * and the kernel has never dropped a packet by policy: most likely nothing enforces the
+   * policies on this node (no CNI policy engine, or drop tracing cannot see its drops).
+   */
+  #checkEnforcer(): void {
+    if (this.#saidNoEnforcer) return;
+    const s = this.#aggregator.stats();
+    const delivered = s.policyMismatchIngressKernelAllowed + s.policyMismatchEgressKernelAllowed;
+    if (delivered === 0 || (this.#datapath.stats().kernel.dropsPolicy ?? 0) > 0) return;
+    this.#saidNoEnforcer = true;
+    this.#log.warn(
+      { deniedButDelivered: delivered, kernelPolicyDrops: 0 },
+      'policies deny connections the kernel delivered, and the kernel has dropped nothing by policy: no policy enforcer seems to run on this node',
+    );
   }
 
   /** Closes the interval and hands its lines to the sinks (src/export/write.ts). */

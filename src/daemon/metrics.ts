@@ -86,6 +86,27 @@ export function registerMetrics(
       }
     },
   });
+  new Counter({
+    name: 'flowlogd_policy_verdict_mismatch_total',
+    help: 'Connections whose evaluated policy verdict disagrees with the kernel, once each, by the direction the reporter enforces: kernel="dropped" (a policy drop the policies allow) or "allowed" (delivered, the policies deny)',
+    labelNames: ['direction', 'kernel'],
+    registers: [r],
+    collect() {
+      const s = agg.stats() as Partial<Record<string, unknown>>;
+      this.reset();
+      for (const [direction, d] of [
+        ['ingress', 'Ingress'],
+        ['egress', 'Egress'],
+      ] as const)
+        for (const [kernel, k] of [
+          ['allowed', 'KernelAllowed'],
+          ['dropped', 'KernelDropped'],
+        ] as const) {
+          const v = s[`policyMismatch${d}${k}`];
+          this.inc({ direction, kernel }, typeof v === 'number' ? v : 0);
+        }
+    },
+  });
   return {
     flushes: new Counter({ name: 'flowlogd_flushes_total', help: 'Flushes written', registers: [r] }),
     lines: new Counter({
