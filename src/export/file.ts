@@ -4,7 +4,8 @@
 //   stays within the maximum size (a single line longer than the maximum gets a file
 //   of its own).
 // - A line is never half-written: after a failed or short write the file is truncated
-//   back to the last complete line, and the batch stays queued for the next attempt.
+//   back to the last complete line; the lines before it are written, the rest stay
+//   queued for the next attempt (a nearly full disk takes the lines that fit).
 // - A failing disk (ENOSPC, EROFS, EACCES, ENOTDIR, …) is logged once per outage and
 //   counted by error code; writes are retried with jittered exponential backoff while
 //   the queue, bounded in bytes, drops its oldest lines (counted).
@@ -203,8 +204,18 @@ export class FileSink implements Sink {
         off += bytesWritten;
       }
     } catch (err) {
-      const lost = n - q.unpin(); // overflow took them while the write failed: gone
-      if (lost > 0) this.#drop(lost, 'queue full');
+      // A nearly full disk takes part of a write, then says ENOSPC: the whole lines that
+      // reached it stay written, only the partial line after them is undone. (Undoing
+      // all of it meant no line was ever written while less than a write's size was free.)
+      const whole = off > 0 ? buf.lastIndexOf(0x0a, off - 1) + 1 : 0;
+      let wholeLines = 0;
+      for (let i = buf.indexOf(0x0a); i >= 0 && i < whole; i = buf.indexOf(0x0a, i + 1)) wholeLines++;
+      const lost = n - q.unpin(); // the oldest lines of the run, taken by an overflow meanwhile
+      q.drop(Math.max(0, wholeLines - lost));
+      if (lost > wholeLines) this.#drop(lost - wholeLines, 'queue full');
+      this.#size += whole;
+      this.#stats.writtenLines += wholeLines;
+      this.#stats.writtenBytes += whole;
       await this.#undo(h);
       throw err;
     }
