@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import type { SinkStats } from '../export/sink.ts';
+import { registerNativeMetrics } from './native-metrics.ts';
 
 /** What the gauges read at a scrape. */
 export interface MetricSources {
@@ -27,6 +28,7 @@ export function registerMetrics(
   r: Registry,
   { datapath: dp, aggregator: agg, sink }: MetricSources,
 ): FlushMetrics {
+  registerNativeMetrics(r, dp);
   new Gauge({
     name: 'flowlogd_datapath_kernel_events',
     help: 'Kernel-side failure and event counters of the flow programs (parse failures, failed inserts by errno, lost packets/bytes, conntrack lookups)',
