@@ -3,21 +3,25 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { FlowLogRecord } from '../aggregate/record.ts';
 import { projectPath } from '../common/paths.ts';
 
 const FLOWLOGD = projectPath('bin', 'flowlogd');
 
-export type Rec = Record<string, unknown> & {
-  bytes_in: number;
-  bytes_out: number;
-  packets_in: number;
-  packets_out: number;
-  num_flows: number;
-  num_flows_started: number;
-  num_flows_completed: number;
-  start_time: number;
-  end_time: number;
-};
+/** A flows.log line as parsed: the counters typed as the aggregator writes them, the rest loose. */
+export type Rec = Record<string, unknown> &
+  Pick<
+    FlowLogRecord,
+    | 'bytes_in'
+    | 'bytes_out'
+    | 'packets_in'
+    | 'packets_out'
+    | 'num_flows'
+    | 'num_flows_started'
+    | 'num_flows_completed'
+    | 'start_time'
+    | 'end_time'
+  >;
 
 export class Flowlogd {
   readonly dir: string;
