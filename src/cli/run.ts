@@ -19,16 +19,30 @@ export async function run(argv: string[]): Promise<number> {
   // Logs go to stderr: stdout may carry flow log lines (--stdout).
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } }, pino.destination(2));
   for (const w of config.warnings) log.warn(w);
+  const startAbort = new AbortController();
   const signals = new SignalHandler({
     signals: process,
     log,
     loadConfig: () => loadConfig({ argv, env: process.env }),
     exit: (code) => process.exit(code),
+    onStopDuringStart: () => {
+      startAbort.abort();
+      // Every step of the start gives way to the abort at its next turn; one that does not
+      // (a parse in progress) is not waited for past this.
+      setTimeout(() => {
+        log.warn('start-up did not unwind within 5 s of the stop signal: exiting');
+        process.exit(143);
+      }, 5000).unref();
+    },
   });
   let daemon: Daemon;
   try {
-    daemon = await Daemon.start({ config, logger: log });
+    daemon = await Daemon.start({ config, logger: log, signal: startAbort.signal });
   } catch (err) {
+    if (startAbort.signal.aborted) {
+      log.info('stopped during start-up');
+      return 143;
+    }
     const e = err as Error & { code?: string; errno?: number };
     log.fatal({ code: e.code, errno: e.errno }, e.message);
     return 1;

@@ -1,13 +1,14 @@
 // `flowlogd run`: datapath -> enrichment -> aggregation -> sinks, every flush interval.
 // Flushes never overlap; SIGTERM/SIGINT detach, drain the kernel and write a final flush;
 // SIGHUP re-reads the settings and the metadata.
-import { appendFile, mkdir } from 'node:fs/promises';
+import { appendFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { Registry } from 'prom-client';
 import { FlowAggregator } from '../aggregate/aggregator.ts';
+import { makeDirectory } from '../common/make-directory.ts';
 import { returnFreedMemory } from '../common/memory.ts';
 import { DEFAULT_DRAIN_INTERVAL_MS } from '../datapath/datapath.ts';
 import { EndpointResolver } from '../enrich/resolver.ts';
@@ -51,6 +52,8 @@ export interface DaemonOptions {
   datapath?: DatapathFactory;
   /** The sinks to write to (default: flows.log and stdout as the config says). */
   sinks?: readonly Sink[];
+  /** Aborted by a stop signal during the start: the start unwinds (AbortError) and undoes what it did. */
+  signal?: AbortSignal;
 }
 
 export class Daemon {
@@ -112,6 +115,9 @@ export class Daemon {
     // Policies come with the same metadata; one snapshot updates endpoints and policies together.
     const policy = new PolicyEngine({ nodeName: c.nodeName });
     const policyLog = log.child({ component: 'policy' });
+    // A stop during the start: the metadata source stops waiting for its file.
+    const abort = opts.signal;
+    abort?.addEventListener('abort', () => source.close(), { once: true });
     await source.start((md) => {
       resolver.update(md, Date.now());
       const warnings = policy.update(md, c.metadata ?? 'metadata');
@@ -138,8 +144,14 @@ export class Daemon {
             : 'connection lifecycle from TCP flags and idle timeouts (until conntrack events arrive, if they do)',
         ),
     });
+    abort?.throwIfAborted();
     const sinks = opts.sinks ?? (await Daemon.openSinks(c, log));
     const sink = new FanoutSink(sinks);
+    if (abort?.aborted) {
+      source.close();
+      await sink.close();
+      abort.throwIfAborted();
+    }
     let datapath: DaemonDatapath;
     try {
       datapath = openDatapath(
@@ -165,6 +177,10 @@ export class Daemon {
       throw err;
     }
     const d = new Daemon(opts, source, aggregator, datapath, sink);
+    if (abort?.aborted) {
+      await d.stop(); // detaches, and writes what was counted meanwhile
+      abort.throwIfAborted();
+    }
     d.#network = sinks.filter((s) => s instanceof NetworkSink);
     d.#dynamic = c.flowLogsDynamicAggregationEnabled
       ? new DynamicAggregation(Daemon.dynamicSettings(c))
@@ -206,17 +222,22 @@ export class Daemon {
     const sinks: Sink[] = [];
     const sinkLog = log.child({ component: 'sink' });
     if (c.flowLogsFileEnabled) {
-      // flows.log exists from the start, so log shippers can tail it and a directory that
-      // cannot be written is reported now rather than at the first flush (the sink keeps
-      // retrying either way: not fatal).
+      // flows.log exists from the start, so log shippers can tail it. A directory that
+      // cannot be made or written now (ENOENT under /proc, ENOTDIR, EROFS, EACCES) is a
+      // setting that cannot work: the start fails, naming it and the errno, instead of
+      // running on writing nothing. A disk that fails later is retried (the sink's
+      // healthy gauge and error counts say so).
       try {
-        await mkdir(c.flowLogsFileDirectory, { recursive: true });
+        await makeDirectory(c.flowLogsFileDirectory);
         await appendFile(join(c.flowLogsFileDirectory, 'flows.log'), '');
       } catch (err) {
         const e = err as NodeJS.ErrnoException;
-        log.error(
-          { code: e.code, directory: c.flowLogsFileDirectory },
-          `cannot create flows.log: ${e.message}`,
+        throw Object.assign(
+          new Error(
+            `FlowLogsFileDirectory ${c.flowLogsFileDirectory}: cannot create flows.log (${e.code ?? 'error'}): ${e.message}`,
+            { cause: err },
+          ),
+          { code: e.code, errno: e.errno },
         );
       }
       sinks.push(

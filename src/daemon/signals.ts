@@ -1,7 +1,8 @@
 // Signals around a running daemon: SIGTERM/SIGINT stop it (detach, drain, final flush; a
 // second one exits at once), SIGHUP re-reads the settings. Handled from the first moment:
-// a signal that arrives while the daemon starts is acted on once it has (the default
-// action would kill it half-attached).
+// a stop signal while the daemon starts abandons the start (onStopDuringStart: the start
+// unwinds and undoes what it attached; the default action would kill it half-attached),
+// a SIGHUP then is acted on once it has started.
 import type { Logger } from 'pino';
 import type { Config, ConfigError } from './config.ts';
 
@@ -19,6 +20,8 @@ export interface SignalOptions {
   readonly loadConfig: () => Config;
   /** Leaves at once: a second stop signal does not wait for the final flush. */
   readonly exit: (code: number) => void;
+  /** A stop signal before attach(): the start is to be abandoned (it unwinds, then exits). */
+  readonly onStopDuringStart?: (signal: string) => void;
 }
 
 export class SignalHandler {
@@ -51,7 +54,14 @@ export class SignalHandler {
   #stop(signal: string): void {
     const { log } = this.#o;
     if (!this.#daemon) {
+      if (this.#stopRequested !== null) {
+        log.warn({ signal }, 'second signal during start-up: exiting at once');
+        this.#o.exit(130);
+        return;
+      }
       this.#stopRequested = signal;
+      log.info({ signal }, 'stop requested during start-up: abandoning the start');
+      this.#o.onStopDuringStart?.(signal);
       return;
     }
     if (this.#stopping) {

@@ -12,6 +12,7 @@
 
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
+import { makeDirectory } from '../common/make-directory.ts';
 import type { LineBatch } from './batch.ts';
 import {
   BatchQueue,
@@ -105,7 +106,8 @@ export class FileSink implements Sink {
     this.#retryMinMs = opts.retryMinMs ?? 1000;
     this.#retryMaxMs = opts.retryMaxMs ?? 30_000;
     this.#log = opts.logger ?? silentSinkLogger;
-    this.#fs = opts.fs ?? (nodeFs as unknown as FileSystem);
+    // makeDirectory: Node's recursive mkdir never returns under /proc.
+    this.#fs = opts.fs ?? { ...(nodeFs as unknown as FileSystem), mkdir: (p) => makeDirectory(p) };
     this.#now = opts.now ?? (() => new Date());
     this.#queue = new BatchQueue(opts.maxQueueBytes ?? 64 << 20);
   }
