@@ -32,6 +32,20 @@ export function run(cmd: string, args: string[], input?: string): string {
   return execFileSync(cmd, args, { encoding: 'utf8', input, stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
+/** Destinations of the host's IPv4 and IPv6 routes (`10.213.5.2`, `fd00:f10e:1::/64`). */
+function routedAddresses(): string[] {
+  const out: string[] = [];
+  for (const family of ['-4', '-6']) {
+    try {
+      for (const r of JSON.parse(run('ip', ['-j', family, 'route'])) as { dst?: string }[])
+        if (r.dst) out.push(r.dst);
+    } catch {
+      // No routes of that family to avoid.
+    }
+  }
+  return out;
+}
+
 function tryRun(cmd: string, args: string[]): void {
   try {
     run(cmd, args);
@@ -94,8 +108,10 @@ export class Lab {
   constructor() {
     // 10.213.X.0/24 and fd00:f10e:Y::/64: private to this machine's labs. A subnet an
     // earlier lab used may still have conntrack entries (TIME_WAIT lasts 2 minutes), which
-    // would mix into this lab's ground truth: pick one nobody has left entries in.
-    const used = new Set(conntrackEntries().map((e) => e.src));
+    // would mix into this lab's ground truth: pick one nobody has left entries in. Nor
+    // one another lab still routes (running now, or left behind by a killed test): its
+    // pod routes would collide with this lab's.
+    const used = new Set([...conntrackEntries().map((e) => e.src), ...routedAddresses()]);
     let id = randomBytes(3).toString('hex');
     for (let i = 0; i < 64; i++) {
       const x = Number.parseInt(id.slice(0, 2), 16);
