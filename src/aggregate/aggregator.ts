@@ -417,7 +417,7 @@ export class FlowAggregator {
 
   /** Folds each connection of a table into its record, and ends or forgets those that are done. */
   #collect(table: Map<string, Conn>, a: 0 | 1, endMs: number, groups: Group[], no: number): void {
-    // Cached keys are valid for one (metadata version, options version, kind).
+    // Cached keys are valid for one (metadata and policy versions, options version, kind).
     const stamp = this.#keyStamp(a);
     for (const [k, c] of table) {
       if (c.forwarded) {

@@ -1,6 +1,6 @@
 // Record keys: what a flow log record is besides its counters (both sides, ports,
-// Service, proto/action/reporter/drop reason), interned by value so that connections
-// between the same endpoints share one key, each part carrying its JSON.
+// Service, proto/action/reporter/drop reason, policy trace), interned by value so that
+// connections between the same endpoints share one key, each part carrying its JSON.
 //
 // One KeyInterner per aggregator owns every part and key it made, and sweeps after each
 // flush those that no connection used in it.

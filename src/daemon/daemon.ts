@@ -1,4 +1,4 @@
-// `flowlogd run`: datapath -> enrichment -> aggregation -> sinks, every flush interval.
+// `flowlogd run`: datapath -> enrichment -> policy -> aggregation -> sinks, every flush interval.
 // Flushes never overlap; SIGTERM/SIGINT detach, drain the kernel and write a final flush;
 // SIGHUP re-reads the settings and the metadata.
 import { appendFile } from 'node:fs/promises';
