@@ -270,6 +270,17 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
     return r;
   }
 
+  /** A client and a server pod, named `<tag>c-…` and `<tag>s-…`. */
+  function podPair(tag: string): [client: Pod, server: Pod] {
+    const client = lab.addPod({ namespace: 'default', name: `${tag}c-${lab.prefix}` });
+    return [client, lab.addPod({ namespace: 'default', name: `${tag}s-${lab.prefix}` })];
+  }
+
+  /** A pipeline watching `pods`, which are all its resolver knows. */
+  function pipelineOf(pods: Pod[], opts?: ConstructorParameters<typeof Pipeline>[3]): Pipeline {
+    return new Pipeline(lab, pods, plainResolver(pods), opts);
+  }
+
   /** Flushes every `everyMs` until `done(records so far)` or the deadline; returns all flushes of kind 0. */
   async function flushUntil(
     p: Pipeline,
@@ -290,11 +301,10 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
   test('UDP and ICMP flows complete when conntrack destroys them, not at the idle timeout', async () => {
     lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout', '2');
     lab.setHostSysctl('net.netfilter.nf_conntrack_icmp_timeout', '2');
-    const client = lab.addPod({ namespace: 'default', name: `udpc-${lab.prefix}` });
-    const server = lab.addPod({ namespace: 'default', name: `udps-${lab.prefix}` });
+    const [client, server] = podPair('udp');
     // A re-dump every second makes the kernel reap expired entries (and send their
     // DESTROY) instead of waiting for garbage collection.
-    const p = new Pipeline(lab, [client, server], plainResolver([client, server]), {
+    const p = pipelineOf([client, server], {
       resyncMs: 1000,
       idleMs: 100,
       kinds: [0],
@@ -332,8 +342,7 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
   });
 
   test('a DROP rule for one pod pair gives deny records equal to its nft counter; allowed traffic alongside is unaffected', async () => {
-    const client = lab.addPod({ namespace: 'default', name: `denyc-${lab.prefix}` });
-    const server = lab.addPod({ namespace: 'default', name: `denys-${lab.prefix}` });
+    const [client, server] = podPair('deny');
     const other = lab.addPod({ namespace: 'default', name: `denyo-${lab.prefix}` });
     const table = `${lab.prefix}_deny`;
     // Drops UDP to port 9999, and 1000-byte datagrams to 8080 (a flow both allowed and denied).
@@ -342,7 +351,7 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
       ['-f', '-'],
       `table inet ${table} {\n chain deny_fwd {\n  type filter hook forward priority -10; policy accept;\n  ip saddr ${client.ipv4} ip daddr ${server.ipv4} udp dport 9999 counter drop\n  ip saddr ${client.ipv4} ip daddr ${server.ipv4} udp length 1008 counter drop\n }\n}\n`,
     );
-    const p = new Pipeline(lab, [client, server, other], plainResolver([client, server, other]), {
+    const p = pipelineOf([client, server, other], {
       kinds: [0, 1],
     });
     try {
@@ -460,15 +469,14 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
   });
 
   test('an IPv6 drop behind an extension header is keyed like the TC program keyed it', async () => {
-    const client = lab.addPod({ namespace: 'default', name: `v6c-${lab.prefix}` });
-    const server = lab.addPod({ namespace: 'default', name: `v6s-${lab.prefix}` });
+    const [client, server] = podPair('v6');
     const table = `${lab.prefix}_v6deny`;
     run(
       'nft',
       ['-f', '-'],
       `table inet ${table} {\n chain deny_fwd {\n  type filter hook forward priority -10; policy accept;\n  ip6 saddr ${client.ipv6} ip6 daddr ${server.ipv6} udp dport 9999 counter drop\n }\n}\n`,
     );
-    const p = new Pipeline(lab, [client, server], plainResolver([client, server]), { kinds: [0] });
+    const p = pipelineOf([client, server], { kinds: [0] });
     try {
       // Three datagrams carrying a Destination Options header (PadN) before UDP.
       const py = `import socket\ns=socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\ns.setsockopt(socket.IPPROTO_IPV6, 59, bytes([0,0,1,4,0,0,0,0]))\ns.bind(('::', 41999))\nfor i in range(3): s.sendto(b'x'*100, ('${server.ipv6}', 9999))\n`;
@@ -498,9 +506,8 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
 
   test('an overrun of a tiny receive buffer is counted and after the resync every connection started and completed once', async () => {
     lab.setHostSysctl('net.netfilter.nf_conntrack_udp_timeout', '2');
-    const client = lab.addPod({ namespace: 'default', name: `ovc-${lab.prefix}` });
-    const server = lab.addPod({ namespace: 'default', name: `ovs-${lab.prefix}` });
-    const p = new Pipeline(lab, [client, server], plainResolver([client, server]), {
+    const [client, server] = podPair('ov');
+    const p = pipelineOf([client, server], {
       rcvbuf: 1024,
       resyncMs: 1000,
       kinds: [0],
@@ -543,15 +550,14 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
   });
 
   test('connections open before start are counted from start and complete correctly', async () => {
-    const client = lab.addPod({ namespace: 'default', name: `prec-${lab.prefix}` });
-    const server = lab.addPod({ namespace: 'default', name: `pres-${lab.prefix}` });
+    const [client, server] = podPair('pre');
     await lab.serve(server, 9090);
     const { child } = await lab.traffic(
       client,
       cli('tcp', { host: server.ipv4, port: 9090, conns: 4, send: 20000, recv: 3000, hold: true }),
       { keep: true },
     );
-    const p = new Pipeline(lab, [client, server], plainResolver([client, server]), { kinds: [0] });
+    const p = pipelineOf([client, server], { kinds: [0] });
     try {
       await sleep(300);
       child.stdin?.write('go\n');
