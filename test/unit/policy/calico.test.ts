@@ -913,3 +913,46 @@ test('errors name the policy, the field and the value; the policy is skipped', (
   assert.deepEqual(w.trace('ingress', OTHER, NGINX, 80).enforced, [s('nginx-gate', 'deny', -1)]);
   assert.deepEqual(w.trace('ingress', OTHER, DB, 80).enforced, ['nowhere|nowhere.no-tier|allow|0']);
 });
+
+test('SPEC §7 worked example, word for word: full trace strings at dst, at src, and for another pod', () => {
+  const allowAccess = knp('web', 'allow-access', {
+    podSelector: { matchLabels: { app: 'nginx' } },
+    ingress: [
+      {
+        from: [
+          {
+            namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'policy-demo' } },
+            podSelector: { matchLabels: { app: 'access' } },
+          },
+        ],
+        ports: [{ port: 'http' }],
+      },
+    ],
+  });
+  const w = new World([SECURITY, PASS_ALL, allowAccess]);
+  const full = (dir: 'ingress' | 'egress', from: string) => {
+    const t = w.engine.evaluate(
+      dir,
+      w.resolver.resolve(w.ip(from), 0),
+      w.resolver.resolve(w.ip(NGINX), 0),
+      w.ip(from),
+      w.ip(NGINX),
+      6,
+      40000,
+      80,
+    );
+    return t.enforced_policies;
+  };
+  assert.deepEqual(full('ingress', 'policy-demo/access-1'), [
+    '0|security|security.pass-all|pass|0',
+    '1|default|web/knp.default.allow-access|allow|0',
+  ]);
+  assert.deepEqual(full('egress', 'policy-demo/access-1'), [
+    '0|security|security.pass-all|pass|0',
+    '1|__PROFILE__|__PROFILE__.kns.policy-demo|allow|0',
+  ]);
+  assert.deepEqual(full('ingress', ACCESS), [
+    '0|security|security.pass-all|pass|0',
+    '1|default|web/knp.default.allow-access|deny|-1',
+  ]);
+});
