@@ -192,6 +192,7 @@ export class FileMetadataSource implements MetadataSource {
    */
   async #loadComplete(): Promise<FileLoad> {
     const deadline = Date.now() + this.#maxSettleWaitMs;
+    let waited = false;
     for (;;) {
       const st = await this.#stat(this.#path);
       const inPlace = this.#ino === null || st.ino === this.#ino;
@@ -218,7 +219,12 @@ export class FileMetadataSource implements MetadataSource {
           `still changing after ${this.#maxSettleWaitMs} ms (write it elsewhere and rename it into place)`,
         );
       }
-      this.counters.settleWaits++;
+      if (this.counters.settleWaits++ === 0 || !waited)
+        this.#log.info(
+          { path: this.#path, settleMs: this.#settleMs },
+          'metadata file is changing; waiting for it to settle',
+        );
+      waited = true;
       await new Promise((r) => setTimeout(r, Math.max(10, this.#settleMs - Math.max(0, age)) + 5));
       if (this.#closed) throw new MetadataParseError(this.#path, 'source closed while waiting');
     }

@@ -101,17 +101,13 @@ test('SIGTERM while the start waits for a metadata file to stop changing: exits 
   // A writer that keeps rewriting the file in place: the start waits for it to settle.
   const touch = setInterval(() => utimesSync(md, new Date(), new Date()), 100);
   try {
-    let sentAt = 0;
     const r = await runFlowlogd(
       ['--flow-logs-file-directory', dir, '--metadata', md],
       20_000,
       (c, stderr) => {
         const poll = setInterval(() => {
-          // Once the daemon is up far enough to log its settings warnings or nothing: give
-          // it a second into the wait, then ask it to stop.
-          if (sentAt === 0 && c.pid !== undefined && stderr().length >= 0) {
-            sentAt = Date.now() + 1500;
-          } else if (sentAt !== 0 && Date.now() >= sentAt && !c.killed) {
+          // Stop once the start is waiting for the metadata file.
+          if (stderr().includes('waiting for it to settle') && !c.killed) {
             c.kill('SIGTERM');
             clearInterval(poll);
           }
