@@ -48,5 +48,16 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   signals.attach(daemon);
-  return signals.exited;
+  return exitAfterStop(signals, log);
+}
+
+/**
+ * Exits once the daemon has stopped. It has counted what its sinks could not write by
+ * the deadline; a stream's writes still pending (stdout into a pipe nobody reads) must
+ * not keep the process alive: they did, until the reader died.
+ */
+export async function exitAfterStop(signals: SignalHandler, log: pino.Logger): Promise<never> {
+  const code = await signals.exited;
+  log.flush();
+  process.exit(code);
 }

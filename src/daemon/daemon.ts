@@ -42,6 +42,8 @@ function hostAddresses(): string[] {
 
 /** Longest wait for the sinks per chunk of an interval before moving on. */
 const SINK_FLUSH_TIMEOUT_MS = 5000;
+/** How long exit waits for the sinks to finish the final flush before dropping (counted) what they hold. */
+const EXIT_SINK_DEADLINE_MS = 5000;
 
 export interface DaemonOptions {
   config: Config;
@@ -67,6 +69,10 @@ export class Daemon {
   /** Encodes each flush's lines; its working buffer is reused from flush to flush. */
   readonly #batches = new LineBatchBuilder(1 << 20, 8192);
   readonly #registry = new Registry();
+  #inFlush = false;
+  #skippedFlushes = 0;
+  /** The last flush found a sink that did not keep up within its budget. */
+  #sinkStalled = false;
   readonly #metrics: FlushMetrics;
   #metricsServer: Server | null = null;
   #timer: NodeJS.Timeout | null = null;
@@ -294,12 +300,20 @@ export class Daemon {
     if (this.#timer) clearInterval(this.#timer);
     // Not unref'd: this timer is what keeps the daemon running.
     this.#timer = setInterval(() => {
+      // Flushes never pile up: one still running (a slow drain) takes this interval's
+      // records with its next run, whose interval then spans both.
+      if (this.#inFlush) {
+        this.#skippedFlushes++;
+        this.#log.warn({ skipped: this.#skippedFlushes }, 'flush skipped: the previous one is still running');
+        return;
+      }
       this.flush().catch((err) => this.#log.error({ err }, 'flush failed'));
     }, this.#config.flowLogsFlushIntervalMs);
   }
 
   /** Drains the kernel, writes one interval's records. Flushes run one after another. */
   flush(): Promise<void> {
+    this.#inFlush = true;
     const run = this.#flushing.then(async () => {
       const t0 = performance.now();
       const endMs = Date.now();
@@ -324,6 +338,9 @@ export class Daemon {
       void returnFreedMemory(this.#releaseFreeMemory);
     });
     this.#flushing = run.catch(() => {});
+    void this.#flushing.then(() => {
+      this.#inFlush = false;
+    });
     return run;
   }
 
@@ -347,17 +364,15 @@ export class Daemon {
   /** Closes the interval and hands its lines to the sinks (src/export/write.ts). */
   async #writeInterval(endMs: number): Promise<number> {
     const lines = this.#aggregator.flushLineIterator(endMs);
-    const { lines: records, stalled } = await writeInBatches(
-      lines,
-      this.#batches,
-      this.#sink,
-      SINK_FLUSH_TIMEOUT_MS,
-    );
-    if (stalled)
-      this.#log.warn(
-        { timeoutMs: SINK_FLUSH_TIMEOUT_MS },
-        'a sink is not keeping up; its bounded queue takes the rest',
-      );
+    // A flush waits on a slow sink for at most half an interval, and not at all while a
+    // sink that stalled last time still holds lines: its bounded queue takes them at once
+    // (drops the oldest, counted). A 5 s wait per flush stretched 2 s intervals to 5 s.
+    const budget = Math.min(SINK_FLUSH_TIMEOUT_MS, this.#config.flowLogsFlushIntervalMs / 2);
+    const timeoutMs = this.#sinkStalled && !this.#sink.idle() ? 0 : budget;
+    const { lines: records, stalled } = await writeInBatches(lines, this.#batches, this.#sink, timeoutMs);
+    if (stalled && !this.#sinkStalled)
+      this.#log.warn({ timeoutMs }, 'a sink is not keeping up; its bounded queue takes the rest');
+    this.#sinkStalled = stalled;
     this.#metrics.lines.inc(records);
     return records;
   }
@@ -410,8 +425,12 @@ export class Daemon {
       this.#source.close();
       // A stalled sink must not keep the process from exiting: what it still holds is
       // counted as dropped in its stats, logged below.
-      if (!(await within(this.#sink.close(), 2 * SINK_FLUSH_TIMEOUT_MS))) {
-        this.#log.error('a sink did not finish writing the final flush in time');
+      if (!(await within(this.#sink.close(), EXIT_SINK_DEADLINE_MS))) {
+        this.#log.error(
+          { deadlineMs: EXIT_SINK_DEADLINE_MS, held: 'dropped and counted' },
+          'a sink did not finish writing the final flush in time',
+        );
+        this.#sink.abandon();
       }
       this.#metricsServer?.close();
       this.#log.info(

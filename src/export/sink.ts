@@ -37,6 +37,11 @@ export interface Sink {
    */
   idle(): boolean;
   stats(): SinkStats;
+  /**
+   * Gives up what close() could not finish by the exit deadline (a stalled pipe): drops
+   * and counts every line it still holds, so exiting loses only counted lines.
+   */
+  abandon?(): void;
 }
 
 /** Pino-compatible logger subset. */
@@ -214,6 +219,10 @@ export class FanoutSink implements Sink {
   async flush(): Promise<void> {
     await Promise.all(this.#sinks.map((s) => s.flush()));
   }
+  abandon(): void {
+    for (const s of this.#sinks) s.abandon?.();
+  }
+
   async close(): Promise<void> {
     await Promise.all(this.#sinks.map((s) => s.close()));
   }

@@ -29,6 +29,8 @@ export class StreamSink implements Sink {
   #waiting = false;
   /** Writes the stream has accepted but not finished: it holds their batch's bytes until then. */
   #inFlight = 0;
+  /** Lines and bytes of each write in flight, oldest first (a stream calls back in order). */
+  readonly #inFlightRuns: { lines: number; bytes: number }[] = [];
   #broken = false;
   #closed = false;
   #idleWaiters: (() => void)[] = [];
@@ -72,6 +74,7 @@ export class StreamSink implements Sink {
       q.drop(run.lines);
       // A slice of the batch: the stream holds it, not a copy, until written.
       this.#inFlight++;
+      this.#inFlightRuns.push({ lines: run.lines, bytes: run.end - run.start });
       const ok = this.#stream.write(run.batch.buf.subarray(run.start, run.end), this.#written);
       this.#stats.writtenLines += run.lines;
       this.#stats.writtenBytes += run.end - run.start;
@@ -89,8 +92,27 @@ export class StreamSink implements Sink {
 
   readonly #written = (): void => {
     this.#inFlight--;
+    this.#inFlightRuns.shift();
     this.#wake();
   };
+
+  abandon(): void {
+    this.#closed = true;
+    let held = this.#queue.clear();
+    // Handed to the stream but never written out (a stalled pipe): not written after all.
+    for (const r of this.#inFlightRuns.splice(0)) {
+      held += r.lines;
+      this.#stats.writtenLines -= r.lines;
+      this.#stats.writtenBytes -= r.bytes;
+    }
+    if (held > 0) {
+      this.#stats.droppedLines += held;
+      this.#log.warn(
+        { sink: this.name, dropped: held },
+        'flow log stream still stalled at exit: its lines dropped',
+      );
+    }
+  }
 
   /** Wakes flush() waiters once nothing is queued, waiting or in flight (or the stream broke). */
   #wake(): void {

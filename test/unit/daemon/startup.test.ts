@@ -123,3 +123,52 @@ test('SIGTERM while the start waits for a metadata file to stop changing: exits 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('stdout into a pipe nobody reads: flushes keep their 1 s interval, SIGTERM exits, the held lines counted (issue 14 item 6)', async () => {
+  const child = spawn(
+    process.execPath,
+    [projectPath('test', 'unit', 'daemon', 'fixtures', 'stalled-stdout.ts')],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr!.on('data', (c: Buffer) => {
+    stderr += c;
+  });
+  const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
+  const flushTimes = () =>
+    [...stderr.matchAll(/"time":(\d+),[^\n]*"msg":"flushed"/g)].map((m) => Number(m[1]));
+  try {
+    const t0 = Date.now();
+    while (!stderr.includes('not keeping up') && Date.now() - t0 < 20_000)
+      await new Promise((r) => setTimeout(r, 50));
+    assert.match(stderr, /not keeping up/);
+    const from = flushTimes().length;
+    await new Promise((r) => setTimeout(r, 6000));
+    const times = flushTimes().slice(from);
+    const gaps = times.slice(1).map((t, i) => t - times[i]!);
+    // 1 s intervals: 6 s hold 5-6 flushes (before: each waited 5 s on the stalled pipe).
+    assert.ok(times.length >= 4, `${times.length} flushes in 6 s, gaps ${gaps.join(',')} ms`);
+    assert.ok(
+      gaps.every((g) => g < 2000),
+      `gaps between flushes: ${gaps.join(',')} ms`,
+    );
+    child.kill('SIGTERM');
+    const code = await Promise.race([
+      exited,
+      new Promise<'alive'>((r) => setTimeout(() => r('alive'), 20_000)),
+    ]);
+    assert.equal(code, 0, `exit after SIGTERM: ${stderr.slice(-1500)}`);
+    const stopped = stderr.split('\n').find((l) => l.includes('final flush written; stopped'));
+    assert.ok(stopped, 'the daemon logged its stop');
+    const s = (
+      JSON.parse(stopped) as { sinks: Record<string, { droppedLines: number; writtenLines: number }> }
+    ).sinks.stdout!;
+    assert.ok(s.droppedLines > 0, `what the stalled pipe held is counted as dropped: ${JSON.stringify(s)}`);
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    child.stdout!.destroy();
+    await exited;
+  }
+});
