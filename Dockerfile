@@ -43,14 +43,17 @@ RUN make -C bpf \
     && npm prune --omit=dev --no-audit --no-fund \
     && find node_modules \( -name '*.map' -o -name '*.d.ts' -o -name '*.d.mts' -o -name '*.d.cts' \
          -o -name '*.md' -o -name '*.ts' \) -type f -delete
-# The runtime root: nothing else. The node binary's symbols are 18 MB it never reads.
+# The runtime root: nothing else (but `flowlogd bench`'s helper, bpf/.output/benchtool:
+# BPF stats and the empty program for `bench live`; `bench lab` also needs a node's ip,
+# sysctl and conntrack, so it runs on the node, not in this image). The node binary's symbols are 18 MB it never reads.
 RUN set -e; r=/rootfs/opt/flowlogd; mkdir -p "$r/build/Release" "$r/dist" /rootfs/usr/local/bin \
     && cp -L /opt/node/bin/node /rootfs/usr/local/bin/node \
     && strip --strip-all /rootfs/usr/local/bin/node \
     && cp build/Release/flowlogd.node "$r/build/Release/" \
     && strip --strip-unneeded "$r/build/Release/flowlogd.node" \
     && cp -r dist/src "$r/dist/src" && cp -r node_modules package.json bin "$r/" \
-    && for lib in $(ldd /opt/node/bin/node build/Release/flowlogd.node \
+    && mkdir -p "$r/bpf/.output" && cp bpf/.output/benchtool "$r/bpf/.output/" \
+    && for lib in $(ldd /opt/node/bin/node build/Release/flowlogd.node bpf/.output/benchtool \
          | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\/.*ld-linux/ { print $1 }' | sort -u); do \
          cp --parents -L "$lib" /rootfs; done \
     && mkdir -p /rootfs/tmp /rootfs/var/log/calico/flowlogs && chmod 1777 /rootfs/tmp \

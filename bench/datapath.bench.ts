@@ -181,10 +181,10 @@ async function hookCost(lines: string[]) {
     const devs = [client.hostIf, server.hostIf];
     for (let i = 0; i < RUNS; i++) {
       without.push(await udpBlast(lab, client, server));
-      const holder = spawn(`${OUT}tcx_empty`, devs, { stdio: ['pipe', 'pipe', 'inherit'] });
+      const holder = spawn(`${OUT}benchtool`, ['empty', ...devs], { stdio: ['pipe', 'pipe', 'inherit'] });
       await new Promise<void>((resolve, reject) => {
         holder.stdout.once('data', () => resolve());
-        holder.once('exit', (code) => reject(new Error(`tcx_empty exited with ${code}`)));
+        holder.once('exit', (code) => reject(new Error(`benchtool empty exited with ${code}`)));
       });
       emptyTcx.push(await udpBlast(lab, client, server));
       holder.stdin.end();

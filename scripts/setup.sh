@@ -12,7 +12,7 @@ NODE_LTS_VERSION=24.21.0   # Node 24 "Krypton" LTS, supported until April 2028
 apt_pkgs=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config make g++ python3
   iproute2 conntrack nftables iptables libmnl-dev libnetfilter-conntrack-dev ethtool
-  procps iputils-ping clang-format iperf3
+  procps iputils-ping clang-format iperf3 pmacct softflowd
   nats-server python3-fluent-logger python3-msgpack
 )
 missing=()

@@ -1,6 +1,7 @@
 // flowlogd's command line.
 import { Command, InvalidArgumentError } from 'commander';
 import { addConfigOptions } from '../daemon/config.ts';
+import { addBenchCommand } from './bench.ts';
 import { demo } from './demo.ts';
 import { dump } from './dump.ts';
 import { run } from './run.ts';
@@ -56,6 +57,8 @@ program
   .action(async () => {
     await demo((s) => process.stdout.write(s));
   });
+
+addBenchCommand(program);
 
 addConfigOptions(
   program

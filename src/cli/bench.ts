@@ -1,0 +1,98 @@
+// `flowlogd bench live|lab`: what flowlogd costs on this node (live) and under the
+// standard traffic in a lab of pods (lab). See src/bench/. The bench's modules (and zod,
+// which checks its JSON) are imported when a bench command runs: every other command,
+// `run` above all, would otherwise carry them resident (zod alone is ~15 MB).
+import { writeFileSync } from 'node:fs';
+import { type Command, InvalidArgumentError } from 'commander';
+import { SCENARIOS } from '../bench/scenarios.ts';
+
+const QUICK = { rounds: 1, seconds: 1 } as const;
+
+function numberIn(flag: string, min: number, max: number, integer: boolean) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isFinite(n) || n < min || n > max || (integer && !Number.isInteger(n)))
+      throw new InvalidArgumentError(
+        `${flag} ${JSON.stringify(value)}: must be ${integer ? 'an integer' : 'a number'} from ${min} to ${max}`,
+      );
+    return n;
+  };
+}
+
+function scenarioList(value: string): string[] {
+  const names = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
+  for (const n of names)
+    if (!SCENARIOS.some((s) => s.name === n))
+      throw new InvalidArgumentError(
+        `--scenarios ${JSON.stringify(n)}: no such scenario; have ${SCENARIOS.map((s) => s.name).join(', ')}`,
+      );
+  return names;
+}
+
+export function addBenchCommand(program: Command): void {
+  const bench = program
+    .command('bench')
+    .description('measure what flowlogd costs: on this node (live) or in a lab of pods (lab)');
+  bench
+    .command('live')
+    .description(
+      "BPF stats on for a while: ns per packet of the running programs, packets/s, the daemon's CPU and memory",
+    )
+    .option('--seconds <n>', 'how long to measure', numberIn('--seconds', 1, 3600, false), 10)
+    .option('--all', "every loaded BPF program, not only flowlogd's", false)
+    .option('--json', 'print the result as JSON instead of a table', false)
+    .action(async (o: { seconds: number; all: boolean; json: boolean }) => {
+      const { benchLive } = await import('../bench/live.ts');
+      const { liveTable } = await import('../bench/report.ts');
+      const r = await benchLive({ seconds: o.seconds, all: o.all });
+      process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : liveTable(r));
+    });
+  bench
+    .command('lab')
+    .description(
+      'build a lab of two pods and race no program, an empty program and flowlogd (and --peers) over the standard scenarios',
+    )
+    .option('--rounds <n>', 'interleaved rounds per scenario', numberIn('--rounds', 1, 100, true), 5)
+    .option('--seconds <n>', 'measured seconds per run', numberIn('--seconds', 0.5, 60, false), 3)
+    .option('--quick', `a smoke run: ${QUICK.rounds} round of ${QUICK.seconds} s`, false)
+    .option('--peers', 'also pmacctd and softflowd capturing on the same interface', false)
+    .option(
+      '--scenarios <names>',
+      `comma-separated, of ${SCENARIOS.map((s) => s.name).join(', ')}`,
+      scenarioList,
+    )
+    .option(
+      '--output <file.json>',
+      'where to write the JSON (the SVG chart goes next to it)',
+      'flowlogd-bench-lab.json',
+    )
+    .option('--json', 'print the JSON on stdout instead of the table', false)
+    .action(
+      async (o: {
+        rounds: number;
+        seconds: number;
+        quick: boolean;
+        peers: boolean;
+        scenarios?: string[];
+        output: string;
+        json: boolean;
+      }) => {
+        const rounds = o.quick ? QUICK.rounds : o.rounds;
+        const seconds = o.quick ? QUICK.seconds : o.seconds;
+        const command =
+          `flowlogd bench lab ${process.argv.slice(process.argv.indexOf('lab') + 1).join(' ')}`.trim();
+        const { benchLab } = await import('../bench/lab.ts');
+        const { labChart } = await import('../bench/chart.ts');
+        const { labTable } = await import('../bench/report.ts');
+        const r = await benchLab({ rounds, seconds, peers: o.peers, scenarios: o.scenarios, command });
+        writeFileSync(o.output, `${JSON.stringify(r, null, 2)}\n`);
+        const svg = `${o.output.replace(/\.json$/, '')}.svg`;
+        writeFileSync(svg, labChart(r));
+        process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : labTable(r));
+        process.stderr.write(`bench: wrote ${o.output} and ${svg}\n`);
+      },
+    );
+}
