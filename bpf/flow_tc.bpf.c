@@ -177,43 +177,10 @@ static __always_inline __u64 ip_bytes(struct __sk_buff *skb, const struct packet
 	return bytes;
 }
 
-/* Counts the packet in its map entry; returns 1 if the entry exists now. */
-static __always_inline int account(struct __sk_buff *skb, void *flows, const struct packet *p,
-				   const void *key, __u8 dir, __u8 hook)
+/* Adds one packet to its connection's entry. */
+static __always_inline void add_to_entry(struct flow_counters *c, const struct packet *p, __u8 dir,
+					 __u64 bytes, __u64 now)
 {
-	__u64 bytes = ip_bytes(skb, p);
-	__u64 now = bpf_ktime_get_coarse_ns();
-	struct flow_counters *c;
-
-	c = bpf_map_lookup_elem(flows, key);
-	if (!c) {
-		struct flow_counters init = {};
-		long err;
-
-		init.packets[dir] = 1;
-		init.bytes[dir] = bytes;
-		init.first_seen_ns = now;
-		init.last_seen_ns = now;
-		init.tcp_flags = (__u32)p->tcp_flags << (dir * 8);
-		init.first_hook = hook;
-		init.first_dir = dir;
-		init.icmp_type = p->icmp_type;
-		init.icmp_code = p->icmp_code;
-		set_initiator(skb, p, dir, &init);
-		err = bpf_map_update_elem(flows, key, &init, BPF_NOEXIST);
-		if (!err)
-			return 1;
-		if (err != -EEXIST_) {
-			count_failed_insert(err, bytes);
-			return 0;
-		}
-		/* Another CPU inserted the same connection first: add to its entry. */
-		c = bpf_map_lookup_elem(flows, key);
-		if (!c) {
-			count_failed_insert(err, bytes);
-			return 0;
-		}
-	}
 	COUNTER_ADD(&c->packets[dir], 1);
 	COUNTER_ADD(&c->bytes[dir], bytes);
 	c->last_seen_ns = now;
@@ -227,11 +194,67 @@ static __always_inline int account(struct __sk_buff *skb, void *flows, const str
 			c->initiator_how = FLOW_INIT_SYN;
 		}
 	}
+}
+
+/*
+ * The first packet of (interface, connection) in this map generation: a new entry, its
+ * initiator decided (maybe by a conntrack lookup). Out of line, as every path below that
+ * only some packets take: the instructions most packets run stay few and contiguous,
+ * which is what a program run costs when packets come one at a time between other work
+ * and the program's code is no longer in the CPU's caches (request/response traffic).
+ * `dir_hook`: dir | hook << 8 (a BPF call takes five arguments).
+ */
+static __noinline int new_entry(struct __sk_buff *skb, void *flows, const struct packet *p,
+				const void *key, __u32 dir_hook)
+{
+	__u8 dir = dir_hook & 1, hook = dir_hook >> 8;
+	__u64 bytes = ip_bytes(skb, p);
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct flow_counters init = {}, *c;
+	long err;
+
+	init.packets[dir] = 1;
+	init.bytes[dir] = bytes;
+	init.first_seen_ns = now;
+	init.last_seen_ns = now;
+	init.tcp_flags = (__u32)p->tcp_flags << (dir * 8);
+	init.first_hook = hook;
+	init.first_dir = dir;
+	init.icmp_type = p->icmp_type;
+	init.icmp_code = p->icmp_code;
+	set_initiator(skb, p, dir, &init);
+	err = bpf_map_update_elem(flows, key, &init, BPF_NOEXIST);
+	if (!err)
+		return 1;
+	if (err != -EEXIST_) {
+		count_failed_insert(err, bytes);
+		return 0;
+	}
+	/* Another CPU inserted the same connection first: add to its entry. */
+	c = bpf_map_lookup_elem(flows, key);
+	if (!c) {
+		count_failed_insert(err, bytes);
+		return 0;
+	}
+	add_to_entry(c, p, dir, bytes, now);
+	return 1;
+}
+
+/* Counts the packet in its map entry; returns 1 if the entry exists now. */
+static __always_inline int account(struct __sk_buff *skb, void *flows, const struct packet *p,
+				   const void *key, __u8 dir, __u8 hook, __u64 bytes, __u64 now)
+{
+	struct flow_counters *c = bpf_map_lookup_elem(flows, key);
+
+	if (!c)
+		return new_entry(skb, flows, p, key, dir | (__u32)hook << 8);
+	add_to_entry(c, p, dir, bytes, now);
 	return 1;
 }
 
 #ifndef FLOW_NO_CACHE
-static __always_inline struct flow_cache_slot *cache_slot(__u32 gen, const struct flow_key4 *k)
+/* The first of the FLOW_CACHE_WAYS slots of the set `k` maps to. */
+static __always_inline struct flow_cache_slot *cache_set(__u32 gen, const struct flow_key4 *k)
 {
 	struct flow_cache *cache = bpf_map_lookup_elem(&flow_cache, &gen);
 	__u32 h;
@@ -244,9 +267,10 @@ static __always_inline struct flow_cache_slot *cache_slot(__u32 gen, const struc
 	h ^= k->proto;
 	/* The interface is added, not hashed: a packet crosses two veths (ingress on one,
 	 * egress on the other, on the same CPU), and their ifindexes, created together,
-	 * differ by a few, so one connection's two keys land in different slots instead of
-	 * evicting each other one time in 16. */
-	return &cache->slot[((h ^ (h >> 16)) + k->ifindex) & (FLOW_CACHE_SLOTS - 1)];
+	 * differ by a few, so one connection's two keys land in different sets instead of
+	 * sharing one. */
+	h = ((h ^ (h >> 16)) + k->ifindex) & (FLOW_CACHE_SLOTS / FLOW_CACHE_WAYS - 1);
+	return &cache->slot[h * FLOW_CACHE_WAYS];
 }
 
 static __always_inline int same_key4(const struct flow_key4 *a, const struct flow_key4 *b)
@@ -256,40 +280,68 @@ static __always_inline int same_key4(const struct flow_key4 *a, const struct flo
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
 }
 
-/*
- * Gives the slot to `key` (whose entry exists), adding what it holds for its previous
- * connection to that one's entry first.
- */
-static __always_inline void cache_claim(void *flows, struct flow_cache_slot *s,
-					const struct flow_key4 *key)
+/* Adds what a slot holds to its connection's entry `c`. */
+static __always_inline void cache_merge(struct flow_counters *c, const struct flow_cache_slot *s)
 {
-	if (s->packets[0] | s->packets[1]) {
-		struct flow_counters *c = bpf_map_lookup_elem(flows, &s->key);
+	/* Counted here, not per hit: the hit path stays two memory writes shorter. */
+	stat_add(FLOW_STAT_CACHE_HITS, s->packets[0] + s->packets[1]);
+	COUNTER_ADD(&c->packets[0], s->packets[0]);
+	COUNTER_ADD(&c->packets[1], s->packets[1]);
+	COUNTER_ADD(&c->bytes[0], s->bytes[0]);
+	COUNTER_ADD(&c->bytes[1], s->bytes[1]);
+	if (c->last_seen_ns < s->last_seen_ns)
+		c->last_seen_ns = s->last_seen_ns;
+	if ((c->tcp_flags & s->tcp_flags) != s->tcp_flags)
+		__sync_fetch_and_or(&c->tcp_flags, s->tcp_flags);
+}
 
-		stat_add(FLOW_STAT_CACHE_EVICTIONS, 1);
-		/* Counted here, not per hit: the hit path stays two memory writes shorter. */
-		stat_add(FLOW_STAT_CACHE_HITS, s->packets[0] + s->packets[1]);
-		if (c) {
-			COUNTER_ADD(&c->packets[0], s->packets[0]);
-			COUNTER_ADD(&c->packets[1], s->packets[1]);
-			COUNTER_ADD(&c->bytes[0], s->bytes[0]);
-			COUNTER_ADD(&c->bytes[1], s->bytes[1]);
-			if (c->last_seen_ns < s->last_seen_ns)
-				c->last_seen_ns = s->last_seen_ns;
-			if ((c->tcp_flags & s->tcp_flags) != s->tcp_flags)
-				__sync_fetch_and_or(&c->tcp_flags, s->tcp_flags);
-		} else {
-			/* Entries are only deleted by the drain, which never overlaps: not reached.
-			 */
-			stat_add(FLOW_STAT_LOST_PACKETS, s->packets[0] + s->packets[1]);
-			stat_add(FLOW_STAT_LOST_BYTES, s->bytes[0] + s->bytes[1]);
-		}
+/* A slot's counts to its connection's entry, before another connection takes the slot. */
+static __noinline void cache_evict(void *flows, struct flow_cache_slot *s)
+{
+	struct flow_counters *c = bpf_map_lookup_elem(flows, &s->key);
+
+	stat_add(FLOW_STAT_CACHE_EVICTIONS, 1);
+	if (c) {
+		cache_merge(c, s);
+	} else {
+		/* Entries are only deleted by the drain, which never overlaps: not reached. */
+		stat_add(FLOW_STAT_LOST_PACKETS, s->packets[0] + s->packets[1]);
+		stat_add(FLOW_STAT_LOST_BYTES, s->bytes[0] + s->bytes[1]);
 	}
-	__builtin_memcpy(&s->key, key, sizeof(*key));
+}
+
+static __always_inline void cache_clear(struct flow_cache_slot *s)
+{
 	s->tcp_flags = 0;
 	s->packets[0] = s->packets[1] = 0;
 	s->bytes[0] = s->bytes[1] = 0;
-	s->last_seen_ns = 0;
+}
+
+/*
+ * Gives a slot of the set to `key` (whose entry exists). An empty way first; else the
+ * way seen longest ago, its counts added to its entry first, unless both ways were
+ * counted in this clock tick: more live connections than ways, and taking a busy slot
+ * would cost a lookup for the evicted connection on every packet (thrashing) where
+ * leaving it costs nothing.
+ */
+static __always_inline void cache_claim(void *flows, struct flow_cache_slot *set,
+					const struct flow_key4 *key, __u64 now)
+{
+	struct flow_cache_slot *s = &set[0];
+
+	if (set[0].key.ifindex != 0) {
+		s = &set[1];
+		if (set[1].key.ifindex != 0) {
+			s = set[0].last_seen_ns <= set[1].last_seen_ns ? &set[0] : &set[1];
+			if (s->last_seen_ns == now)
+				return;
+		}
+	}
+	if (s->packets[0] | s->packets[1])
+		cache_evict(flows, s);
+	__builtin_memcpy(&s->key, key, sizeof(*key));
+	cache_clear(s);
+	s->last_seen_ns = now;
 }
 #endif
 
@@ -298,26 +350,42 @@ static __always_inline void account4(struct __sk_buff *skb, void *flows, __u32 g
 				     const struct packet *p, const struct flow_key4 *key, __u8 dir,
 				     __u8 hook)
 {
+	__u64 bytes = ip_bytes(skb, p);
+	__u64 now = bpf_ktime_get_coarse_ns();
 #ifndef FLOW_NO_CACHE
-	struct flow_cache_slot *s = cache_slot(gen, key);
+	struct flow_cache_slot *set = cache_set(gen, key), *s = 0;
 
-	/* A SYN may make the sender the initiator: that decision is made at the entry. */
-	if (s && !(p->tcp_flags & TCP_SYN) && same_key4(&s->key, key)) {
+	if (set) {
+		if (same_key4(&set[0].key, key))
+			s = &set[0];
+		else if (same_key4(&set[1].key, key))
+			s = &set[1];
+	}
+#ifdef FLOW_BENCH_SLOT_ONLY
+	/* Benchmark variant only: parse, key, the cache set's lookup and compare, no count. */
+	if (s)
 		s->packets[dir] += 1;
-		s->bytes[dir] += ip_bytes(skb, p);
-		s->last_seen_ns = bpf_ktime_get_coarse_ns();
+	return;
+#endif
+	/* A SYN may make the sender the initiator: that decision is made at the entry. (A
+	 * SYN+ACK changes nothing there but flags: it is counted in the slot, which the SYN
+	 * claimed, so a new connection costs its insert and at most one eviction.) */
+	if (s && (p->tcp_flags & (TCP_SYN | TCP_ACK)) != TCP_SYN) {
+		s->packets[dir] += 1;
+		s->bytes[dir] += bytes;
+		s->last_seen_ns = now;
 		s->tcp_flags |= (__u32)p->tcp_flags << (dir * 8);
 		return;
 	}
-	if (account(skb, flows, p, key, dir, hook) && s)
-		cache_claim(flows, s, key);
+	if (account(skb, flows, p, key, dir, hook, bytes, now) && set && !s)
+		cache_claim(flows, set, key, now);
 #else
-	account(skb, flows, p, key, dir, hook);
+	account(skb, flows, p, key, dir, hook, bytes, now);
 #endif
 }
 
 /* A first fragment records its ports; later ones of the same datagram take them. */
-static __always_inline void fragment_ports(struct packet *p)
+static __noinline void fragment_ports(struct packet *p)
 {
 	struct frag_key k = {.id = p->frag_id, .proto = p->proto};
 	struct frag_ports *found;
@@ -337,14 +405,32 @@ static __always_inline void fragment_ports(struct packet *p)
 	}
 }
 
+/* An IPv6 packet, to the map under the full key (no cache: its key does not fit a slot). */
+static __noinline void observe6(struct __sk_buff *skb, const struct packet *p, __u32 dir_hook)
+{
+	__u8 dir = dir_hook & 1, hook = dir_hook >> 8;
+	__u64 bytes = ip_bytes(skb, p), now = bpf_ktime_get_coarse_ns();
+	struct flow_key key = {};
+
+	key.ifindex = skb->ifindex;
+	key.proto = p->proto;
+	key.family = p->family;
+	__builtin_memcpy(key.addr_a, dir == FLOW_DIR_AB ? p->saddr : p->daddr, 16);
+	__builtin_memcpy(key.addr_b, dir == FLOW_DIR_AB ? p->daddr : p->saddr, 16);
+	key.port_a = dir == FLOW_DIR_AB ? p->sport : p->dport;
+	key.port_b = dir == FLOW_DIR_AB ? p->dport : p->sport;
+	if (generation & 1)
+		account(skb, &flows6_1, p, &key, dir, hook, bytes, now);
+	else
+		account(skb, &flows6_0, p, &key, dir, hook, bytes, now);
+}
+
 static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	struct packet p = {};
-	struct flow_key key = {};
 	__u8 dir;
-	/* key is only filled for IPv6; IPv4 uses the compact flow_key4. */
 	int res;
 
 	res = parse_packet(&p, data, end);
@@ -374,6 +460,10 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 		stat_add(FLOW_STAT_PARSE_L4, 1);
 		return TC_NEXT;
 	}
+#ifdef FLOW_BENCH_PARSE_ONLY
+	/* Benchmark variant only (bench lab --object): what parsing alone costs. */
+	return TC_NEXT;
+#endif
 	if (p.first_fragment || p.nonfirst_fragment)
 		fragment_ports(&p);
 
@@ -394,17 +484,7 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 			account4(skb, &flows4_0, gen, &p, &key4, dir, hook);
 		return TC_NEXT;
 	}
-	key.ifindex = skb->ifindex;
-	key.proto = p.proto;
-	key.family = p.family;
-	__builtin_memcpy(key.addr_a, dir == FLOW_DIR_AB ? p.saddr : p.daddr, 16);
-	__builtin_memcpy(key.addr_b, dir == FLOW_DIR_AB ? p.daddr : p.saddr, 16);
-	key.port_a = dir == FLOW_DIR_AB ? p.sport : p.dport;
-	key.port_b = dir == FLOW_DIR_AB ? p.dport : p.sport;
-	if (generation & 1)
-		account(skb, &flows6_1, &p, &key, dir, hook);
-	else
-		account(skb, &flows6_0, &p, &key, dir, hook);
+	observe6(skb, &p, dir | (__u32)hook << 8);
 	return TC_NEXT;
 }
 

@@ -85,8 +85,12 @@ struct flow_counters {
  * One slot of the per-CPU cache of recently counted IPv4 connections (maps.h): counts
  * not yet added to the connection's entry in flows4_<generation>. The addon adds them
  * before it drains that generation.
+ * 512 slots, two ways a set: 32 KiB a CPU per generation, the largest value a per-CPU
+ * map holds (PCPU_MIN_UNIT_SIZE). With 16 slots, 64 ping-pong flows hit 4% of the time
+ * and 1,024 flows never (BENCHMARKS.md, bench lab).
  */
-#define FLOW_CACHE_SLOTS 16
+#define FLOW_CACHE_SLOTS 512
+#define FLOW_CACHE_WAYS 2
 
 struct flow_cache_slot {
 	struct flow_key4 key; /*  0, ifindex 0: empty */

@@ -10,6 +10,8 @@
 //   benchtool empty IF...           an empty TC program (returns "next" at once) on
 //                                   ingress and egress of each IF by tcx links; prints
 //                                   "ready ID", holds the links until stdin closes.
+//   benchtool attach OBJ IF         flowlogd_in/_eg of a BPF object on IF (tcx), for A/B
+//                                   runs of a variant; prints "ready ID ID", holds
 //   benchtool sink [-c CPU] PORT    UDP sink on PORT; TCP request/response and UDP echo
 //   benchtool serve [-c CPU] PORT     server on PORT
 //   benchtool blast [-c CPU] HOST PORT FLOWS SIZE SECONDS [PPS]  UDP from FLOWS sockets
@@ -19,6 +21,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/bpf.h>
@@ -131,6 +134,35 @@ static int cmd_empty(int argc, char** argv) {
   while (getchar() != EOF) {
   }
   return 0;  // the links close with the process
+}
+
+// A development A/B: flowlogd_in / flowlogd_eg of a BPF object file on ingress / egress
+// of IF by tcx links, with no addon (maps never drained: for a window of cost only).
+static int cmd_attach(const char* path, const char* ifname) {
+  struct bpf_object* obj = bpf_object__open_file(path, NULL);
+  int ifindex = (int)if_nametoindex(ifname);
+  uint32_t ids[2];
+  if (!obj || libbpf_get_error(obj)) die(path);
+  if (bpf_object__load(obj) != 0) die("loading the object");
+  if (ifindex == 0) die(ifname);
+  const char* names[2] = {"flowlogd_in", "flowlogd_eg"};
+  int types[2] = {TCX_INGRESS_, TCX_EGRESS_};
+  for (int t = 0; t < 2; t++) {
+    struct bpf_program* prog = bpf_object__find_program_by_name(obj, names[t]);
+    struct bpf_prog_info info;
+    uint32_t len = sizeof(info);
+    if (!prog) die(names[t]);
+    if (bpf_link_create(bpf_program__fd(prog), ifindex, (enum bpf_attach_type)types[t], NULL) < 0)
+      die("tcx attach");
+    memset(&info, 0, sizeof(info));
+    if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len) != 0) die("program info");
+    ids[t] = info.id;
+  }
+  printf("ready %u %u\n", ids[0], ids[1]);
+  fflush(stdout);
+  while (getchar() != EOF) {
+  }
+  return 0;
 }
 
 // ---- traffic ----
@@ -409,6 +441,7 @@ int main(int argc, char** argv) {
   }
   if (strcmp(cmd, "stats") == 0) return cmd_stats();
   if (strcmp(cmd, "empty") == 0 && argc >= 1) return cmd_empty(argc, argv);
+  if (strcmp(cmd, "attach") == 0 && argc == 2) return cmd_attach(argv[0], argv[1]);
   if (strcmp(cmd, "sink") == 0 && argc == 1) cmd_server(atoi(argv[0]), 0);
   if (strcmp(cmd, "serve") == 0 && argc == 1) cmd_server(atoi(argv[0]), 1);
   if (strcmp(cmd, "blast") == 0 && (argc == 5 || argc == 6))

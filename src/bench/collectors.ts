@@ -6,12 +6,13 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { projectPath } from '../common/paths.ts';
-import { EmptyProgram } from './native.ts';
+import { benchtoolPath, EmptyProgram, firstLine } from './native.ts';
 import { cpuSeconds, memory, programsOf } from './proc.ts';
 
 export const BASE_VARIANTS = ['none', 'empty', 'flowlogd'] as const;
 export const PEER_VARIANTS = ['pmacctd', 'softflowd'] as const;
-export type Variant = (typeof BASE_VARIANTS)[number] | (typeof PEER_VARIANTS)[number];
+/** A standard variant, or the name of a BPF object given with --object (development A/B). */
+export type Variant = string;
 
 /** A collector running for one measured window. */
 export interface Running {
@@ -154,7 +155,29 @@ export function peerInstalled(variant: 'pmacctd' | 'softflowd'): boolean {
   }
 }
 
-export async function startVariant(variant: Variant, ifname: string): Promise<Running> {
+/** flowlogd's programs from a BPF object file, attached without the daemon (no drain). */
+async function startObject(path: string, ifname: string): Promise<Running> {
+  const child = spawn(benchtoolPath(), ['attach', path, ifname], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const { line } = await firstLine(child, `benchtool attach ${path}`);
+  const m = /^ready (\d+) (\d+)$/.exec(line);
+  if (!m) throw new Error(`benchtool attach: ${line}`);
+  return {
+    programIds: [Number(m[1]), Number(m[2])],
+    pid: null,
+    async stop() {
+      const done = exited(child);
+      child.stdin!.end();
+      await done;
+    },
+  };
+}
+
+export async function startVariant(
+  variant: Variant,
+  ifname: string,
+  objects: Record<string, string> = {},
+): Promise<Running> {
+  if (objects[variant] !== undefined) return startObject(objects[variant], ifname);
   switch (variant) {
     case 'none':
       return { programIds: [], pid: null, async stop() {} };
@@ -168,4 +191,5 @@ export async function startVariant(variant: Variant, ifname: string): Promise<Ru
     case 'softflowd':
       return startPeer(variant, ifname);
   }
+  throw new Error(`bench: no variant ${JSON.stringify(variant)}`);
 }

@@ -36,6 +36,8 @@ export interface LabOptions {
   peers: boolean;
   scenarios?: string[];
   command: string;
+  /** Extra variants: name → BPF object file whose flowlogd_in/_eg run without the daemon. */
+  objects?: Record<string, string>;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -64,11 +66,13 @@ const HOOK_OF: Record<string, string> = {
 class LabBench {
   readonly #lab = new Lab();
   readonly #stats: BpfStats;
+  readonly #objects: Record<string, string>;
   client!: Pod;
   server!: Pod;
 
-  constructor(stats: BpfStats) {
+  constructor(stats: BpfStats, objects: Record<string, string>) {
     this.#stats = stats;
+    this.#objects = objects;
   }
 
   async setUp(): Promise<void> {
@@ -94,7 +98,7 @@ class LabBench {
 
   async measure(scenario: Scenario, round: number, variant: Variant, seconds: number): Promise<RunSample> {
     const ifname = this.client.hostIf;
-    const running: Running = await startVariant(variant, ifname);
+    const running: Running = await startVariant(variant, ifname, this.#objects);
     try {
       const gen = this.#lab.spawn(
         this.client,
@@ -185,13 +189,13 @@ export async function benchLab(o: LabOptions): Promise<LabResult> {
   benchtoolPath();
   execFileSync('ip', ['-V'], { stdio: 'ignore' });
   const scenarios = pickScenarios(o.scenarios);
-  const variants = labVariants(o.peers);
+  const variants = [...labVariants(o.peers), ...Object.keys(o.objects ?? {})];
   const order = roundOrder(variants.length, o.rounds);
   const perRound = variants.reduce((a, v) => a + o.seconds + TAIL_S + LEAD_MS / 1000 + overheadSeconds(v), 0);
   const progress = new Progress(5 + scenarios.length * o.rounds * perRound);
   const startedAt = new Date().toISOString();
   const stats = await BpfStats.enable();
-  const bench = new LabBench(stats);
+  const bench = new LabBench(stats, o.objects ?? {});
   const results: ScenarioResult[] = [];
   try {
     progress.update('building the lab');

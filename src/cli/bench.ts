@@ -2,7 +2,7 @@
 // standard traffic in a lab of pods (lab). See src/bench/. The bench's modules (and zod,
 // which checks its JSON) are imported when a bench command runs: every other command,
 // `run` above all, would otherwise carry them resident (zod alone is ~15 MB).
-import { writeFileSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SCENARIOS } from '../bench/scenarios.ts';
 
@@ -30,6 +30,17 @@ function scenarioList(value: string): string[] {
         `--scenarios ${JSON.stringify(n)}: no such scenario; have ${SCENARIOS.map((s) => s.name).join(', ')}`,
       );
   return names;
+}
+
+function objectVariant(value: string, previous: Record<string, string>): Record<string, string> {
+  const m = /^([a-z][\w-]*)=(.+)$/.exec(value);
+  if (!m || ['none', 'empty', 'flowlogd', 'pmacctd', 'softflowd'].includes(m[1]!))
+    throw new InvalidArgumentError(
+      `--object ${JSON.stringify(value)}: must be NAME=FILE with a new lowercase NAME, e.g. old=/tmp/flow_tc.bpf.o`,
+    );
+  if (!existsSync(m[2]!))
+    throw new InvalidArgumentError(`--object ${JSON.stringify(value)}: no file ${m[2]}`);
+  return { ...previous, [m[1]!]: m[2]! };
 }
 
 export function addBenchCommand(program: Command): void {
@@ -70,8 +81,15 @@ export function addBenchCommand(program: Command): void {
       'flowlogd-bench-lab.json',
     )
     .option('--json', 'print the JSON on stdout instead of the table', false)
+    .option(
+      '--object <name=file.bpf.o>',
+      'development A/B: also a variant NAME running flowlogd_in/_eg of that BPF object without the daemon (repeatable)',
+      objectVariant,
+      {},
+    )
     .action(
       async (o: {
+        object: Record<string, string>;
         rounds: number;
         seconds: number;
         quick: boolean;
@@ -87,7 +105,14 @@ export function addBenchCommand(program: Command): void {
         const { benchLab } = await import('../bench/lab.ts');
         const { labChart } = await import('../bench/chart.ts');
         const { labTable } = await import('../bench/report.ts');
-        const r = await benchLab({ rounds, seconds, peers: o.peers, scenarios: o.scenarios, command });
+        const r = await benchLab({
+          rounds,
+          seconds,
+          peers: o.peers,
+          scenarios: o.scenarios,
+          command,
+          objects: o.object,
+        });
         writeFileSync(o.output, `${JSON.stringify(r, null, 2)}\n`);
         const svg = `${o.output.replace(/\.json$/, '')}.svg`;
         writeFileSync(svg, labChart(r));
