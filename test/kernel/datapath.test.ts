@@ -108,11 +108,10 @@ describe('datapath counts against conntrack', { skip }, () => {
       const s = dp.stats().kernel;
       assert.equal(s.lostPackets, 0);
       assert.equal(s.parseL3! + s.parseL4!, 0);
-      // Exact although IPv4 packets were counted in the per-CPU cache, 120 IPv4
-      // (interface, connection) keys took turns in its 16 slots, and drains merged it.
-      // (How many hit varies: the two veths' keys of one connection share a slot 1 time in 16.)
+      // Exact although IPv4 packets were counted in the per-CPU cache and drains merged it.
+      // (Evictions: 120 keys in 512 slots rarely need one; test/kernel/cache.test.ts makes
+      // them happen on purpose.)
       assert.ok(s.cacheHits! > 0, `cache hits ${s.cacheHits}`);
-      assert.ok(s.cacheEvictions! > 0, `cache evictions ${s.cacheEvictions}`);
       assert.ok(dp.stats().cacheMerged > 0, 'drains merged cache slots');
       assert.equal(dp.stats().cacheMergeLost, 0);
     } finally {

@@ -1,0 +1,82 @@
+// The per-CPU flow cache's set logic (bpf/flow_tc.bpf.c, cache_claim), by
+// BPF_PROG_TEST_RUN on five UDP flows chosen to fall in one set of two ways: the cache
+// takes an empty way, evicts the way seen longest ago (its counts go to its entry), and
+// leaves both ways alone when both were counted in this clock tick. Counts stay exact.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { after, before, describe, test } from 'node:test';
+import { FlowDatapath } from '../../src/datapath/datapath.ts';
+import { ether, ipv4, udp } from '../../src/lab/packets.ts';
+import { FlowCollector, kernelSkipReason } from './helpers.ts';
+
+const skip = kernelSkipReason();
+// FLOW_CACHE_SLOTS / FLOW_CACHE_WAYS in bpf/include/flow_record.h.
+const SETS = 256;
+const SRC = [10, 9, 0, 1];
+const DST = [10, 9, 0, 2];
+const DPORT = 53;
+const LOOPBACK = 1; // test runs see the loopback device
+
+const le32 = (b: number[]) => (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
+
+/** cache_set()'s set for SRC:sport -> DST:53 (SRC sorts first: it is side a). */
+function setOf(sport: number): number {
+  let h = Math.imul(le32(SRC), 0x85ebca77);
+  h ^= Math.imul(le32(DST), 0xc2b2ae3d);
+  h ^= Math.imul(((sport << 16) | DPORT) >>> 0, 0x27d4eb2f);
+  h ^= 17;
+  h >>>= 0;
+  return (((h ^ (h >>> 16)) >>> 0) + LOOPBACK) & (SETS - 1);
+}
+
+describe('flow cache sets (BPF_PROG_TEST_RUN)', { skip }, () => {
+  let dp: FlowDatapath;
+  let flows: FlowCollector;
+  before(() => {
+    // The cache is per CPU and a test run runs where its thread is: keep this one on CPU 0.
+    execFileSync('taskset', ['-p', '-c', '0', String(process.pid)], { stdio: 'ignore' });
+    flows = new FlowCollector();
+    dp = new FlowDatapath({ interfaces: ['flowlogd-none'], drainIntervalMs: 60000 }, flows.onUpdate);
+  });
+  after(async () => {
+    await dp?.stop();
+    dp?.close();
+  });
+
+  test("empty way first, then the older way, none while both are this tick's; every packet counted once", async () => {
+    const ports: number[] = [];
+    const target = setOf(20000);
+    for (let p = 20000; ports.length < 5 && p < 65536; p++) if (setOf(p) === target) ports.push(p);
+    assert.equal(ports.length, 5);
+    const [a, b, c, e, f] = ports as [number, number, number, number, number];
+    const send = (sport: number) =>
+      dp.testRun(ether(0x0800, ipv4(17, SRC, DST, udp(sport, DPORT, 10))), true);
+    await dp.sync();
+    const before = dp.stats().kernel;
+    // a and b: the first packet makes the entry and claims a way, the second is a hit.
+    send(a);
+    send(a);
+    send(b);
+    send(b);
+    await new Promise((r) => setTimeout(r, 20)); // five clock ticks later
+    send(c); // both ways taken, neither this tick's: evicts a (seen first), its hit to its entry
+    send(e); // ways c (this tick) and b (older): evicts b
+    send(f); // ways c and e, both this tick's: no eviction, f counted in the map only
+    await dp.sync();
+    const s = dp.stats().kernel;
+    assert.equal(s.cacheEvictions! - before.cacheEvictions!, 2, 'a and b evicted, nothing for f');
+    // a's and b's second packets, added at their eviction (c's and e's ways hold none).
+    assert.equal(s.cacheHits! - before.cacheHits!, 2);
+    assert.equal(s.lostPackets! - before.lostPackets!, 0);
+    const packets = new Map(
+      [...flows.flows.values()].map((t) => [
+        t.srcPort === DPORT ? t.dstPort : t.srcPort,
+        t.origPackets + t.replyPackets,
+      ]),
+    );
+    assert.deepEqual(
+      ports.map((p) => packets.get(p)),
+      [2, 2, 1, 1, 1],
+    );
+  });
+});
