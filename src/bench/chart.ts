@@ -48,6 +48,7 @@ export function labChart(r: LabResult): string {
   ];
   const parts: string[] = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+    `<title>${esc(`flowlogd bench lab ${r.startedAt.slice(0, 16)}: packets/s ratios and ns per program run by scenario`)}</title>`,
     `<rect width="${W}" height="${H}" fill="#fff"/>`,
     `<text x="12" y="20" font-size="14" font-weight="bold">${esc(`flowlogd bench lab — ${r.startedAt.slice(0, 16).replace('T', ' ')} UTC`)}</text>`,
     `<text x="12" y="36" fill="#555">${esc(`Linux ${r.machine.kernel}, ${r.machine.cpus} × ${r.machine.cpu}; ${r.rounds} round(s) of ${r.seconds} s; BPF stats on`)}</text>`,
