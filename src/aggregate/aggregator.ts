@@ -69,6 +69,10 @@ export class FlowAggregator {
   #tcpIdleMs: number;
   /** Bumped when options change so cached record keys are rebuilt. */
   #optsVersion = 0;
+  /** Bumped when the metadata or the policies change (#keyStamp). */
+  #metadataGeneration = 0;
+  #seenResolverVersion = -1;
+  #seenPolicyVersion = -1;
   readonly #stats: AggregatorStats = zeroStats();
   readonly #nums = new ConnNumbers();
   readonly #allow = new Map<string, Conn>();
@@ -287,10 +291,20 @@ export class FlowAggregator {
     return built;
   }
 
-  /** What a record key of action `a` built now is valid for: (metadata and policy versions, options version, kind). */
+  /**
+   * What a record key of action `a` built now is valid for: (metadata generation, options
+   * version, kind). The generation moves when the resolver's or the policy stage's version
+   * does, by one, so the stamp stays an exact integer however long they churn.
+   */
   #keyStamp(a: 0 | 1): number {
-    const v = this.#resolver.version + (this.#policy?.version ?? 0) * 65_536;
-    return v * 1e6 + this.#optsVersion * 4 + this.#kind[a];
+    const rv = this.#resolver.version;
+    const pv = this.#policy?.version ?? 0;
+    if (rv !== this.#seenResolverVersion || pv !== this.#seenPolicyVersion) {
+      this.#seenResolverVersion = rv;
+      this.#seenPolicyVersion = pv;
+      this.#metadataGeneration++;
+    }
+    return this.#metadataGeneration * 1e6 + this.#optsVersion * 4 + this.#kind[a];
   }
 
   /** Resolves both endpoints (as they were when the connection began) and its Service, then its record key. */
