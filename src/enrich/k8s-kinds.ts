@@ -19,7 +19,11 @@ function metadataKind(name: string, kind: string, paths: string[]): ResourceSpec
   };
 }
 
-/** Everything the endpoint resolver reads (ClusterMetadata). */
+/**
+ * Everything the endpoint resolver reads (ClusterMetadata). A daemon reading the API
+ * lists POLICY_RESOURCES (below) beside these, so the policy stage gets the same
+ * snapshot's policies: `resources: [...METADATA_RESOURCES, ...POLICY_RESOURCES]`.
+ */
 export const METADATA_RESOURCES: readonly ResourceSpec<SlimObject>[] = [
   metadataKind('pods', 'Pod', ['/api/v1/pods']),
   metadataKind('services', 'Service', ['/api/v1/services']),
