@@ -1,6 +1,7 @@
-// Settings (SPEC §4) from four sources with ONE precedence:
+// Settings (SPEC §4, §8) from six sources with ONE precedence:
 //
-//     command line  >  environment  >  config file  >  defaults
+//     command line  >  environment  >  config file  >  FelixConfiguration node.<name>
+//                   >  FelixConfiguration default  >  defaults
 //
 // - Command line: kebab-case of the Felix name, `--flow-logs-flush-interval 15s`.
 // - Environment: `FELIX_<FELIXNAME-UPPERCASE>` (`FELIX_FLOWLOGSFLUSHINTERVAL=15`); a plain
@@ -10,6 +11,9 @@
 //   `kind: FelixConfiguration`, `spec.<camelCaseName>`), given by `--config FILE` or
 //   `FLOWLOGD_CONFIG`. Felix settings flowlogd does not use are ignored (listed in
 //   `warnings`); unknown `flowLogs*` keys are errors (likely typos).
+//
+// - FelixConfiguration objects from the API (src/daemon/felix-configuration.ts, given
+//   as `cluster`): their Felix flow log fields, read as in the file.
 //
 // Every value is validated; all problems are reported at once in one ConfigError whose
 // lines name the setting, the source, the bad value and what is allowed. Nothing starts
@@ -25,6 +29,7 @@ import {
   DEFAULT_TCP_IDLE_TIMEOUT_MS,
   type ReconfigurableOptions,
 } from '../aggregate/options.ts';
+import type { ClusterSettings } from './felix-configuration.ts';
 import { SHIP_DEFAULTS, SHIP_SETTINGS, type ShipConfig, type ShipSettingRow } from './ship-config.ts';
 import { convert, type LogLevel, type SourceName, type ValueRule, type ValueType } from './values.ts';
 
@@ -58,8 +63,10 @@ export interface Config extends ShipConfig {
   readonly flowLogsIdleTimeoutMs: number;
   /** TCP connections without FIN/RST end after this long without packets. */
   readonly flowLogsTcpIdleTimeoutMs: number;
-  /** Kubernetes List file (YAML or JSON); null = no cluster metadata. */
+  /** Kubernetes List file (YAML or JSON); null = no cluster metadata from a file. */
   readonly metadata: string | null;
+  /** --kubeconfig FILE (else $KUBECONFIG, ~/.kube/config, in-cluster: src/enrich/kubeconfig.ts). */
+  readonly kubeconfig: string | null;
   /** Globs of the interfaces to attach to. */
   readonly interfaces: readonly string[];
   /** Globs of the interfaces that are pods' veths (host side). */
@@ -70,6 +77,8 @@ export interface Config extends ShipConfig {
   readonly stdout: boolean;
   /** Port of the Prometheus /metrics endpoint; null = off. */
   readonly metricsPort: number | null;
+  /** Address the metrics port binds to; null = every address. */
+  readonly metricsAddress: string | null;
   /** Follow conntrack NEW/DESTROY events (lifecycle, Service DNAT joins). */
   readonly conntrack: boolean;
   /** Network namespace whose conntrack to follow (name in /run/netns or a path); null = flowlogd's own. */
@@ -159,6 +168,7 @@ export const SETTINGS = [
     live: 'tcpIdleTimeoutMs',
   }),
   own('metadata', 'Metadata', 'path', 'FLOWLOGD_METADATA', '--metadata'),
+  own('kubeconfig', 'Kubeconfig', 'path', 'KUBECONFIG', '--kubeconfig'),
   own('interfaces', 'Interfaces', 'globs', 'FLOWLOGD_INTERFACES', '--interfaces'),
   own(
     'workloadInterfaces',
@@ -175,6 +185,7 @@ export const SETTINGS = [
     min: 1,
     max: 65535,
   },
+  own('metricsAddress', 'MetricsAddress', 'string', 'FLOWLOGD_METRICS_ADDRESS', '--metrics-address'),
   own('conntrack', 'Conntrack', 'bool', 'FLOWLOGD_CONNTRACK', '--conntrack'),
   own('conntrackNetns', 'ConntrackNetns', 'string', 'FLOWLOGD_CONNTRACK_NETNS', '--conntrack-netns'),
   {
@@ -258,6 +269,8 @@ const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
   logLevel: 'info',
   stdout: false,
   metricsPort: null,
+  metricsAddress: null,
+  kubeconfig: null,
   conntrack: true,
   conntrackNetns: null,
   conntrackResyncIntervalMs: 60_000,
@@ -282,6 +295,10 @@ export interface LoadConfigInput {
   readonly file?: string | { readonly path: string; readonly text: string };
   /** For the nodeName default when neither --node-name nor NODENAME is set. */
   readonly hostname?: string;
+  /** FelixConfiguration `node.<name>` and `default` from the API, under the file. */
+  readonly cluster?: ClusterSettings;
+  /** Cluster metadata comes from the API (FlowLogsEnableHostEndpoint then defaults to false). */
+  readonly apiMetadata?: boolean;
 }
 
 function show(v: unknown): string {
@@ -296,7 +313,7 @@ export function addConfigOptions(cmd: Command): Command {
     const def = DEFAULTS[d.key];
     const shown =
       d.key === 'flowLogsEnableHostEndpoint'
-        ? 'true without --metadata, else false'
+        ? 'true without cluster metadata, else false'
         : d.key === 'nodeName'
           ? '$NODENAME, else the hostname'
           : def === undefined || def === null
@@ -382,6 +399,12 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
     if (spec[d.fileKey] !== undefined && spec[d.fileKey] !== null) {
       attempts.push(['file', spec[d.fileKey], `spec.${d.fileKey}`]);
     }
+    for (const layer of [input.cluster?.node, input.cluster?.default]) {
+      const v = layer?.spec[d.fileKey];
+      if (layer && v !== undefined && v !== null) {
+        attempts.push([`FelixConfiguration ${layer.name}`, v, `spec.${d.fileKey}`]);
+      }
+    }
     // Validate every source given (a bad lower-precedence value is still an error:
     // it would bite as soon as the higher one is removed), use the highest.
     let chosen = false;
@@ -407,7 +430,7 @@ export function loadConfig(input: LoadConfigInput = {}): Config {
     sources.nodeName = 'default';
   }
   if (!values.has('flowLogsEnableHostEndpoint')) {
-    values.set('flowLogsEnableHostEndpoint', values.get('metadata') === null);
+    values.set('flowLogsEnableHostEndpoint', values.get('metadata') === null && !input.apiMetadata);
     sources.flowLogsEnableHostEndpoint = 'default';
   }
 

@@ -9,7 +9,13 @@ import { checkShipValue } from './ship-config.ts';
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export type SourceName = 'default' | 'file' | 'environment' | 'command line';
+export type SourceName =
+  | 'default'
+  | 'file'
+  | 'environment'
+  | 'command line'
+  /** `FelixConfiguration default`, `FelixConfiguration node.<name>` (from the API). */
+  | `FelixConfiguration ${string}`;
 
 /** Longest accepted duration unless a setting says otherwise (timers take up to 24.8 days). */
 const DAY_MS = 86_400_000;
