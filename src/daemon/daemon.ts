@@ -24,7 +24,8 @@ import { within, writeInBatches } from '../export/write.ts';
 import { PolicyEngine } from '../policy/engine.ts';
 import { aggregationSettings, type Config, LIVE_SETTINGS } from './config.ts';
 import { type DaemonDatapath, type DatapathFactory, kernelDatapath, openDatapath } from './datapath.ts';
-import { type FlushMetrics, registerMetrics, serveMetrics } from './metrics.ts';
+import { Health } from './health.ts';
+import { type FlushMetrics, type MetricSources, registerMetrics, serveMetrics } from './metrics.ts';
 import { shippingOptions } from './ship-config.ts';
 import { registerShipMetrics } from './ship-metrics.ts';
 
@@ -56,6 +57,15 @@ export interface DaemonOptions {
   sinks?: readonly Sink[];
   /** Aborted by a stop signal during the start: the start unwinds (AbortError) and undoes what it did. */
   signal?: AbortSignal;
+  /**
+   * Where cluster metadata comes from (the Kubernetes API source); default: the
+   * --metadata file, else none. A source with `synced` gates /readyz until it is true.
+   */
+  metadataSource?: MetadataSource & { readonly synced?: boolean };
+  /** More /readyz conditions (the FelixConfiguration watcher's sync): null when ready. */
+  readiness?: readonly { readonly name: string; readonly check: () => string | null }[];
+  /** The Kubernetes informers' stats, for metrics. */
+  kubernetes?: MetricSources['kubernetes'];
 }
 
 export class Daemon {
@@ -75,6 +85,8 @@ export class Daemon {
   #sinkStalled = false;
   readonly #metrics: FlushMetrics;
   #metricsServer: Server | null = null;
+  /** /livez and /readyz on the metrics port. */
+  readonly health = new Health();
   #timer: NodeJS.Timeout | null = null;
   /** Builds new connections' record keys between flushes (FlowAggregator.prepareKeys). */
   #prepareTimer: NodeJS.Timeout | null = null;
@@ -101,16 +113,23 @@ export class Daemon {
     this.#datapath = datapath;
     this.#releaseFreeMemory = (opts.datapath ?? kernelDatapath).releaseFreeMemory;
     this.#sink = sink;
-    this.#metrics = registerMetrics(this.#registry, { datapath, aggregator, sink });
+    this.#metrics = registerMetrics(this.#registry, {
+      datapath,
+      aggregator,
+      sink,
+      kubernetes: opts.kubernetes,
+    });
   }
 
   /** Loads metadata, attaches the datapath, opens the sinks and starts flushing. */
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const { config: c, logger: log } = opts;
     const startMs = Date.now();
-    const source: MetadataSource = c.metadata
-      ? new FileMetadataSource(c.metadata, { logger: log.child({ component: 'metadata' }) })
-      : new EmptyMetadataSource();
+    const source: MetadataSource & { readonly synced?: boolean } =
+      opts.metadataSource ??
+      (c.metadata
+        ? new FileMetadataSource(c.metadata, { logger: log.child({ component: 'metadata' }) })
+        : new EmptyMetadataSource());
     const resolver = new EndpointResolver({
       nodeName: c.nodeName,
       nodeIps: hostAddresses(),
@@ -124,8 +143,10 @@ export class Daemon {
     // A stop during the start: the metadata source stops waiting for its file.
     const abort = opts.signal;
     abort?.addEventListener('abort', () => source.close(), { once: true });
-    await source.start((md) => {
-      resolver.update(md, Date.now());
+    // A batching source says when its first change happened: the IP history records when
+    // an IP changed hands, not when the batch arrived.
+    await source.start((md, atMs) => {
+      resolver.update(md, atMs ?? Date.now());
       const warnings = policy.update(md, c.metadata ?? 'metadata');
       if (warnings.length > 0)
         policyLog.warn({ warnings: warnings.slice(0, 20), count: warnings.length }, 'policy warnings');
@@ -201,6 +222,15 @@ export class Daemon {
     datapath.on('conntrack-overrun', (e) =>
       log.warn({ errno: e.errno }, e.message ?? 'conntrack events lost: resyncing'),
     );
+    datapath.on('cycle', () => d.health.cycle());
+    d.health.readyWhen('datapath', () =>
+      datapath.interfaces().length > 0 ? null : 'attached to no interface yet',
+    );
+    if (source.synced !== undefined) {
+      d.health.readyWhen('metadata', () => (source.synced ? null : 'Kubernetes informers not synced yet'));
+    }
+    for (const r of opts.readiness ?? []) d.health.readyWhen(r.name, r.check);
+    d.health.start();
     log.info(
       {
         node: c.nodeName,
@@ -214,7 +244,9 @@ export class Daemon {
       },
       'flowlogd started',
     );
-    if (c.metricsPort) d.#metricsServer = await serveMetrics(d.#registry, c.metricsPort, log);
+    if (c.metricsPort) {
+      d.#metricsServer = await serveMetrics(d.#registry, c.metricsPort, c.metricsAddress, log, d.health);
+    }
     d.#schedule();
     // Every 250 ms, up to 20 ms of the work a flush would otherwise do for all the
     // connections that arrived in its interval at once (BENCHMARKS.md, aggregation).
@@ -433,6 +465,7 @@ export class Daemon {
         this.#sink.abandon();
       }
       this.#metricsServer?.close();
+      this.health.stop();
       this.#log.info(
         { records, sinks: this.#sink.statsBySink(), aggregator: this.#aggregator.stats() },
         'final flush written; stopped',

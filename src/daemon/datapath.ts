@@ -25,6 +25,8 @@ export interface DaemonDatapath {
     event: 'datapath-error' | 'conntrack-overrun',
     listener: (e: { errno?: number; message?: string }) => void,
   ): unknown;
+  /** A drain cycle completed (the addon's drain thread is alive: /livez). */
+  on(event: 'cycle', listener: (cycle: number) => void): unknown;
 }
 
 export interface DatapathFactory {

@@ -2,9 +2,11 @@
 // scrape (nothing is copied between scrapes); counters are bumped by the flush.
 import { createServer, type Server } from 'node:http';
 import type { Logger } from 'pino';
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
+import type { InformerStats } from '../enrich/informers.ts';
 import type { SinkStats } from '../export/sink.ts';
 import { registerNativeMetrics } from './native-metrics.ts';
+import type { Health } from './health.ts';
 
 /** What the gauges read at a scrape. */
 export interface MetricSources {
@@ -14,6 +16,36 @@ export interface MetricSources {
   };
   readonly aggregator: { stats(): { lifecycleSource: string } & object };
   readonly sink: { statsBySink(): Record<string, SinkStats> };
+  /** The Kubernetes informers, by resource (metadata and FelixConfiguration). */
+  readonly kubernetes?: { stats(): Record<string, InformerStats> };
+}
+
+function registerKubernetesMetrics(r: Registry, k: { stats(): Record<string, InformerStats> }): void {
+  new Gauge({
+    name: 'flowlogd_kubernetes_objects',
+    help: 'Objects in the informer cache, by resource; synced: 1 once its first list was applied; served: 0 when the cluster does not serve it',
+    labelNames: ['resource', 'counter'],
+    registers: [r],
+    collect() {
+      for (const [resource, s] of Object.entries(k.stats())) {
+        this.set({ resource, counter: 'objects' }, s.objects);
+        this.set({ resource, counter: 'synced' }, s.synced ? 1 : 0);
+        this.set({ resource, counter: 'served' }, s.served === false ? 0 : 1);
+      }
+    },
+  });
+  readCounter(
+    r,
+    'flowlogd_kubernetes_requests_total',
+    'List and watch requests and what they brought, by resource (lists, watches, events, bookmarks, errors)',
+    ['resource', 'counter'],
+    (set) => {
+      for (const [resource, s] of Object.entries(k.stats())) {
+        for (const c of ['lists', 'watches', 'events', 'bookmarks', 'errors'] as const)
+          set({ resource, counter: c }, s[c]);
+      }
+    },
+  );
 }
 
 export interface FlushMetrics {
@@ -22,23 +54,54 @@ export interface FlushMetrics {
   readonly flushSeconds: Histogram;
 }
 
-const SINK_COUNTERS = ['writtenLines', 'writtenBytes', 'droppedLines', 'queuedLines', 'rotations'] as const;
+/** Aggregator stats that go up and down; every other number in its stats is a counter. */
+const AGGREGATOR_GAUGES: ReadonlySet<string> = new Set([
+  'connections',
+  'connectionSlots',
+  'conntrackEntries',
+]);
+
+/**
+ * A counter whose value is read from elsewhere at each scrape (the addon's, the
+ * aggregator's and the sinks' own monotonic counts): Prometheus sees a counter, so
+ * rate() and resets work, without copying every increment here.
+ */
+function readCounter(
+  r: Registry,
+  name: string,
+  help: string,
+  labelNames: string[],
+  read: (set: (labels: Record<string, string>, v: number) => void) => void,
+): void {
+  new Counter({
+    name,
+    help,
+    labelNames,
+    registers: [r],
+    collect() {
+      this.reset();
+      read((labels, v) => this.inc(labels, v));
+    },
+  });
+}
 
 export function registerMetrics(
   r: Registry,
-  { datapath: dp, aggregator: agg, sink }: MetricSources,
+  { datapath: dp, aggregator: agg, sink, kubernetes }: MetricSources,
 ): FlushMetrics {
   registerNativeMetrics(r, dp);
-  new Gauge({
-    name: 'flowlogd_datapath_kernel_events',
-    help: 'Kernel-side failure and event counters of the flow programs (parse failures, failed inserts by errno, lost packets/bytes, conntrack lookups)',
-    labelNames: ['counter'],
-    registers: [r],
-    collect() {
+  // process_* and nodejs_* (CPU, resident memory, heap, event loop lag, GC, handles).
+  collectDefaultMetrics({ register: r });
+  readCounter(
+    r,
+    'flowlogd_datapath_kernel_events_total',
+    'Kernel-side failure and event counters of the flow programs (parse failures, failed inserts by errno, lost packets/bytes, conntrack lookups)',
+    ['counter'],
+    (set) => {
       for (const [k, v] of Object.entries(dp.stats().kernel))
-        if (typeof v === 'number') this.set({ counter: k }, v);
+        if (typeof v === 'number') set({ counter: k }, v);
     },
-  });
+  );
   new Gauge({
     name: 'flowlogd_lifecycle_source',
     help: 'Where connection lifecycle comes from: 1 for the source in use (conntrack, or tcp-flags+idle)',
@@ -49,15 +112,15 @@ export function registerMetrics(
       for (const source of ['conntrack', 'tcp-flags+idle']) this.set({ source }, source === now ? 1 : 0);
     },
   });
-  new Gauge({
-    name: 'flowlogd_kernel_drops',
-    help: 'Packets the kernel dropped, by drop reason (policy drops also become deny records; the rest are only counted here)',
-    labelNames: ['reason'],
-    registers: [r],
-    collect() {
-      for (const [reason, n] of Object.entries(dp.stats().dropReasons ?? {})) this.set({ reason }, n);
+  readCounter(
+    r,
+    'flowlogd_kernel_drops_total',
+    'Packets the kernel dropped, by drop reason name (policy drops also become deny records; the rest are only counted here)',
+    ['reason'],
+    (set) => {
+      for (const [reason, n] of Object.entries(dp.stats().dropReasons ?? {})) set({ reason }, n);
     },
-  });
+  );
   new Gauge({
     name: 'flowlogd_datapath_attached_interfaces',
     help: 'Interfaces the flow programs are attached to',
@@ -68,24 +131,56 @@ export function registerMetrics(
   });
   new Gauge({
     name: 'flowlogd_aggregator',
-    help: 'Aggregator counters (connections tracked, updates, dropped when the table was full, ...)',
+    help: 'Aggregator sizes: connections tracked, connection slots, conntrack entries',
     labelNames: ['counter'],
     registers: [r],
     collect() {
       for (const [k, v] of Object.entries(agg.stats()))
-        if (typeof v === 'number') this.set({ counter: k }, v);
+        if (typeof v === 'number' && AGGREGATOR_GAUGES.has(k)) this.set({ counter: k }, v);
+    },
+  });
+  readCounter(
+    r,
+    'flowlogd_aggregator_events_total',
+    'Aggregator counters (updates, dropped when the table was full, reoriented, flushes, records, conntrack events and joins, ...)',
+    ['counter'],
+    (set) => {
+      for (const [k, v] of Object.entries(agg.stats()))
+        if (typeof v === 'number' && !AGGREGATOR_GAUGES.has(k)) set({ counter: k }, v);
+    },
+  );
+  const sinkCounter = (
+    name: string,
+    help: string,
+    key: 'writtenLines' | 'writtenBytes' | 'droppedLines' | 'rotations',
+  ) =>
+    readCounter(r, name, help, ['sink'], (set) => {
+      for (const [s, st] of Object.entries(sink.statsBySink())) set({ sink: s }, st[key]);
+    });
+  sinkCounter('flowlogd_sink_written_lines_total', 'Flow log lines a sink wrote', 'writtenLines');
+  sinkCounter('flowlogd_sink_written_bytes_total', 'Bytes a sink wrote', 'writtenBytes');
+  sinkCounter(
+    'flowlogd_sink_dropped_lines_total',
+    'Flow log lines a sink dropped (its bounded queue was full)',
+    'droppedLines',
+  );
+  sinkCounter('flowlogd_sink_rotations_total', 'File rotations', 'rotations');
+  new Gauge({
+    name: 'flowlogd_sink_queued_lines',
+    help: 'Flow log lines waiting in a sink queue',
+    labelNames: ['sink'],
+    registers: [r],
+    collect() {
+      for (const [s, st] of Object.entries(sink.statsBySink())) this.set({ sink: s }, st.queuedLines);
     },
   });
   new Gauge({
-    name: 'flowlogd_sink',
-    help: 'Flow log sink counters by sink (written, dropped, queued lines, healthy)',
-    labelNames: ['sink', 'counter'],
+    name: 'flowlogd_sink_healthy',
+    help: '1 when a sink is writing, 0 while it retries',
+    labelNames: ['sink'],
     registers: [r],
     collect() {
-      for (const [name, s] of Object.entries(sink.statsBySink())) {
-        for (const k of SINK_COUNTERS) this.set({ sink: name, counter: k }, s[k]);
-        this.set({ sink: name, counter: 'healthy' }, s.healthy ? 1 : 0);
-      }
+      for (const [s, st] of Object.entries(sink.statsBySink())) this.set({ sink: s }, st.healthy ? 1 : 0);
     },
   });
   new Counter({
@@ -109,6 +204,7 @@ export function registerMetrics(
         }
     },
   });
+  if (kubernetes) registerKubernetesMetrics(r, kubernetes);
   return {
     flushes: new Counter({ name: 'flowlogd_flushes_total', help: 'Flushes written', registers: [r] }),
     lines: new Counter({
@@ -125,9 +221,19 @@ export function registerMetrics(
   };
 }
 
-/** Serves `registry` on /metrics; a failed collection answers 500 and is logged. */
-export async function serveMetrics(registry: Registry, port: number, log: Logger): Promise<Server> {
+/**
+ * Serves `registry` on /metrics, and /livez and /readyz from `health`, on `address`
+ * (null: every address); a failed collection answers 500 and is logged.
+ */
+export async function serveMetrics(
+  registry: Registry,
+  port: number,
+  address: string | null,
+  log: Logger,
+  health?: Health,
+): Promise<Server> {
   const server = createServer(async (req, res) => {
+    if (health?.handle(req, res)) return;
     if (req.url !== '/metrics') {
       res.writeHead(404).end();
       return;
@@ -143,8 +249,9 @@ export async function serveMetrics(registry: Registry, port: number, log: Logger
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
-    server.listen(port, resolve);
+    if (address === null) server.listen(port, resolve);
+    else server.listen(port, address, resolve);
   });
-  log.info({ port }, 'metrics on /metrics');
+  log.info({ port, address }, 'metrics on /metrics, health on /livez and /readyz');
   return server;
 }

@@ -188,8 +188,13 @@ export class FlowDatapath extends EventEmitter {
     return this.#native.interfaces();
   }
 
+  /** The addon's counters; drop reasons by the kernel's name (NETFILTER_DROP), not number. */
   stats() {
-    return this.#native.stats();
+    const s = this.#native.stats();
+    const names = loadNative().dropReasonNames;
+    const byName: Record<string, number> = {};
+    for (const [reason, n] of Object.entries(s.dropReasons)) byName[names[reason] ?? reason] = n;
+    return { ...s, dropReasons: byName };
   }
 
   progIds(): number[] {

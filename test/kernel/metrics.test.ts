@@ -49,7 +49,7 @@ describe('metrics', { skip: kernelSkipReason() }, () => {
         assert.ok(native.has(k), `native stats have ${k}: ${[...native.keys()].join(', ')}`);
       // Exported as {counter="<name>"} samples of the metric of the stats' group.
       const GROUP_METRIC: Record<string, string> = {
-        kernel: 'flowlogd_datapath_kernel_events',
+        kernel: 'flowlogd_datapath_kernel_events_total',
         conntrack: 'flowlogd_conntrack',
         '': 'flowlogd_datapath',
       };
