@@ -1,5 +1,7 @@
 // flowlogd's command line.
+import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
+import { projectPath } from '../common/paths.ts';
 import { addConfigOptions } from '../daemon/config.ts';
 import { addBenchCommand } from './bench.ts';
 import { demo } from './demo.ts';
@@ -33,7 +35,16 @@ function attachMode(value: string): 'auto' | 'tcx' | 'clsact' {
   return value;
 }
 
-const program = new Command('flowlogd').description('eBPF flow log collector').showHelpAfterError();
+/** package.json's version (the image carries package.json beside dist/). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(projectPath('package.json'), 'utf8')) as { version?: string };
+  return pkg.version ?? 'unknown';
+}
+
+const program = new Command('flowlogd')
+  .description('eBPF flow log collector')
+  .version(version(), '-V, --version', 'print the version and exit')
+  .showHelpAfterError();
 
 program
   .command('dump')

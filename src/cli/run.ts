@@ -1,14 +1,24 @@
-// `flowlogd run`: settings, logging and signals around the Daemon.
+// `flowlogd run`: settings, logging and signals around the Daemon, and where cluster
+// metadata and settings come from: `--metadata FILE` (no cluster), else the Kubernetes
+// API when a kubeconfig is found the way kubectl finds one (--kubeconfig, $KUBECONFIG,
+// ~/.kube/config, in-cluster), else none (host mode).
+import type { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
-import { ConfigError, loadConfig } from '../daemon/config.ts';
+import { LiveClusterConfig } from '../daemon/cluster-config.ts';
+import { type Config, ConfigError, loadConfig } from '../daemon/config.ts';
 import { Daemon } from '../daemon/daemon.ts';
+import { FelixConfigurationWatcher, NO_CLUSTER_SETTINGS } from '../daemon/felix-configuration.ts';
 import { SignalHandler } from '../daemon/signals.ts';
+import { DAEMON_RESOURCES } from '../enrich/k8s-kinds.ts';
+import { KubeMetadataSource } from '../enrich/k8s-source.ts';
+import { chooseKubeConfig, loadKubeConfig } from '../enrich/kubeconfig.ts';
 
 /** Runs until SIGTERM/SIGINT; resolves with the process exit code. */
 export async function run(argv: string[]): Promise<number> {
-  let config: ReturnType<typeof loadConfig>;
+  const env = process.env;
+  let config: Config;
   try {
-    config = loadConfig({ argv, env: process.env });
+    config = loadConfig({ argv, env });
   } catch (err) {
     if (err instanceof ConfigError) {
       process.stderr.write(`flowlogd: ${err.message}\n`);
@@ -18,12 +28,72 @@ export async function run(argv: string[]): Promise<number> {
   }
   // Logs go to stderr: stdout may carry flow log lines (--stdout).
   const log = pino({ level: config.logLevel, base: { node: config.nodeName } }, pino.destination(2));
+
+  let kc: KubeConfig | null = null;
+  if (config.metadata === null) {
+    // --kubeconfig (command line or file) is a file; $KUBECONFIG is kubectl's list of files.
+    const file = config.sources.kubeconfig === 'environment' ? null : config.kubeconfig;
+    const choice = chooseKubeConfig({ file, env });
+    if (choice !== null) {
+      try {
+        kc = loadKubeConfig(choice);
+      } catch (err) {
+        log.fatal({ kubeconfig: choice.path }, `cannot load the kubeconfig: ${(err as Error).message}`);
+        return 2;
+      }
+      log.info(
+        { how: choice.how, path: choice.path, server: kc.getCurrentCluster()?.server },
+        'Kubernetes API',
+      );
+    }
+  }
+
+  let load = (): Config => loadConfig({ argv, env });
+  let watcher: FelixConfigurationWatcher | null = null;
+  let daemon: Daemon | null = null;
+  if (kc !== null) {
+    const live = new LiveClusterConfig(
+      (cluster) => loadConfig({ argv, env, cluster, apiMetadata: true }),
+      log.child({ component: 'felixconfiguration' }),
+    );
+    const w = new FelixConfigurationWatcher(kc, config.nodeName, {
+      logger: log.child({ component: 'felixconfiguration' }),
+      // A change applies as a SIGHUP does; a bad value keeps the last good configuration.
+      onChange: (settings) => {
+        if (daemon === null) return;
+        try {
+          const next = live.apply(settings);
+          log.info(
+            { default: settings.default !== null, node: settings.node?.name ?? null },
+            'FelixConfiguration changed',
+          );
+          daemon.reload(next).catch((err) => log.error({ err }, 'reload failed'));
+        } catch (err) {
+          log.error({ err }, 'FelixConfiguration change not applied');
+        }
+      },
+    });
+    watcher = w;
+    const settings = await w.start();
+    load = () => live.apply(w.settings());
+    try {
+      config = live.apply(settings ?? NO_CLUSTER_SETTINGS);
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`flowlogd: ${err.message}\n`);
+        w.stop();
+        return 2;
+      }
+      throw err;
+    }
+  }
   for (const w of config.warnings) log.warn(w);
+
   const startAbort = new AbortController();
   const signals = new SignalHandler({
     signals: process,
     log,
-    loadConfig: () => loadConfig({ argv, env: process.env }),
+    loadConfig: load,
     exit: (code) => process.exit(code),
     onStopDuringStart: () => {
       startAbort.abort();
@@ -35,10 +105,30 @@ export async function run(argv: string[]): Promise<number> {
       }, 5000).unref();
     },
   });
-  let daemon: Daemon;
+  const source =
+    kc !== null
+      ? new KubeMetadataSource(kc, {
+          logger: log.child({ component: 'kubernetes' }),
+          resources: DAEMON_RESOURCES,
+        })
+      : undefined;
   try {
-    daemon = await Daemon.start({ config, logger: log, signal: startAbort.signal });
+    daemon = await Daemon.start({
+      config,
+      logger: log,
+      signal: startAbort.signal,
+      metadataSource: source,
+      readiness:
+        watcher === null
+          ? []
+          : [{ name: 'felixconfiguration', check: () => (watcher.synced ? null : 'not synced yet') }],
+      kubernetes:
+        source === undefined
+          ? undefined
+          : { stats: () => ({ ...source.stats(), felixconfigurations: watcher!.stats() }) },
+    });
   } catch (err) {
+    watcher?.stop();
     if (startAbort.signal.aborted) {
       log.info('stopped during start-up');
       return 143;
@@ -48,7 +138,7 @@ export async function run(argv: string[]): Promise<number> {
     return 1;
   }
   signals.attach(daemon);
-  return exitAfterStop(signals, log);
+  return exitAfterStop(signals, log, watcher);
 }
 
 /**
@@ -56,8 +146,13 @@ export async function run(argv: string[]): Promise<number> {
  * the deadline; a stream's writes still pending (stdout into a pipe nobody reads) must
  * not keep the process alive: they did, until the reader died.
  */
-export async function exitAfterStop(signals: SignalHandler, log: pino.Logger): Promise<never> {
+export async function exitAfterStop(
+  signals: SignalHandler,
+  log: pino.Logger,
+  watcher: { stop(): void } | null = null,
+): Promise<never> {
   const code = await signals.exited;
+  watcher?.stop();
   log.flush();
   process.exit(code);
 }

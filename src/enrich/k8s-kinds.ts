@@ -82,3 +82,10 @@ export const POLICY_RESOURCES: readonly ResourceSpec<SlimObject>[] = [
   policyKind('tiers', 'Tier', CALICO, calicoPaths('tiers')),
   policyKind('serviceaccounts', 'ServiceAccount', 'v1', ['/api/v1/serviceaccounts']),
 ];
+
+/**
+ * What `flowlogd run` lists and watches for metadata. deploy/clusterrole.yaml grants
+ * get/list/watch on exactly these and FelixConfiguration (test/unit/deploy checks):
+ * adding the policy kinds here when the daemon evaluates policy means adding them there.
+ */
+export const DAEMON_RESOURCES: readonly ResourceSpec<SlimObject>[] = METADATA_RESOURCES;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { FELIX_CONFIGURATION_RESOURCE } from '../../../src/daemon/felix-configuration.ts';
-import { METADATA_RESOURCES } from '../../../src/enrich/k8s-kinds.ts';
+import { DAEMON_RESOURCES } from '../../../src/enrich/k8s-kinds.ts';
 
 const DEPLOY = join(import.meta.dirname, '../../../deploy');
 
@@ -131,7 +131,7 @@ test('deploy/: the ClusterRole is get/list/watch on exactly the resources flowlo
     for (const g of r.apiGroups) for (const res of r.resources) granted.add(`${g}/${res}`);
   }
   const read = new Set<string>();
-  for (const spec of [...METADATA_RESOURCES, FELIX_CONFIGURATION_RESOURCE]) {
+  for (const spec of [...DAEMON_RESOURCES, FELIX_CONFIGURATION_RESOURCE]) {
     for (const p of spec.paths) {
       const m = /^\/(?:api\/v1|apis\/([^/]+)\/[^/]+)\/([^/]+)$/.exec(p);
       assert.ok(m, `unexpected path ${p}`);
