@@ -17,7 +17,11 @@ for (const [path, kind] of [
 ] as const) {
   api.serve(path, 'v1', kind);
 }
-api.serve('/apis/crd.projectcalico.org/v1/felixconfigurations', 'crd.projectcalico.org/v1', 'FelixConfiguration');
+api.serve(
+  '/apis/crd.projectcalico.org/v1/felixconfigurations',
+  'crd.projectcalico.org/v1',
+  'FelixConfiguration',
+);
 api.put('/apis/crd.projectcalico.org/v1/felixconfigurations', {
   metadata: { name: 'default' },
   spec: { flowLogsFlushInterval: '2s', flowLogsFileAggregationKindForAllowed: 0 },
