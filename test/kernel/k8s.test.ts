@@ -36,9 +36,12 @@ function flushTimes(stderr: string, sinceMs = 0): number[] {
   return out;
 }
 
-/** The gaps between consecutive flushes, rounded to 100 ms (timers drift a few ms). */
+/**
+ * The gaps between consecutive flushes in whole seconds: a flush is logged when its drain
+ * cycle and write are done, which moves its time by up to a few hundred ms.
+ */
 function gaps(times: number[]): number[] {
-  return times.slice(1).map((t, i) => Math.round((t - times[i]!) / 100) * 100);
+  return times.slice(1).map((t, i) => Math.round((t - times[i]!) / 1000) * 1000);
 }
 
 function freePort(): Promise<number> {
