@@ -58,8 +58,16 @@ echo "caps: ${caps[*]}"
 echo "livez: $(probe livez)"
 echo "readyz: $(probe readyz)"
 ip netns exec $ns2 timeout 8 python3 -m http.server 8080 --bind 10.213.252.2 >/dev/null 2>&1 &
-sleep 1
-for _ in 1 2 3; do ip netns exec $ns1 python3 -c "import urllib.request; urllib.request.urlopen('http://10.213.252.2:8080/').read()"; done
+# Three requests, once the server listens.
+ip netns exec $ns1 python3 -c "
+import time, urllib.request
+done = 0
+for _ in range(50):
+    try:
+        urllib.request.urlopen('http://10.213.252.2:8080/').read(); done += 1
+        if done == 3: break
+    except OSError: time.sleep(0.2)
+" 
 sleep 5
 docker stop -t 10 k8si-run >/dev/null
 docker logs k8si-run 2>&1 | grep -E '"level":(40|50|60)' | cut -c1-300 | head -5
