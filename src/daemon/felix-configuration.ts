@@ -50,7 +50,7 @@ export interface FelixConfigurationWatcherOptions {
   readonly logger?: Logger;
   /** Called when either layer changed (after the first sync). */
   readonly onChange?: (settings: ClusterSettings) => void;
-  /** Longest wait in start() for the first list; default 30 s. */
+  /** Longest wait in start() for the first list; default 10 s (then the settings without it; a later list applies live). */
   readonly syncTimeoutMs?: number;
   readonly informer?: Partial<Omit<InformerOptions, 'logger' | 'onChange' | 'onSynced'>>;
 }
@@ -83,7 +83,7 @@ export class FelixConfigurationWatcher {
   /** Lists once (waiting at most syncTimeoutMs), then watches. */
   async start(): Promise<ClusterSettings> {
     const synced = new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, this.#opts.syncTimeoutMs ?? 30_000);
+      const t = setTimeout(resolve, this.#opts.syncTimeoutMs ?? 10_000);
       t.unref();
       this.#onSynced = () => {
         clearTimeout(t);

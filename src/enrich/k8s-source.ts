@@ -18,8 +18,10 @@ import { type Logger, type MetadataListener, type MetadataSource, silentLogger }
 export interface KubeMetadataSourceOptions {
   readonly logger?: Logger;
   /**
-   * Longest wait in start() for every informer's first list; default 60 s. After it
-   * flowlogd goes on with what it has (and is not ready until the rest has synced).
+   * Longest wait in start() for every informer's first list; default 30 s. After it
+   * flowlogd goes on with what it has (not ready until the rest has synced; what arrives
+   * later is delivered as any change): an API server that is down must not keep the
+   * daemon from counting, nor from answering its liveness probe.
    */
   readonly syncTimeoutMs?: number;
   /**
@@ -80,7 +82,7 @@ export class KubeMetadataSource implements MetadataSource {
       this.#informers.push(inf);
     }
     const synced = new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), this.#opts.syncTimeoutMs ?? 60_000);
+      const timer = setTimeout(() => resolve(false), this.#opts.syncTimeoutMs ?? 30_000);
       timer.unref();
       this.#onAllSynced = () => {
         clearTimeout(timer);
@@ -115,12 +117,15 @@ export class KubeMetadataSource implements MetadataSource {
 
   #schedule(): void {
     if (this.#timer !== null || this.#closed) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = null;
-      const since = this.#pendingSince;
-      this.#pendingSince = null;
-      if (since !== null) this.#deliver(since);
-    }, Math.min(2000, Math.max(this.#opts.coalesceMs ?? 100, 4 * this.#lastCostMs)));
+    this.#timer = setTimeout(
+      () => {
+        this.#timer = null;
+        const since = this.#pendingSince;
+        this.#pendingSince = null;
+        if (since !== null) this.#deliver(since);
+      },
+      Math.min(2000, Math.max(this.#opts.coalesceMs ?? 100, 4 * this.#lastCostMs)),
+    );
     this.#timer.unref();
   }
 
@@ -151,7 +156,6 @@ export class KubeMetadataSource implements MetadataSource {
     this.#listener?.(this.snapshot(), Number.isFinite(atMs) ? atMs : undefined);
     this.#lastCostMs = performance.now() - t0;
   }
-
 
   /** SIGHUP: the watches are live; nothing to re-read. */
   async reload(): Promise<boolean> {
