@@ -5,8 +5,8 @@ import type { Logger } from 'pino';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
 import type { InformerStats } from '../enrich/informers.ts';
 import type { SinkStats } from '../export/sink.ts';
-import { registerNativeMetrics } from './native-metrics.ts';
 import type { Health } from './health.ts';
+import { registerNativeMetrics } from './native-metrics.ts';
 
 /** What the gauges read at a scrape. */
 export interface MetricSources {

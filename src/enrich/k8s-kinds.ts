@@ -84,8 +84,11 @@ export const POLICY_RESOURCES: readonly ResourceSpec<SlimObject>[] = [
 ];
 
 /**
- * What `flowlogd run` lists and watches for metadata. deploy/clusterrole.yaml grants
- * get/list/watch on exactly these and FelixConfiguration (test/unit/deploy checks):
- * adding the policy kinds here when the daemon evaluates policy means adding them there.
+ * What `flowlogd run` lists and watches: the resolver's metadata and the policy engine's
+ * kinds (one snapshot updates both). deploy/clusterrole.yaml grants get/list/watch on
+ * exactly these and FelixConfiguration (test/unit/deploy checks).
  */
-export const DAEMON_RESOURCES: readonly ResourceSpec<SlimObject>[] = METADATA_RESOURCES;
+export const DAEMON_RESOURCES: readonly ResourceSpec<SlimObject>[] = [
+  ...METADATA_RESOURCES,
+  ...POLICY_RESOURCES,
+];
