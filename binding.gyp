@@ -3,6 +3,7 @@
     {
       "target_name": "flowlogd",
       "sources": [
+        "addon/src/caps.cc",
         "addon/src/loader.cc",
         "addon/src/attachment.cc",
         "addon/src/link_watcher.cc",

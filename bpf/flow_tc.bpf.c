@@ -144,6 +144,42 @@ static __always_inline void set_initiator(struct __sk_buff *skb, const struct pa
 	c->initiator_how = FLOW_INIT_FIRST_PACKET;
 }
 
+/*
+ * A packet whose connection found no room in the flow map: into its interface's overflow
+ * counts for generation `gen_hook & 1`, so the flow logs still carry it (maps.h
+ * flow_overflow_*). Out of line (a rare path, and its locals stay off the hot path's
+ * stack); each map has its own call site, so each helper call stays a direct one.
+ * `gen_hook`: gen | hook << 8.
+ */
+static __noinline void count_overflow(struct __sk_buff *skb, const struct packet *p, __u32 gen_hook,
+				      __u64 bytes)
+{
+	struct overflow_key k = {.ifindex = skb->ifindex, .proto = p->proto, .family = p->family};
+	struct overflow_counters init = {};
+	struct overflow_counters *o;
+	__u8 h = (gen_hook >> 8) == FLOW_HOOK_EGRESS ? 1 : 0;
+
+	if (gen_hook & 1) {
+		o = bpf_map_lookup_elem(&flow_overflow_1, &k);
+		if (!o) {
+			bpf_map_update_elem(&flow_overflow_1, &k, &init, BPF_NOEXIST);
+			o = bpf_map_lookup_elem(&flow_overflow_1, &k);
+		}
+	} else {
+		o = bpf_map_lookup_elem(&flow_overflow_0, &k);
+		if (!o) {
+			bpf_map_update_elem(&flow_overflow_0, &k, &init, BPF_NOEXIST);
+			o = bpf_map_lookup_elem(&flow_overflow_0, &k);
+		}
+	}
+	if (!o)
+		return;	    /* the overflow map is full too: in the lost counters only */
+	o->packets[h] += 1; /* per-CPU value: no atomics needed */
+	o->bytes[h] += bytes;
+	stat_add(FLOW_STAT_OVERFLOW_PACKETS, 1);
+	stat_add(FLOW_STAT_OVERFLOW_BYTES, bytes);
+}
+
 static __always_inline void count_failed_insert(long err, __u64 bytes)
 {
 	__u32 idx;
@@ -226,8 +262,9 @@ static __noinline void init_entry(struct __sk_buff *skb, const struct packet *p,
 }
 
 /* Counts the packet in its map entry; returns 1 if the entry exists now. */
-static __always_inline int account(struct __sk_buff *skb, void *flows, const struct packet *p,
-				   const void *key, __u8 dir, __u8 hook, __u64 bytes, __u64 now)
+static __always_inline int account(struct __sk_buff *skb, void *flows, __u32 gen,
+				   const struct packet *p, const void *key, __u8 dir, __u8 hook,
+				   __u64 bytes, __u64 now)
 {
 	struct flow_counters *c = bpf_map_lookup_elem(flows, key);
 
@@ -241,12 +278,14 @@ static __always_inline int account(struct __sk_buff *skb, void *flows, const str
 			return 1;
 		if (err != -EEXIST_) {
 			count_failed_insert(err, bytes);
+			count_overflow(skb, p, gen | (__u32)hook << 8, bytes);
 			return 0;
 		}
 		/* Another CPU inserted the same connection first: add to its entry. */
 		c = bpf_map_lookup_elem(flows, key);
 		if (!c) {
 			count_failed_insert(err, bytes);
+			count_overflow(skb, p, gen | (__u32)hook << 8, bytes);
 			return 0;
 		}
 	}
@@ -378,10 +417,10 @@ static __always_inline void account4(struct __sk_buff *skb, void *flows, __u32 g
 		s->tcp_flags |= (__u32)p->tcp_flags << (dir * 8);
 		return;
 	}
-	if (account(skb, flows, p, key, dir, hook, bytes, now) && set && !s)
+	if (account(skb, flows, gen, p, key, dir, hook, bytes, now) && set && !s)
 		cache_claim(flows, set, key, now);
 #else
-	account(skb, flows, p, key, dir, hook, bytes, now);
+	account(skb, flows, gen, p, key, dir, hook, bytes, now);
 #endif
 }
 
@@ -421,9 +460,9 @@ static __noinline void observe6(struct __sk_buff *skb, const struct packet *p, _
 	key.port_a = dir == FLOW_DIR_AB ? p->sport : p->dport;
 	key.port_b = dir == FLOW_DIR_AB ? p->dport : p->sport;
 	if (generation & 1)
-		account(skb, &flows6_1, p, &key, dir, hook, bytes, now);
+		account(skb, &flows6_1, 1, p, &key, dir, hook, bytes, now);
 	else
-		account(skb, &flows6_0, p, &key, dir, hook, bytes, now);
+		account(skb, &flows6_0, 0, p, &key, dir, hook, bytes, now);
 }
 
 static __always_inline int observe(struct __sk_buff *skb, __u8 hook)

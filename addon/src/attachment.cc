@@ -23,15 +23,29 @@ constexpr uint32_t kClsactPriority = 1;
 constexpr const char* kProgPrefix = "flowlogd_";
 constexpr bpf_tc_attach_point kPoints[2] = {BPF_TC_INGRESS, BPF_TC_EGRESS};
 
+}  // namespace
+
 // Filters a previous, crashed flowlogd left behind (clsact filters outlive their
-// loader). Only programs named flowlogd_* at our handle/priority are touched.
-void remove_clsact_leftovers(int ifindex) {
+// loader). Only programs named flowlogd_* at our handle/priority are touched; one that
+// cannot be identified is left as it is and named in unchecked_.
+void Attachment::remove_clsact_leftovers() {
   for (auto point : kPoints) {
-    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = point);
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex_, .attach_point = point);
     LIBBPF_OPTS(bpf_tc_opts, q, .handle = kClsactHandle, .priority = kClsactPriority);
     if (bpf_tc_query(&hook, &q) != 0) continue;
     int fd = bpf_prog_get_fd_by_id(q.prog_id);
-    if (fd < 0) continue;
+    if (fd < 0) {
+      int e = errno;
+      const char* where = point == BPF_TC_INGRESS ? "ingress" : "egress";
+      if (!unchecked_.empty()) unchecked_ += "; ";
+      unchecked_ += name_ + ": the clsact " + where + " filter at flowlogd's handle 0xf10e, priority 1 (program id " +
+                    std::to_string(q.prog_id) +
+                    ") could not be checked for a crashed run's leftover: " + "opening a program by id " +
+                    (e == EPERM ? "needs CAP_SYS_ADMIN" : std::string("failed: ") + std::strerror(e)) +
+                    "; if it is flowlogd's it stays attached (remove it with: tc filter del dev " + name_ + " " +
+                    where + " pref 1 handle 0xf10e bpf)";
+      continue;
+    }
     bpf_prog_info info{};
     uint32_t len = sizeof(info);
     bool ours = bpf_obj_get_info_by_fd(fd, &info, &len) == 0 &&
@@ -43,8 +57,6 @@ void remove_clsact_leftovers(int ifindex) {
   }
 }
 
-}  // namespace
-
 bool tcx_supported() {
   uint32_t attach_flags = 0, count = 0;
   return bpf_prog_query(1, static_cast<bpf_attach_type>(kTcxIngress), 0, &attach_flags, nullptr, &count) == 0;
@@ -52,7 +64,7 @@ bool tcx_supported() {
 
 Attachment::Attachment(int ifindex, std::string name, bool tcx, const int progs[2])
     : ifindex_(ifindex), name_(std::move(name)), tcx_(tcx) {
-  remove_clsact_leftovers(ifindex);
+  remove_clsact_leftovers();
   try {
     if (tcx_)
       attach_tcx(progs);

@@ -31,17 +31,22 @@ class Attachment {
   const std::string& name() const { return name_; }
   void rename(const std::string& name) { name_ = name; }
   const char* mode() const { return tcx_ ? "tcx" : "clsact"; }
+  // Filters at flowlogd's handle and priority the leftover sweep could not identify
+  // (without CAP_SYS_ADMIN a program id cannot be opened), one line each; "" if none.
+  const std::string& unchecked_leftovers() const { return unchecked_; }
 
  private:
   void attach_tcx(const int progs[2]);
   void attach_clsact(const int progs[2]);
   void teardown();
+  void remove_clsact_leftovers();
 
   int ifindex_;
   std::string name_;
   bool tcx_;
   int link_fd_[2] = {-1, -1};        // tcx links: ingress, egress
   bool filter_[2] = {false, false};  // clsact filters: ingress, egress
+  std::string unchecked_;
 };
 
 }  // namespace flowlogd

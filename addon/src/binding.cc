@@ -21,14 +21,15 @@ using flowlogd::DatapathError;
 using flowlogd::DatapathEvent;
 
 const char* kStatNames[FLOW_STAT_MAX] = {
-    "nonIp",          "parseL2",     "parseL3",          "parseL4",   "fragments",      "insertE2big", "insertEbusy",
-    "insertEnomem",   "insertOther", "lostPackets",      "lostBytes", "ctLookups",      "ctHits",      "dropsPolicy",
-    "dropsUnwatched", "dropsOther",  "dropInsertFailed", "cacheHits", "cacheEvictions",
+    "nonIp",          "parseL2",         "parseL3",        "parseL4",     "fragments",        "insertE2big",
+    "insertEbusy",    "insertEnomem",    "insertOther",    "lostPackets", "lostBytes",        "ctLookups",
+    "ctHits",         "dropsPolicy",     "dropsUnwatched", "dropsOther",  "dropInsertFailed", "cacheHits",
+    "cacheEvictions", "overflowPackets", "overflowBytes",
 };
-static_assert(FLOW_STAT_MAX == 19, "name every flow_stat in kStatNames");
+static_assert(FLOW_STAT_MAX == 21, "name every flow_stat in kStatNames");
 
-const char* kEventNames[] = {"records",       "cycle", "attached", "detached",
-                             "attach-failed", "error", "stopped",  "conntrack-overrun"};
+const char* kEventNames[] = {"records", "cycle",   "attached",          "detached",          "attach-failed",
+                             "error",   "stopped", "conntrack-overrun", "leftover-unchecked"};
 
 Napi::Error to_js(Napi::Env env, const DatapathError& e) {
   Napi::Error err = Napi::Error::New(env, e.message);
@@ -322,6 +323,7 @@ Napi::Object Layout(Napi::Env env) {
   F("ring.counters", offsetof(ring_flow_record, counters));
   F("ring.drop_reason", offsetof(ring_flow_record, drop_reason));
   F("RING_RECORD_CONNTRACK", RING_RECORD_CONNTRACK);
+  F("RING_RECORD_OVERFLOW", RING_RECORD_OVERFLOW);
   F("ct.event", offsetof(ring_conntrack_record, event));
   F("ct.proto", offsetof(ring_conntrack_record, proto));
   F("ct.family", offsetof(ring_conntrack_record, family));

@@ -97,7 +97,7 @@ ConntrackListener::ConntrackListener(const ConntrackOptions& opts, RecordRing& r
       }
       if (setns(nsfd, CLONE_NEWNET) != 0) {
         err = errno;
-        what = "entering network namespace " + path;
+        what = "entering network namespace " + path + (err == EPERM ? " (needs CAP_SYS_ADMIN)" : "");
         ::close(nsfd);
         return;
       }

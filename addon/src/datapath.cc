@@ -120,11 +120,19 @@ void Datapath::attach(int ifindex, const std::string& name) {
     emit(std::move(ev));
     return;
   }
+  std::string a_unchecked = a->unchecked_leftovers();
   {
     std::lock_guard<std::mutex> lock(mu_);
     attachments_[ifindex] = std::move(a);
   }
   set_watched(ifindex, true);
+  if (!a_unchecked.empty()) {
+    DatapathEvent warn = ev;
+    warn.kind = DatapathEvent::LeftoverUnchecked;
+    warn.err = 0;
+    warn.message = a_unchecked;
+    emit(std::move(warn));
+  }
   ev.kind = DatapathEvent::Attached;
   emit(std::move(ev));
 }

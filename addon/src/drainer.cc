@@ -17,6 +17,7 @@ namespace flowlogd {
 namespace {
 
 constexpr size_t kBatch = 8192;
+constexpr size_t kOverflowBatch = 256;
 
 // The IPv4 map's compact key, widened to the ring's flow_key (IPv4-mapped addresses).
 void widen(const flow_key4& k4, flow_key& k) {
@@ -41,6 +42,9 @@ Drainer::Drainer(const BpfObjects& bpf, RecordRing& ring, const std::atomic<bool
   int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) throw sys_error("ERR_BPF_CPUS", -ncpus, "counting possible CPUs for per-CPU maps");
   cache_values_.resize(size_t(ncpus));
+  ncpus_ = size_t(ncpus);
+  overflow_keys_.resize(kOverflowBatch);
+  overflow_values_.resize(kOverflowBatch * ncpus_);
 }
 
 DrainCounters Drainer::counters() const {
@@ -54,7 +58,57 @@ void Drainer::drain(int gen) {
   const flow_tc_bpf* s = bpf_.flows();
   if (drain_map(bpf_map__fd(gen ? s->maps.flows4_1 : s->maps.flows4_0), true))
     drain_map(bpf_map__fd(gen ? s->maps.flows6_1 : s->maps.flows6_0), false);
+  drain_overflow(gen);
   drain_drops(gen);
+}
+
+// The generation's overflow counts (maps.h flow_overflow_*), one ring record per
+// (interface, protocol, family): counters.packets/bytes by hook, the drain's time as
+// first/last seen.
+void Drainer::drain_overflow(int gen) {
+  const flow_tc_bpf* s = bpf_.flows();
+  int fd = bpf_map__fd(gen ? s->maps.flow_overflow_1 : s->maps.flow_overflow_0);
+  uint32_t out_token = 0;
+  bool first = true;
+  uint64_t drained = 0;
+  ring_flow_record rec{};
+  rec.hdr.type = RING_RECORD_OVERFLOW;
+  auto on_full = [this] { emit_(DatapathEvent{DatapathEvent::Records}); };
+  uint64_t now = uint64_t(clock_ns(CLOCK_REALTIME));
+  for (;;) {
+    uint32_t count = kOverflowBatch;
+    uint32_t in_token = out_token;
+    int err = bpf_map_lookup_and_delete_batch(fd, first ? nullptr : &in_token, &out_token, overflow_keys_.data(),
+                                              overflow_values_.data(), &count, nullptr);
+    int e = err ? errno : 0;
+    first = false;
+    if (err && e != ENOENT) {
+      emit_(error_event(e, "draining the overflow map"));
+      break;
+    }
+    for (uint32_t i = 0; i < count; i++) {
+      rec.key = flow_key{};
+      rec.key.ifindex = overflow_keys_[i].ifindex;
+      rec.key.proto = overflow_keys_[i].proto;
+      rec.key.family = overflow_keys_[i].family;
+      rec.counters = flow_counters{};
+      for (size_t cpu = 0; cpu < ncpus_; cpu++) {
+        const overflow_counters& v = overflow_values_[i * ncpus_ + cpu];
+        for (int h = 0; h < 2; h++) {
+          rec.counters.packets[h] += v.packets[h];
+          rec.counters.bytes[h] += v.bytes[h];
+        }
+      }
+      rec.counters.initiator_how = FLOW_INIT_FIRST_PACKET;
+      rec.counters.first_seen_ns = rec.counters.last_seen_ns = now;
+      if (!ring_.push(&rec, closed_, on_full)) return;
+    }
+    drained += count;
+    if (count) emit_(DatapathEvent{DatapathEvent::Records});
+    if (e == ENOENT) break;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  counters_.overflow_records += drained;
 }
 
 // Adds what the programs' per-CPU cache holds for this generation to the entries it

@@ -1,7 +1,8 @@
 // Drainer: moves one map generation, which the programs no longer write, into the record
 // ring. It first adds what the per-CPU connection cache holds for that generation to the
 // entries it belongs to, then reads and deletes the maps in batches, widening IPv4 keys
-// and turning monotonic times into Unix times on the way.
+// and turning monotonic times into Unix times on the way. The packets of connections that
+// found a map full come after the flows, summed over CPUs, as overflow records.
 #pragma once
 
 #include <atomic>
@@ -23,6 +24,7 @@ struct DrainCounters {
   uint64_t cache_merged = 0;          // cache slots added to their entries before a drain
   uint64_t cache_merged_packets = 0;  // and the packets they held (counted as cache hits)
   uint64_t cache_merge_lost = 0;      // packets of slots whose entry was gone (never expected)
+  uint64_t overflow_records = 0;      // overflow records (interface, protocol, family) drained
 };
 
 class Drainer {
@@ -41,6 +43,7 @@ class Drainer {
   template <typename Fill>
   bool drain_batches(int fd, void* keys, const char* what, Fill fill);
   void drain_drops(int gen);
+  void drain_overflow(int gen);
 
   const BpfObjects& bpf_;
   RecordRing& ring_;
@@ -52,6 +55,9 @@ class Drainer {
   std::vector<flow_counters> batch_values_;
   std::vector<drop_key> drop_keys_;
   std::vector<flow_cache> cache_values_;  // one per possible CPU
+  std::vector<overflow_key> overflow_keys_;
+  std::vector<overflow_counters> overflow_values_;  // per CPU: ncpus per key
+  size_t ncpus_ = 0;
 
   mutable std::mutex mu_;  // guards counters_ (read by stats())
   DrainCounters counters_;

@@ -9,7 +9,17 @@
 namespace flowlogd {
 
 struct DatapathEvent {
-  enum Kind { Records, Cycle, Attached, Detached, AttachFailed, Error, Stopped, ConntrackOverrun } kind;
+  enum Kind {
+    Records,
+    Cycle,
+    Attached,
+    Detached,
+    AttachFailed,
+    Error,
+    Stopped,
+    ConntrackOverrun,
+    LeftoverUnchecked,  // message: Attachment::unchecked_leftovers()
+  } kind;
   uint64_t cycle = 0;  // Cycle: number of the drain that completed
   int ifindex = 0;
   std::string ifname;

@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "caps.h"
 #include "drop_trace.skel.h"
 #include "flow_tc.skel.h"
 
@@ -21,6 +22,16 @@ namespace {
 int quiet_libbpf(enum libbpf_print_level level, const char* fmt, va_list args) {
   if (level != LIBBPF_WARN || std::getenv("FLOWLOGD_LIBBPF_DEBUG") == nullptr) return 0;
   return vfprintf(stderr, fmt, args);
+}
+
+// What a refused load lacks, measured (README, "Privileges"): CAP_BPF for maps and
+// programs, CAP_PERFMON for the verifier to accept the programs (without it they fail
+// with EACCES), CAP_NET_ADMIN for TC programs; CAP_SYS_ADMIN stands for all three.
+std::string load_hint(std::initializer_list<int> needed, const char* names, const char* otherwise) {
+  if (has_cap(kCapSysAdmin)) return otherwise;
+  std::string missing = missing_caps(needed);
+  if (missing.empty()) return otherwise;
+  return std::string(" (needs ") + names + ", or CAP_SYS_ADMIN; missing " + missing + ")";
 }
 
 }  // namespace
@@ -38,7 +49,9 @@ BpfObjects::BpfObjects(const LoadOptions& opts) {
     int err = flow_tc_bpf__load(flows_);
     if (err)
       throw sys_error("ERR_BPF_LOAD", -err,
-                      "loading the flow programs (needs root or CAP_BPF+CAP_NET_ADMIN, and a kernel with BTF)");
+                      "loading the flow programs" + load_hint({kCapBpf, kCapPerfmon, kCapNetAdmin},
+                                                              "CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN",
+                                                              " (needs a kernel with BTF)"));
     if (!opts.drop_tracing) return;
 
     drops_ = drop_trace_bpf__open();
@@ -49,12 +62,17 @@ BpfObjects::BpfObjects(const LoadOptions& opts) {
     bpf_map__reuse_fd(drops_->maps.flows6_0, bpf_map__fd(flows_->maps.flows6_0));
     bpf_map__reuse_fd(drops_->maps.flows6_1, bpf_map__fd(flows_->maps.flows6_1));
     bpf_map__reuse_fd(drops_->maps.flow_stats, bpf_map__fd(flows_->maps.flow_stats));
+    bpf_map__reuse_fd(drops_->maps.flow_overflow_0, bpf_map__fd(flows_->maps.flow_overflow_0));
+    bpf_map__reuse_fd(drops_->maps.flow_overflow_1, bpf_map__fd(flows_->maps.flow_overflow_1));
     for (bpf_map* m : {drops_->maps.drops_0, drops_->maps.drops_1}) {
       err = bpf_map__set_max_entries(m, opts.max_drop_flows);
       if (err) throw sys_error("ERR_DROP_TRACE", -err, "setting drop map size");
     }
     err = drop_trace_bpf__load(drops_);
-    if (err) throw sys_error("ERR_DROP_TRACE", -err, "loading the drop tracing program (tp_btf/kfree_skb)");
+    if (err)
+      throw sys_error("ERR_DROP_TRACE", -err,
+                      "loading the drop tracing program (tp_btf/kfree_skb)" +
+                          load_hint({kCapBpf, kCapPerfmon}, "CAP_BPF and CAP_PERFMON", ""));
     drop_link_ = bpf_program__attach_trace(drops_->progs.flowlogd_drop);
     if (!drop_link_) throw sys_error("ERR_DROP_TRACE", errno, "attaching tp_btf/kfree_skb");
   } catch (...) {

@@ -104,9 +104,31 @@ struct flow_cache {
 	struct flow_cache_slot slot[FLOW_CACHE_SLOTS];
 };
 
+/*
+ * Packets whose connection found the flow map full (maps.h flow_overflow_*): per
+ * interface, protocol and family; [FLOW_HOOK_INGRESS] and [FLOW_HOOK_EGRESS] counts.
+ */
+struct overflow_key {
+	__u32 ifindex; /* 0 */
+	__u8 proto;    /* 4 */
+	__u8 family;   /* 5, 4 or 6 */
+	__u8 _pad[2];  /* 6 */
+};		       /* 8 */
+
+struct overflow_counters {
+	__u64 packets[2]; /*  0, [FLOW_HOOK_*] */
+	__u64 bytes[2];	  /* 16 */
+};			  /* 32 */
+
 #define RING_RECORD_SIZE 128
 #define RING_RECORD_FLOW 1
 #define RING_RECORD_CONNTRACK 2
+/*
+ * A ring_flow_record of overflow counts (struct overflow_key's fields in key: ifindex,
+ * proto, family; addresses and ports zero; counters.packets/bytes by FLOW_HOOK_*, the
+ * drain's time as first/last seen).
+ */
+#define RING_RECORD_OVERFLOW 3
 
 /*
  * Packets the kernel dropped by policy after the TC program counted them (tp_btf/kfree_skb,
@@ -191,7 +213,9 @@ enum flow_stat {
 	FLOW_STAT_DROP_INSERT_FAILED,
 	FLOW_STAT_CACHE_HITS, /* packets counted in the per-CPU cache (no hash lookup), added at
 				 eviction */
-	FLOW_STAT_CACHE_EVICTIONS, /* cache slots added to their entry for another connection */
+	FLOW_STAT_CACHE_EVICTIONS,  /* cache slots added to their entry for another connection */
+	FLOW_STAT_OVERFLOW_PACKETS, /* packets of failed inserts counted in an overflow record */
+	FLOW_STAT_OVERFLOW_BYTES,
 	FLOW_STAT_MAX,
 };
 

@@ -56,6 +56,28 @@ struct {
 #endif
 
 /*
+ * Packets of connections that found their generation's flow map full (the insert failed),
+ * per (interface, protocol, family) and generation: the addon drains them with the flows
+ * into one overflow record per interface, protocol and direction (README, "When the
+ * kernel map is full"), so the flow logs' sums still equal the traffic. Per CPU: a flood
+ * of new connections is when this is written most, from every CPU at once. Its own
+ * inserts fail only past OVERFLOW_MAX_ENTRIES (interfaces x protocols in use): those
+ * packets stay in the lost counters only.
+ */
+#define OVERFLOW_MAX_ENTRIES 1024
+
+#define OVERFLOW_MAP_DEF(name)                                                                     \
+	struct {                                                                                   \
+		__uint(type, BPF_MAP_TYPE_PERCPU_HASH);                                            \
+		__uint(max_entries, OVERFLOW_MAX_ENTRIES);                                         \
+		__type(key, struct overflow_key);                                                  \
+		__type(value, struct overflow_counters);                                           \
+	} name SEC(".maps")
+
+OVERFLOW_MAP_DEF(flow_overflow_0);
+OVERFLOW_MAP_DEF(flow_overflow_1);
+
+/*
  * Ports of fragmented datagrams, from their first fragment, so the later fragments (no
  * L4 header) count under the same connection instead of a port-0 one. LRU: entries of
  * finished datagrams age out without bookkeeping.

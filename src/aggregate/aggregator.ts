@@ -49,6 +49,7 @@ import {
   type ResolverLike,
   zeroStats,
 } from './options.ts';
+import { NET_OVERFLOW, NET_UNKNOWN_LOCAL, observeOverflow } from './overflow.ts';
 import type { Action, AggregationKind, FlowLogRecord } from './record.ts';
 
 const NO_SUMS = new Float64Array(0);
@@ -86,6 +87,8 @@ export class FlowAggregator {
   #unkeyedHead = 0;
   /** IPs seen behind this node's workload interfaces (pods here), with when last seen. */
   readonly #localPods = new Map<string, number>();
+  /** Each interface's last local address (the local side of its overflow records). */
+  readonly #ifaceLocalIp = new Map<string, string>();
   readonly #onLifecycle: ((source: LifecycleSource) => void) | undefined;
   /** The record counters of the flush being collected (SUMS per record, at Group.at; zeroed). */
   #sums = NO_SUMS;
@@ -138,6 +141,10 @@ export class FlowAggregator {
    */
   observe(u: ConnectionUpdate, action?: Action): void {
     this.#stats.updates++;
+    if (u.overflow === true) {
+      this.#observeOverflow(u);
+      return;
+    }
     const deny = (action ?? (u.dropReason ? 'deny' : 'allow')) === 'deny';
     if (deny && u.dropReason) this.#ledger.moveDenied(u, this.#allow);
     if (!this.#enabled[deny ? 1 : 0]) {
@@ -160,7 +167,13 @@ export class FlowAggregator {
         if (a !== undefined && a.cIp !== c.cIp) c.swap();
         if (a !== undefined) c.how = a.how;
       }
-      if (!deny) this.#ledger.takeEarly(c, u.key);
+      if (!deny) {
+        this.#ledger.takeEarly(c, u.key);
+        // TCP first seen without its opening (no SYN or SYN+ACK in its first update) began
+        // before flowlogd saw it: open when flowlogd (re)started, or idle past a forget.
+        // Carried in (num_flows 1), not started in this interval (SPEC §3).
+        if (u.proto === 6 && u.initiatorHow !== InitiatorHow.syn) c.reported = true;
+      }
       this.#ct.joinNew(c, u);
     } else if (c.closed && isNewTcpOpen(u)) {
       c.restart(u); // the 5-tuple was reused for a new connection
@@ -227,12 +240,27 @@ export class FlowAggregator {
     this.#ct.observe(e);
   }
 
+  /** Packets of connections the kernel map had no room for (overflow.ts). */
+  #observeOverflow(u: ConnectionUpdate): void {
+    const role = this.#ifaces.role(u.interfaceName);
+    // As for connections: a host interface's traffic is reported only with host endpoints.
+    if (role === 'host' && !this.#hostEndpoints) {
+      this.#stats.ignoredHostInterface++;
+      return;
+    }
+    this.#stats.overflowPackets += u.origPackets + u.replyPackets;
+    this.#stats.overflowBytes += u.origBytes + u.replyBytes;
+    const localIp = this.#ifaceLocalIp.get(u.interfaceName) ?? '';
+    observeOverflow(u, role, localIp, this.#allow, this.#nums, this.#unkeyed);
+  }
+
   #create(u: ConnectionUpdate, size: number, deny: boolean): Conn | null {
     const workload = this.#ifaces.role(u.interfaceName) === 'workload';
     // Workload (pod veth, host side): ingress = sent by the pod. Host interface: egress = sent by the host.
     const senderIsLocal = workload === (u.firstHook === Hook.ingress);
     const localIsInitiator = senderIsLocal === u.firstFromInitiator;
     const localIp = localIsInitiator ? u.srcIp : u.dstIp;
+    if (!deny) this.#ifaceLocalIp.set(u.interfaceName, localIp);
     if (workload) {
       this.#localPods.set(localIp, u.lastSeenMs);
     } else if (deny && this.#localPods.has(localIp)) {
@@ -311,8 +339,10 @@ export class FlowAggregator {
   #resolveAndKey(c: Conn, a: 0 | 1, stamp: number, endpoints = true): void {
     const resolver = this.#resolver;
     if (endpoints) {
-      c.srcEp = resolver.resolve(c.cIp, c.firstSeenMs);
-      c.dstEp = resolver.resolve(c.sIp, c.firstSeenMs);
+      // An overflow record's peer (and its local side, until an address is known) has none.
+      const none = c.localIsClient ? [NET_UNKNOWN_LOCAL, NET_OVERFLOW] : [NET_OVERFLOW, NET_UNKNOWN_LOCAL];
+      c.srcEp = c.cIp === '' ? none[0]! : resolver.resolve(c.cIp, c.firstSeenMs);
+      c.dstEp = c.sIp === '' ? none[1]! : resolver.resolve(c.sIp, c.firstSeenMs);
     }
     const nat = c.ct?.dnat ? c.ct : null;
     const svc =
@@ -441,7 +471,13 @@ export class FlowAggregator {
         continue;
       }
       let completes = false;
-      if (c.closed) {
+      if (c.overflow) {
+        // Its counts only, never completed: an overflow record is not a connection.
+        if (!c.active) {
+          forget(table, k, c); // no overflow in this interval: no record
+          continue;
+        }
+      } else if (c.closed) {
         // Late packets of a connection whose completion was already reported.
         if (!c.active) {
           forget(table, k, c);
@@ -481,7 +517,7 @@ export class FlowAggregator {
       }
       const sums = this.#sums;
       const n = g.at * SUMS;
-      sums[n + NUM_FLOWS]!++;
+      if (!c.overflow) sums[n + NUM_FLOWS]!++;
       if (!c.reported) sums[n + STARTED]!++;
       if (completes) sums[n + COMPLETED]!++;
       if (c.localIsClient) {

@@ -28,6 +28,7 @@ const DENY_SIDE = 1 << 12; // in the deny table
 const PROTO_SHIFT = 13; // bits 13-20: IANA protocol number
 const HOW_SHIFT = 21; // bits 21-24: InitiatorHow
 const VERDICT_CHECKED = 1 << 25; // its policy verdict was compared with the kernel's
+const OVERFLOW = 1 << 26; // an interface's overflow counts (overflow.ts), not a connection
 
 // A connection's numbers live in its aggregator's ConnNumbers slab (one for both tables),
 // at Conn.o + one of these. As object fields they would be one boxed double each (byte
@@ -143,6 +144,14 @@ export class Conn {
     this.clientIsA = u.initiatorIsSideA;
     this.firstSeenMs = u.firstSeenMs;
     this.lastSeenMs = u.lastSeenMs;
+  }
+
+  /** An interface's overflow counts for one protocol and direction (overflow.ts). */
+  get overflow(): boolean {
+    return this.#bit(OVERFLOW);
+  }
+  set overflow(v: boolean) {
+    this.#set(OVERFLOW, v);
   }
 
   /** Gives the numbers' slot back; the connection is gone from its table. */

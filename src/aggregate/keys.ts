@@ -309,12 +309,14 @@ export class KeyInterner {
     pol: Trace | null = null,
   ): Group {
     const aggregated = kind >= 2;
-    const src = this.#side(false, aggregated ? null : c.cIp, c.srcEp!, aggregated);
-    const dst = this.#side(true, aggregated ? null : c.sIp, c.dstEp!, aggregated);
+    // '' is an overflow record's unknown address (overflow.ts): null, as aggregated.
+    const src = this.#side(false, aggregated || c.cIp === '' ? null : c.cIp, c.srcEp!, aggregated);
+    const dst = this.#side(true, aggregated || c.sIp === '' ? null : c.sIp, c.dstEp!, aggregated);
     const svc = includeService && svcRef !== null ? this.#svc(svcRef, kind) : NO_SVC;
     const icmp = isIcmp(c.proto);
-    const srcPort = kind >= 1 || icmp ? null : c.cPort;
-    const dstPort = kind >= 3 || icmp ? null : c.sPort;
+    // An overflow record's ports are not known (overflow.ts).
+    const srcPort = kind >= 1 || icmp || c.overflow ? null : c.cPort;
+    const dstPort = kind >= 3 || icmp || c.overflow ? null : c.sPort;
     const reporter: Reporter = c.localIsClient ? 'src' : 'dst';
     const dropReason = action === 'deny' ? c.dropReason : '';
     const par = this.#par(c.proto, action, reporter, dropReason);

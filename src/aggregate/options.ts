@@ -108,6 +108,9 @@ export interface AggregatorStats {
   policyMismatchEgressKernelDropped: number;
   /** Deny records moved to the destination pod's ingress (both pods here, its ingress denies). */
   policyDenyAtDestination: number;
+  /** Packets and bytes of overflow updates (connections the kernel map had no room for) in overflow records. */
+  overflowPackets: number;
+  overflowBytes: number;
   lifecycleSource: LifecycleSource;
 }
 
@@ -136,6 +139,8 @@ export function zeroStats(): AggregatorStats {
     policyMismatchEgressKernelAllowed: 0,
     policyMismatchEgressKernelDropped: 0,
     policyDenyAtDestination: 0,
+    overflowPackets: 0,
+    overflowBytes: 0,
     lifecycleSource: 'tcp-flags+idle',
   };
 }

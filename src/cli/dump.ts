@@ -125,6 +125,7 @@ export async function dump(opts: DumpOptions): Promise<void> {
   dp.on('attached', (e) => opts.log(`attached to ${e.name} (${e.mode})`));
   dp.on('detached', (e) => opts.log(`detached from ${e.name}`));
   dp.on('attach-failed', (e) => opts.log(`could not attach to ${e.name}: ${e.message}`));
+  dp.on('leftover-unchecked', (e) => opts.log(e.message ?? ''));
   if (dp.interfaces().length === 0)
     opts.log(`no interface matches ${opts.interfaces.join(',')} yet; waiting for one`);
   await new Promise<void>((resolve) => {

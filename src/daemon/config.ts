@@ -29,6 +29,7 @@ import {
   DEFAULT_TCP_IDLE_TIMEOUT_MS,
   type ReconfigurableOptions,
 } from '../aggregate/options.ts';
+import { DEFAULT_FLOW_MAP_SIZE, FLOW_MAP_SIZE_MAX, FLOW_MAP_SIZE_MIN } from '../datapath/datapath.ts';
 import type { ClusterSettings } from './felix-configuration.ts';
 import { SHIP_DEFAULTS, SHIP_SETTINGS, type ShipConfig, type ShipSettingRow } from './ship-config.ts';
 import { convert, type LogLevel, type SourceName, type ValueRule, type ValueType } from './values.ts';
@@ -87,6 +88,8 @@ export interface Config extends ShipConfig {
   readonly conntrackResyncIntervalMs: number;
   /** Trace policy drops (tp_btf/kfree_skb) into deny records. */
   readonly dropTracing: boolean;
+  /** Entries of each kernel flow map generation (README, "When the kernel map is full"). */
+  readonly flowMapSize: number;
   /** Config file used, if any. */
   readonly configFile: string | null;
   /** Where each setting's value came from. */
@@ -202,6 +205,11 @@ export const SETTINGS = [
   },
   own('dropTracing', 'DropTracing', 'bool', 'FLOWLOGD_DROP_TRACING', '--drop-tracing'),
   ...SHIP_SETTINGS.map(shipSetting),
+  {
+    ...own('flowMapSize', 'FlowMapSize', 'posint', 'FLOWLOGD_FLOW_MAP_SIZE', '--flow-map-size'),
+    min: FLOW_MAP_SIZE_MIN,
+    max: FLOW_MAP_SIZE_MAX,
+  },
 ];
 
 // Every entry is a SettingDef; the table is not annotated as one so that each entry keeps
@@ -276,6 +284,7 @@ const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
   conntrackResyncIntervalMs: 60_000,
   dropTracing: true,
   ...SHIP_DEFAULTS,
+  flowMapSize: DEFAULT_FLOW_MAP_SIZE,
 };
 
 export class ConfigError extends Error {

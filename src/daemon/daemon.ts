@@ -193,6 +193,7 @@ export class Daemon {
           conntrackNetns: c.conntrackNetns ?? '',
           conntrackResyncMs: c.conntrackResyncIntervalMs,
           dropTracing: c.dropTracing,
+          maxFlows: c.flowMapSize,
         },
         (u) => aggregator.observe(u),
         (e) => aggregator.observeConntrack(e),
@@ -217,6 +218,9 @@ export class Daemon {
     datapath.on('detached', (e) => log.info({ interface: e.name }, 'detached'));
     datapath.on('attach-failed', (e) =>
       log.warn({ interface: e.name, errno: e.errno }, e.message ?? 'attach failed'),
+    );
+    datapath.on('leftover-unchecked', (e) =>
+      log.warn({ interface: e.name }, e.message ?? 'leftover filters could not be checked'),
     );
     datapath.on('datapath-error', (e) => log.error({ errno: e.errno }, e.message ?? 'datapath error'));
     datapath.on('conntrack-overrun', (e) =>

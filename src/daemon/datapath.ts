@@ -20,7 +20,10 @@ export interface DaemonDatapath {
   /** Detaches, then delivers everything still counted. */
   stop(): Promise<void>;
   close(): void;
-  on(event: 'attached' | 'detached' | 'attach-failed', listener: (e: InterfaceEvent) => void): unknown;
+  on(
+    event: 'attached' | 'detached' | 'attach-failed' | 'leftover-unchecked',
+    listener: (e: InterfaceEvent) => void,
+  ): unknown;
   on(
     event: 'datapath-error' | 'conntrack-overrun',
     listener: (e: { errno?: number; message?: string }) => void,

@@ -95,7 +95,7 @@ export function registerMetrics(
   readCounter(
     r,
     'flowlogd_datapath_kernel_events_total',
-    'Kernel-side failure and event counters of the flow programs (parse failures, failed inserts by errno, lost packets/bytes, conntrack lookups)',
+    'Kernel-side failure and event counters of the flow programs (parse failures, failed inserts by errno, lost packets/bytes, packets and bytes in overflow records, conntrack lookups)',
     ['counter'],
     (set) => {
       for (const [k, v] of Object.entries(dp.stats().kernel))

@@ -3,7 +3,7 @@
 import { EventEmitter } from 'node:events';
 import { ConntrackEventView, FlowRecordView } from './decode.ts';
 import { INTERFACE_GLOB_RULE, isInterfaceGlob } from './globs.ts';
-import { RING_RECORD_CONNTRACK, RING_RECORD_FLOW, RING_RECORD_SIZE } from './layout.ts';
+import { RING_RECORD_CONNTRACK, RING_RECORD_FLOW, RING_RECORD_OVERFLOW, RING_RECORD_SIZE } from './layout.ts';
 import {
   loadNative,
   type NativeDatapath,
@@ -73,6 +73,15 @@ function intIn(field: string, value: unknown, min: number, max: number): number 
  */
 const DEFAULT_RING_RECORDS = 16384;
 
+/**
+ * Entries of each kernel flow map generation: it must hold every connection active
+ * within one drain interval (README, "When the kernel map is full"); a bigger one costs
+ * ~180 B of kernel memory an entry, four maps (two generations, IPv4 and IPv6).
+ */
+export const DEFAULT_FLOW_MAP_SIZE = 131072;
+export const FLOW_MAP_SIZE_MIN = 1024;
+export const FLOW_MAP_SIZE_MAX = 16 * 1024 * 1024;
+
 /** How often the addon drains the kernel map on its own unless told otherwise. */
 export const DEFAULT_DRAIN_INTERVAL_MS = 1000;
 
@@ -118,7 +127,7 @@ export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
   return {
     interfaces: [...o.interfaces],
     attachMode,
-    maxFlows: intIn('maxFlows', o.maxFlows ?? 131072, 1024, 16 * 1024 * 1024),
+    maxFlows: intIn('maxFlows', o.maxFlows ?? DEFAULT_FLOW_MAP_SIZE, FLOW_MAP_SIZE_MIN, FLOW_MAP_SIZE_MAX),
     drainIntervalMs: intIn('drainIntervalMs', o.drainIntervalMs ?? DEFAULT_DRAIN_INTERVAL_MS, 10, 60000),
     ringRecords: intIn('ringRecords', o.ringRecords ?? DEFAULT_RING_RECORDS, 1024, 16 * 1024 * 1024),
     useConntrack: o.useConntrack ?? true,
@@ -243,7 +252,7 @@ export class FlowDatapath extends EventEmitter {
       const n = this.#native.read(this.#buf);
       for (let i = 0; i < n; i++) {
         const type = this.#view.at(i);
-        if (type === RING_RECORD_FLOW) this.#onUpdate(this.#view);
+        if (type === RING_RECORD_FLOW || type === RING_RECORD_OVERFLOW) this.#onUpdate(this.#view);
         else if (type === RING_RECORD_CONNTRACK && this.#onConntrack !== undefined) {
           this.#ctView.at(i);
           this.#onConntrack(this.#ctView);
@@ -288,6 +297,10 @@ export class FlowDatapath extends EventEmitter {
         return;
       case 'conntrack-overrun':
         this.emit('conntrack-overrun', info);
+        return;
+      case 'leftover-unchecked':
+        // Filters at our handle that may be a crashed run's, left attached (see the message).
+        this.emit('leftover-unchecked', info as InterfaceEvent);
         return;
       case 'stopped':
         this.#pump();

@@ -11,6 +11,7 @@ import {
   CtTuple,
   FlowCounters,
   FlowKey,
+  RING_RECORD_OVERFLOW,
   Ring,
 } from './layout.ts';
 import type { ConnectionUpdate, ConntrackEvent, ConntrackEventType, Hook, InitiatorHow } from './types.ts';
@@ -208,6 +209,9 @@ export class FlowRecordView implements ConnectionUpdate {
   }
   get dropReason(): number {
     return this.dv.getUint32(this.base + Ring.drop_reason, true);
+  }
+  get overflow(): boolean {
+    return this.dv.getUint32(this.base + Ring.type, true) === RING_RECORD_OVERFLOW;
   }
   get dropReasonName(): string {
     const r = this.dropReason;

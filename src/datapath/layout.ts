@@ -5,6 +5,7 @@
 export const RING_RECORD_SIZE = 128;
 export const RING_RECORD_FLOW = 1;
 export const RING_RECORD_CONNTRACK = 2;
+export const RING_RECORD_OVERFLOW = 3;
 
 export const Ring = {
   type: 0,

@@ -10,7 +10,8 @@ export type NativeEventKind =
   | 'attach-failed'
   | 'error'
   | 'stopped'
-  | 'conntrack-overrun';
+  | 'conntrack-overrun'
+  | 'leftover-unchecked';
 
 export interface NativeEventInfo {
   cycle?: number;

@@ -77,6 +77,13 @@ export interface ConnectionUpdate {
    */
   readonly dropReason?: number;
   readonly dropReasonName?: string;
+  /**
+   * An interface's overflow counts, not a connection: packets of connections the kernel
+   * map had no room for (src/aggregate/overflow.ts). Only ifindex, interfaceName, family,
+   * proto and the counters mean something: orig* is what the interface's ingress hook
+   * counted, reply* its egress; addresses and ports are empty.
+   */
+  readonly overflow?: boolean;
 }
 
 /** What a conntrack record says happened. */

@@ -30,15 +30,13 @@ export class Flowlogd {
   flushes = 0;
   readonly started: Promise<void>;
 
-  constructor(args: string[]) {
+  /** `wrapper`: a command line to run flowlogd under (e.g. setpriv with fewer capabilities). */
+  constructor(args: string[], wrapper: readonly string[] = []) {
     this.dir = mkdtempSync(join(tmpdir(), 'flowlogd-e2e-'));
-    this.child = spawn(
-      FLOWLOGD,
-      ['run', '--flow-logs-file-directory', this.dir, '--log-level', 'debug', ...args],
-      {
-        stdio: ['ignore', 'ignore', 'pipe'],
-      },
-    );
+    const argv = [FLOWLOGD, 'run', '--flow-logs-file-directory', this.dir, '--log-level', 'debug', ...args];
+    this.child = spawn([...wrapper, ...argv][0]!, [...wrapper, ...argv].slice(1), {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     this.started = new Promise((resolve, reject) => {
       this.child.stderr!.on('data', (c: Buffer) => {
         this.stderr += c;

@@ -327,3 +327,31 @@ describe('IP moves between pods', () => {
     assert.deepEqual(names, ['new-*', 'old-*']);
   });
 });
+
+describe('carried-in connections (open before flowlogd saw them)', () => {
+  test('TCP first seen mid-stream (no SYN): num_flows 1, started 0; its completion still counted', () => {
+    const a = k0(resolverWith());
+    const mid = { srcIp: '10.0.0.5', dstIp: '10.0.0.6', origPackets: 3, origBytes: 300 };
+    a.observe(upd({ ...mid, initiatorHow: InitiatorHow.conntrack }));
+    a.observe(upd({ ...mid, srcPort: 40001, initiatorHow: InitiatorHow.syn, origTcpFlags: TcpFlag.SYN }));
+    const r1 = a.flush(F1).map((r) => [r.source_port, r.num_flows, r.num_flows_started]);
+    assert.deepEqual(r1.sort(), [
+      [40000, 1, 0],
+      [40001, 1, 1],
+    ]);
+    a.observe(upd({ ...mid, initiatorHow: InitiatorHow.conntrack, origTcpFlags: TcpFlag.RST }));
+    const [r2] = a.flush(F2).filter((r) => r.source_port === 40000);
+    assert.deepEqual([r2!.num_flows, r2!.num_flows_started, r2!.num_flows_completed], [1, 0, 1]);
+  });
+
+  test('UDP has no opening to see: started at first sight', () => {
+    const a = k0(resolverWith());
+    a.observe(
+      upd({ srcIp: '10.0.0.5', dstIp: '10.0.0.6', proto: 17, initiatorHow: InitiatorHow.firstPacket }),
+    );
+    assert.deepEqual(
+      a.flush(F1).map((r) => r.num_flows_started),
+      [1],
+    );
+  });
+});

@@ -18,6 +18,7 @@ import {
   FlowKey,
   RING_RECORD_CONNTRACK,
   RING_RECORD_FLOW,
+  RING_RECORD_OVERFLOW,
   RING_RECORD_SIZE,
   Ring,
 } from '../../../src/datapath/layout.ts';
@@ -35,6 +36,7 @@ function tsTable(): Record<string, number> {
     'ring.counters': Ring.counters,
     'ring.drop_reason': Ring.drop_reason,
     RING_RECORD_CONNTRACK,
+    RING_RECORD_OVERFLOW,
     CT_EVENT_NEW,
     CT_EVENT_DESTROY,
     CT_EVENT_DUMP,

@@ -1,0 +1,100 @@
+// Overflow records: the packets of connections that found the kernel's flow map full.
+//
+// The TC program cannot give such a packet an entry, so it adds it to its interface's
+// overflow counts (per protocol and family, ingress and egress; bpf/include/maps.h), and
+// the addon drains those with the flows as overflow updates (ConnectionUpdate.overflow).
+// Each becomes, per interval, one record per (interface, protocol, direction) whose local
+// side is the endpoint behind that interface (the last local address a connection there
+// had; `net`/`unknown` before any) and whose peer is `net` named `overflow`: the peers of
+// the connections are not known. It carries the packets and bytes, and no flows
+// (num_flows, started and completed 0: how many connections they were is not known).
+// So the sums of packets and bytes over an interval's records still equal the traffic.
+
+import type { ConnectionUpdate } from '../datapath/types.ts';
+import type { Endpoint } from '../enrich/resolver.ts';
+import { Conn, type ConnNumbers } from './connections.ts';
+import type { InterfaceRole } from './interfaces.ts';
+
+/** The peer of an overflow record: connections whose peers were not recorded. */
+export const NET_OVERFLOW: Endpoint = Object.freeze({
+  type: 'net',
+  name: '-',
+  nameAggr: 'overflow',
+  namespace: '-',
+  labels: null,
+});
+
+/** The local side of an overflow record before any connection on its interface said whose it is. */
+export const NET_UNKNOWN_LOCAL: Endpoint = Object.freeze({
+  type: 'net',
+  name: '-',
+  nameAggr: 'unknown',
+  namespace: '-',
+  labels: null,
+});
+
+/**
+ * Adds one overflow update to its two records' connections (sent from and received by the
+ * local endpoint), making them when needed (and adding those to `created`). `localIp` is
+ * the interface's last local address ('' if none yet).
+ */
+export function observeOverflow(
+  u: ConnectionUpdate,
+  role: InterfaceRole,
+  localIp: string,
+  table: Map<string, Conn>,
+  nums: ConnNumbers,
+  created: Conn[],
+): void {
+  // orig* is what the ingress hook counted, reply* egress. On a pod's veth (host side),
+  // ingress is what the pod sent; on a host interface, what the host received.
+  const sentP = role === 'workload' ? u.origPackets : u.replyPackets;
+  const sentB = role === 'workload' ? u.origBytes : u.replyBytes;
+  const recvP = role === 'workload' ? u.replyPackets : u.origPackets;
+  const recvB = role === 'workload' ? u.replyBytes : u.origBytes;
+  for (const out of [true, false]) {
+    const p = out ? sentP : recvP;
+    if (p === 0) continue;
+    // '\u0002' cannot start a datapath key of this length: no collision with a connection.
+    const k = `\u0002${u.ifindex}|${u.proto}|${u.family}|${out ? 'out' : 'in'}`;
+    let c = table.get(k);
+    if (c === undefined) {
+      // The local endpoint is the client of "out" (reporter src) and the server of "in"
+      // (reporter dst); the counts go client → server either way.
+      // Field by field: `u` may be the datapath's reused view, whose fields are getters.
+      const at: ConnectionUpdate = {
+        key: k,
+        ifindex: u.ifindex,
+        interfaceName: u.interfaceName,
+        family: u.family,
+        proto: u.proto,
+        srcIp: out ? localIp : '',
+        dstIp: out ? '' : localIp,
+        srcPort: 0,
+        dstPort: 0,
+        icmpType: 0,
+        icmpCode: 0,
+        origPackets: 0,
+        origBytes: 0,
+        replyPackets: 0,
+        replyBytes: 0,
+        origTcpFlags: 0,
+        replyTcpFlags: 0,
+        firstSeenMs: u.firstSeenMs,
+        lastSeenMs: u.lastSeenMs,
+        initiatorHow: u.initiatorHow,
+        firstHook: u.firstHook,
+        firstFromInitiator: true,
+      };
+      c = new Conn(at, out, nums);
+      c.overflow = true;
+      c.reported = true; // never "started": it is not a connection
+      table.set(k, c);
+      created.push(c);
+    }
+    c.c2sP += p;
+    c.c2sB += out ? sentB : recvB;
+    if (u.lastSeenMs > c.lastSeenMs) c.lastSeenMs = u.lastSeenMs;
+    c.active = true;
+  }
+}
