@@ -1,0 +1,172 @@
+// The JSON → msgpack transcoder Forward ships with: what it writes must decode to what
+// JSON.parse gives, and be msgpackr's own bytes for flowlogd's lines.
+
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { Packr, unpack } from 'msgpackr';
+import { encodeEntries } from '../../../src/export/forward.ts';
+import { JsonMsgpack } from '../../../src/export/json-msgpack.ts';
+import { AT_SRC, BACKEND, CIP, CLIENT, F1, k0, md, resolverWith, upd } from '../aggregate/helpers.ts';
+
+const packr = new Packr({ useRecords: false });
+const NOW = 1_800_000_000;
+
+/** The Forward entry of one JSON text, or null when the transcoder declines it. */
+function transcode(json: string, now = NOW): Buffer | null {
+  const tc = new JsonMsgpack(16);
+  const src = Buffer.from(json);
+  return tc.entry(src, 0, src.length, now) ? Buffer.from(tc.output()) : null;
+}
+
+/** What Forward sent before the transcoder: msgpackr's packing of the parsed line. */
+function reference(json: string, now = NOW): Buffer {
+  const v = JSON.parse(json) as { end_time?: unknown } | null;
+  const t = v?.end_time;
+  return Buffer.from(packr.pack([Number.isSafeInteger(t) ? t : now, v]));
+}
+
+test('any JSON value: the msgpack decodes to what JSON.parse gives (fast-check)', () => {
+  fc.assert(
+    fc.property(fc.jsonValue({ maxDepth: 6 }), (x) => {
+      const json = JSON.stringify(x);
+      const out = transcode(json);
+      if (out === null) return; // declined: encodeEntries falls back to JSON.parse + msgpackr
+      assert.deepStrictEqual(unpack(out), [NOW, JSON.parse(json)]);
+    }),
+    { numRuns: 3000 },
+  );
+});
+
+test('any JSON object without integer-like keys: byte for byte msgpackr, and never declined (fast-check)', () => {
+  const key = fc.string({ unit: 'grapheme', maxLength: 12 }).filter((k) => !/^[0-9]/.test(k));
+  const value = fc.letrec((tie) => ({
+    v: fc.oneof(
+      { depthSize: 'small' },
+      fc.constantFrom(null, true, false),
+      fc.integer({ min: -(2 ** 40), max: 2 ** 40 }),
+      fc.double({ noNaN: true, noDefaultInfinity: true }),
+      fc.string({ unit: 'binary', maxLength: 300 }),
+      fc.array(tie('v'), { maxLength: 20 }),
+      fc.dictionary(key, tie('v'), { maxKeys: 20 }),
+    ),
+  })).v;
+  fc.assert(
+    fc.property(
+      fc.dictionary(key, value, { maxKeys: 40 }),
+      fc.option(fc.integer({ min: 0, max: 2 ** 53 })),
+      (o, t) => {
+        if (t !== null) o.end_time = t;
+        const json = JSON.stringify(o);
+        const out = transcode(json);
+        assert.ok(out !== null, json);
+        assert.deepStrictEqual(out, reference(json));
+      },
+    ),
+    { numRuns: 2000 },
+  );
+});
+
+test('escapes, surrogate pairs, lone surrogates, numbers and whitespace as JSON.parse reads them', () => {
+  const cases = [
+    '{"a":"\\"\\\\\\/\\b\\f\\n\\r\\t","b":"\\u00e9\\u20ac\\ud83d\\ude00x","c":"\\ud800","d":"\\udc00\\ud800z"}',
+    '{"n":[0,-0,1,-1,127,128,255,256,65535,65536,4294967295,4294967296,-32,-33,-128,-129,-32768,-32769,-2147483648,-2147483649]}',
+    '{"f":[1.5,-0.25,1e3,1E-7,2.5e+10,123456789012345678,9007199254740993,1e400,-1e400,0.1]}',
+    ' { "a" : [ true , false , null ] , "s" : "é€😀" , "e" : { } , "l" : [ ] }\r',
+    '[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]',
+    `{"long":"${'x'.repeat(70_000)}","mid":"${'é'.repeat(200)}"}`,
+    '"just a string"',
+    '42',
+    'null',
+  ];
+  for (const json of cases) {
+    const out = transcode(json);
+    assert.ok(out !== null, json.slice(0, 80));
+    assert.deepStrictEqual(out, reference(json), json.slice(0, 80));
+  }
+  // A lone surrogate is U+FFFD, as Buffer and msgpackr write it.
+  assert.equal((unpack(transcode('"\\ud800"')!) as unknown[])[1], '\ufffd');
+});
+
+test('end_time: an integer at the top level is the entry time; otherwise now', () => {
+  const time = (json: string) => (unpack(transcode(json)!) as unknown[])[0];
+  assert.equal(time('{"end_time":1700000300}'), 1_700_000_300);
+  assert.equal(time('{"end_time":5}'), 5);
+  assert.equal(time('{"end_time":-7}'), -7);
+  assert.equal(time('{"end_time":1.5}'), NOW);
+  assert.equal(time('{"end_time":"1700000300"}'), NOW);
+  assert.equal(time('{"x":{"end_time":1700000300}}'), NOW);
+  assert.equal(time('{"end_time":1,"end_time":2}'), 2);
+  assert.equal(time('{"end_\\u0074ime":9}'), 9);
+  assert.equal(time('{"end_time":9007199254740992}'), NOW); // not a safe integer
+  assert.equal(time('{"end_time":4294967296}'), 4_294_967_296); // float 64 time, the record moved up
+  assert.deepStrictEqual(
+    transcode('{"end_time":4294967296,"a":1}'),
+    reference('{"end_time":4294967296,"a":1}'),
+  );
+});
+
+test('invalid JSON and what it does not handle are declined, never mis-encoded', () => {
+  const bad = [
+    '',
+    '{',
+    '{"a":1,}',
+    '[1,]',
+    '{"a" 1}',
+    '{"a":01}',
+    '{"a":1.}',
+    '{"a":.5}',
+    '{"a":+1}',
+    '{"a":-}',
+    '{"a":1e}',
+    '{"a":tru}',
+    '{"a":nul}',
+    '{"a":"x\ny"}',
+    '{"a":"\\x"}',
+    '{"a":"\\u12"}',
+    '{"a":"unterminated}',
+    '{"a":1} x',
+    "{'a':1}",
+    '{"0":1}',
+    '[[[[',
+  ];
+  for (const json of bad) assert.equal(transcode(json), null, json);
+  // Not UTF-8 inside a string (JSON.parse of the decoded text would see U+FFFD).
+  const tc = new JsonMsgpack(16);
+  for (const bytes of [
+    [0x22, 0xff, 0x22],
+    [0x22, 0xc3, 0x22],
+    [0x22, 0xed, 0xa0, 0x80, 0x22],
+    [0x22, 0xc0, 0x80, 0x22],
+  ]) {
+    const b = Buffer.from(bytes);
+    assert.equal(tc.entry(b, 0, b.length, NOW), false);
+  }
+  assert.equal(tc.length, 0);
+  // Nesting beyond 512.
+  assert.equal(transcode(`${'['.repeat(600)}${']'.repeat(600)}`), null);
+});
+
+test('encodeEntries: real flowlogd lines are msgpackr bytes; declined lines fall back; bad JSON throws JSON.parse error', () => {
+  const a = k0(resolverWith(md));
+  for (let i = 0; i < 20; i++)
+    a.observe(
+      upd({
+        key: `c${i}`,
+        srcIp: CLIENT,
+        dstIp: i % 2 ? CIP : BACKEND,
+        srcPort: 40000 + i,
+        dstPort: 80,
+        ...AT_SRC,
+      }),
+    );
+  const lines = [...a.flushLineIterator(F1)];
+  assert.equal(lines.length > 0, true);
+  const all = [...lines, '{"0":"integer-like key","end_time":3}', '[1,{"b":null}]'];
+  for (const l of all.slice(0, lines.length)) assert.ok(transcode(l) !== null, l);
+  const data = Buffer.from(`${all.join('\n')}\n`);
+  const { entries, size } = encodeEntries(data, NOW);
+  assert.equal(size, all.length);
+  assert.deepStrictEqual(Buffer.from(entries), Buffer.concat(all.map((l) => reference(l))));
+  assert.throws(() => encodeEntries(Buffer.from('{"a":1}\n{"a":\n')), SyntaxError);
+});
