@@ -5,7 +5,7 @@
 // adds to the process; the spool's write and replay rates; and the records lost when
 // the NATS server is SIGKILLed mid-flush and restarted.
 //
-//   node bench/ship.bench.ts [--records 100000] [--rounds 3]
+//   node bench/ship.bench.ts [--records 100000] [--rounds 3] [--sinks forward,nats]
 //
 // Each (sink, round) runs in a fresh process (`--child SINK`); remotes run in their own
 // processes (bench/tools/ship-receiver.ts, nats-server), so the CPU measured is the
@@ -20,6 +20,8 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { jetstreamManager, StorageType } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { type LineBatch, LineBatchBuilder } from '../src/export/batch.ts';
 import { FileSink } from '../src/export/file.ts';
 import { ForwardTransport } from '../src/export/forward.ts';
@@ -38,6 +40,12 @@ const { values } = parseArgs({
     records: { type: 'string', default: '100000' },
     rounds: { type: 'string', default: '3' },
     child: { type: 'string' },
+    /** Comma-separated subset of file,forward,nats,otlp (default all, then spool and outage). */
+    sinks: { type: 'string' },
+    /** Batches in flight per sink (NetworkSink's window; default its own, 4). */
+    window: { type: 'string' },
+    /** `memory`: the bench's JetStream stream in memory instead of files (to see the server's share). */
+    'nats-storage': { type: 'string' },
   },
 });
 const N = Number(values.records);
@@ -136,6 +144,19 @@ interface Row {
   storedTwice: number;
 }
 
+/** The stream NatsTransport would create, held in memory. */
+async function memoryStream(url: string): Promise<void> {
+  const nc = await connect({ servers: url });
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({
+    name: 'FLOWLOGS',
+    subjects: ['flowlogs.>'],
+    storage: StorageType.Memory,
+    duplicate_window: 120_000 * 1_000_000,
+  });
+  await nc.close();
+}
+
 async function child(kind: string): Promise<Row> {
   const dir = mkdtempSync(join(tmpdir(), 'flowlogd-shipbench-'));
   let receiver: ChildProcess | null = null;
@@ -151,6 +172,7 @@ async function child(kind: string): Promise<Row> {
       if (kind === 'nats' || kind === 'nats-outage') {
         nats = new NatsServer(join(dir, 'store'));
         await nats.start();
+        if (values['nats-storage'] === 'memory') await memoryStream(nats.url);
         transport = new NatsTransport({ url: nats.url, node: 'node-1', createStream: true });
         maxBatchBytes = 512 << 10; // under the server's 1 MiB max_payload
       } else {
@@ -167,6 +189,7 @@ async function child(kind: string): Promise<Row> {
         spool: await Spool.open({ directory: join(dir, 'spool') }),
         node: 'node-1',
         maxBatchBytes,
+        ...(values.window ? { window: Number(values.window) } : {}),
         retry: { minBackoffMs: 50, maxBackoffMs: 500, timeoutMs: 5000 },
       });
       sink = net;
@@ -270,7 +293,7 @@ const run = (what: string) =>
   );
 const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const f = (x: number, d = 0) => x.toFixed(d);
-const kinds = ['file', 'forward', 'nats', 'otlp'];
+const kinds = values.sinks?.split(',') ?? ['file', 'forward', 'nats', 'otlp'];
 const rows: Record<string, Row[]> = Object.fromEntries(kinds.map((k) => [k, []]));
 // Interleaved rounds: each sink sees the same machine noise.
 for (let r = 0; r < Number(values.rounds); r++) for (const k of kinds) rows[k]!.push(run(k) as Row);
@@ -290,6 +313,7 @@ for (const k of kinds) {
     `| ${k} | ${f(med(rs.map((x) => x.handMs)))} | ${f(ship)} | ${f(N / (ship / 1000))} | ${f(cpu)} | ${f((cpu * 1000) / N, 1)} | ${f(med(rs.map((x) => x.rssAddedMb)))} |`,
   );
 }
+if (values.sinks !== undefined) process.exit(0);
 const sp = [0, 1, 2].map(() => run('spool'));
 console.log(
   `\nSpool (${N} records, 1 MiB batches, /tmp): write ${f(med(sp.map((x) => x.writeMBs)))} MB/s (${f(med(sp.map((x) => x.writeRecs)))} records/s), replay after reopen ${f(med(sp.map((x) => x.replayMBs)))} MB/s (${f(med(sp.map((x) => x.replayRecs)))} records/s).`,
