@@ -135,6 +135,8 @@ interface Row {
   handMs: number;
   shipMs: number;
   cpuMs: number;
+  /** Of cpuMs, in the kernel (page cache and socket copies, the loopback TCP stack). */
+  sysMs: number;
   rssAddedMb: number;
   acked: number;
   lost: number;
@@ -228,7 +230,8 @@ async function child(kind: string): Promise<Row> {
     const acked = net?.shipStats().ackedLines ?? N;
     await sink.close();
     const cpuMs = (cpu.user + cpu.system) / 1000;
-    return { sink: kind, handMs, shipMs, cpuMs, rssAddedMb, acked, lost, duplicateAcks, storedTwice };
+    const sysMs = cpu.system / 1000;
+    return { sink: kind, handMs, shipMs, cpuMs, sysMs, rssAddedMb, acked, lost, duplicateAcks, storedTwice };
   } finally {
     receiver?.kill('SIGKILL');
     await nats?.kill();

@@ -7,7 +7,10 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 
 const [rounds, records, ...variants] = process.argv.slice(2);
-const rows = new Map<string, { shipMs: number; handMs: number; cpuMs: number; acked: number }[]>();
+const rows = new Map<
+  string,
+  { shipMs: number; handMs: number; cpuMs: number; sysMs: number; acked: number }[]
+>();
 for (let r = 0; r < Number(rounds); r++)
   for (const v of variants) {
     const [name, dir, sink, extra] = v.split('|') as [string, string, string, string?];
@@ -28,13 +31,13 @@ for (let r = 0; r < Number(rounds); r++)
   }
 const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(
-  '| variant | flush handed over (ms) | all acknowledged (ms) | records/s acknowledged | CPU (ms) | CPU µs/record | runs (ms acknowledged) |',
+  '| variant | flush handed over (ms) | all acknowledged (ms) | records/s acknowledged | CPU (ms) | CPU µs/record | of it kernel (ms) | runs (ms acknowledged) |',
 );
-console.log('|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|');
 for (const [name, rs] of rows) {
   const ship = med(rs.map((x) => x.shipMs));
   const cpu = med(rs.map((x) => x.cpuMs));
   console.log(
-    `| ${name} | ${med(rs.map((x) => x.handMs)).toFixed(0)} | ${ship.toFixed(0)} | ${(Number(records) / (ship / 1000)).toFixed(0)} | ${cpu.toFixed(0)} | ${((cpu * 1000) / Number(records)).toFixed(1)} | ${rs.map((x) => x.shipMs.toFixed(0)).join(', ')} |`,
+    `| ${name} | ${med(rs.map((x) => x.handMs)).toFixed(0)} | ${ship.toFixed(0)} | ${(Number(records) / (ship / 1000)).toFixed(0)} | ${cpu.toFixed(0)} | ${((cpu * 1000) / Number(records)).toFixed(1)} | ${med(rs.map((x) => x.sysMs)).toFixed(0)} | ${rs.map((x) => x.shipMs.toFixed(0)).join(', ')} |`,
   );
 }

@@ -332,17 +332,17 @@ export class JsonMsgpack {
     const s = this.#i + 1;
     let j = s;
     for (;;) {
+      // Plain ASCII in one tight loop; it stops at the line's end too (a '\n', or past
+      // the buffer: undefined is not 0).
+      while (PLAIN[src[j]!] === 0) j++;
       if (j >= end) return false;
       const c = src[j]!;
       if (c === 0x22) break;
       if (c === 0x5c) return this.#escapedString(s);
       if (c < 0x20) return false;
-      if (c < 0x80) j++;
-      else {
-        const n = utf8Length(src, j);
-        if (n === 0) return false;
-        j += n;
-      }
+      const n = utf8Length(src, j);
+      if (n === 0) return false;
+      j += n;
     }
     const len = j - s;
     this.#strHeader(len);
@@ -456,6 +456,15 @@ function numberLength(value: number): number {
   if (value >> 0 === value) return value >= -0x20 ? 1 : value >= -0x80 ? 2 : value >= -0x8000 ? 3 : 5;
   return 9;
 }
+
+/** 0 for a byte that stands for itself in a JSON string: ASCII but '"', '\\' and controls. */
+const PLAIN: Uint8Array = (() => {
+  const t = new Uint8Array(256).fill(1);
+  for (let c = 0x20; c < 0x80; c++) t[c] = 0;
+  t[0x22] = 1;
+  t[0x5c] = 1;
+  return t;
+})();
 
 /** The byte each one-letter escape stands for; 0xff: not an escape. */
 const ESCAPES: Uint8Array = (() => {

@@ -222,3 +222,52 @@ test('a disk error keeps the batch in memory (counted), and drops it under that 
   assert.equal(s.stats().diskBytes, 1044);
   await s.close();
 });
+
+test('a closed segment is fdatasynced and closed beside the next writes, and close() waits for that', async () => {
+  const syncs: { path: string; release: () => void }[] = [];
+  const closed: string[] = [];
+  const fs: SpoolFs = {
+    ...(fsp as unknown as SpoolFs),
+    async open(path: string, flags: string) {
+      const h = await fsp.open(path, flags);
+      return {
+        writev: (bufs: Buffer[]) => h.writev(bufs),
+        read: (buf: Buffer, off: number, len: number, pos: number) => h.read(buf, off, len, pos),
+        truncate: (len: number) => h.truncate(len),
+        // Held until the test releases it: a slow disk.
+        datasync: () => new Promise<void>((res) => syncs.push({ path, release: res })),
+        close: async () => {
+          closed.push(path);
+          await h.close();
+        },
+      };
+    },
+  };
+  // 1,000-byte batches in 2,500-byte segments: the third batch starts a second segment.
+  const s = await Spool.open({ directory: dir, segmentBytes: 2500, fsyncIntervalMs: 60_000, fs });
+  for (let i = 0; i < 3; i++) {
+    s.append(payload(10, i * 10), 10, 0);
+    await s.written();
+  }
+  // The first segment's sync is still held, yet the third batch is written and ready.
+  assert.equal(syncs.length, 1);
+  assert.deepEqual(
+    (await drain(s)).map((e) => e.seq),
+    [0, 1, 2],
+  );
+  assert.equal(closed.length, 0);
+  let done = false;
+  const closing = s.close().then(() => {
+    done = true;
+  });
+  await new Promise((r) => setTimeout(r, 50));
+  assert.equal(done, false); // waits for the held sync
+  for (const x of syncs) x.release();
+  // The second segment is synced as close() ends it; release that one too.
+  while (!done) {
+    for (const x of syncs.splice(0)) x.release();
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await closing;
+  assert.equal(closed.length, 2);
+});
