@@ -87,7 +87,7 @@ export class FlowAggregator {
   #unkeyedHead = 0;
   /** IPs seen behind this node's workload interfaces (pods here), with when last seen. */
   readonly #localPods = new Map<string, number>();
-  /** Each interface's last local address (the local side of its overflow records). */
+  /** Each (interface, family)'s last local address (the local side of its overflow records). */
   readonly #ifaceLocalIp = new Map<string, string>();
   readonly #onLifecycle: ((source: LifecycleSource) => void) | undefined;
   /** The record counters of the flush being collected (SUMS per record, at Group.at; zeroed). */
@@ -250,7 +250,8 @@ export class FlowAggregator {
     }
     this.#stats.overflowPackets += u.origPackets + u.replyPackets;
     this.#stats.overflowBytes += u.origBytes + u.replyBytes;
-    const localIp = this.#ifaceLocalIp.get(u.interfaceName) ?? '';
+    // Of the update's family: a pod's IPv6 link-local neighbour discovery is no IPv4 record's local side.
+    const localIp = this.#ifaceLocalIp.get(`${u.interfaceName}|${u.family}`) ?? '';
     observeOverflow(u, role, localIp, this.#allow, this.#nums, this.#unkeyed);
   }
 
@@ -260,7 +261,7 @@ export class FlowAggregator {
     const senderIsLocal = workload === (u.firstHook === Hook.ingress);
     const localIsInitiator = senderIsLocal === u.firstFromInitiator;
     const localIp = localIsInitiator ? u.srcIp : u.dstIp;
-    if (!deny) this.#ifaceLocalIp.set(u.interfaceName, localIp);
+    if (!deny) this.#ifaceLocalIp.set(`${u.interfaceName}|${u.family}`, localIp);
     if (workload) {
       this.#localPods.set(localIp, u.lastSeenMs);
     } else if (deny && this.#localPods.has(localIp)) {

@@ -115,3 +115,19 @@ test('an overflow update read through getters (the datapath reuses one view): sa
     ],
   );
 });
+
+test("an IPv4 overflow record's local side is the interface's last IPv4 address, not a later IPv6 one", () => {
+  const a = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(),
+    startTimeMs: T0,
+    kindForAllowed: 0,
+  });
+  a.observe(
+    upd({ srcIp: '10.0.0.5', dstIp: '10.0.0.9', proto: 17, ...AT_SRC, origPackets: 1, origBytes: 36 }),
+  );
+  a.observe(upd({ srcIp: 'fe80::1', dstIp: 'ff02::2', proto: 58, ...AT_SRC, origPackets: 1, origBytes: 56 }));
+  a.observe(overflow({ origPackets: 4, origBytes: 144, replyPackets: 0, replyBytes: 0 }));
+  const [r] = a.flush(F1).filter((x) => x.dest_name_aggr === 'overflow');
+  assert.deepEqual([r!.source_ip, r!.packets_out], ['10.0.0.5', 4]);
+});
