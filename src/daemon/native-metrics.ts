@@ -4,35 +4,68 @@
 // scrape, by name, so a counter the addon adds is exported without a change here
 // (test/kernel/metrics.test.ts checks that nothing is missing). The kernel-side counters
 // and drop reasons have their own metrics in metrics.ts.
-import { Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 
 /** A datapath whose stats() has numeric fields and an optional `conntrack` group. */
 export interface NativeStatsSource {
   stats(): object;
 }
 
+/**
+ * The conntrack listener's values that are levels, not running totals: exported as a
+ * gauge. Every other native value only grows, so it is a `_total` counter (a counter
+ * lets rate() survive a restart; a gauge would not).
+ */
+export const CONNTRACK_GAUGES: ReadonlySet<string> = new Set(['known', 'rcvbufBytes']);
+
 function numbers(o: unknown, set: (k: string, v: number) => void): void {
   if (typeof o !== 'object' || o === null) return;
   for (const [k, v] of Object.entries(o)) if (typeof v === 'number') set(k, v);
 }
 
-export function registerNativeMetrics(r: Registry, dp: NativeStatsSource): void {
-  new Gauge({
-    name: 'flowlogd_datapath',
-    help: 'Datapath drain counters from the addon: drainCycles, recordsDrained, drainNs, ringFullWaits, cacheMerged, cacheMergeLost, attachFailures',
+function conntrackOf(dp: NativeStatsSource): unknown {
+  return (dp.stats() as { conntrack?: unknown }).conntrack;
+}
+
+/** A counter whose samples are the native totals at the scrape. */
+function nativeCounter(
+  r: Registry,
+  name: string,
+  help: string,
+  read: (set: (k: string, v: number) => void) => void,
+) {
+  new Counter({
+    name,
+    help,
     labelNames: ['counter'],
     registers: [r],
     collect() {
-      numbers(dp.stats(), (counter, v) => this.set({ counter }, v));
+      this.reset();
+      read((counter, v) => this.inc({ counter }, v));
     },
   });
+}
+
+export function registerNativeMetrics(r: Registry, dp: NativeStatsSource): void {
+  nativeCounter(
+    r,
+    'flowlogd_datapath_total',
+    'Datapath drain counters from the addon: drainCycles, recordsDrained, drainNs, ringFullWaits, cacheMerged, cacheMergeLost, attachFailures',
+    (set) => numbers(dp.stats(), set),
+  );
+  nativeCounter(
+    r,
+    'flowlogd_conntrack_total',
+    'Conntrack listener counters: eventsNew, eventsDestroy, dumped, overruns (netlink ENOBUFS: events lost, a re-dump follows), resyncs, syntheticDestroys, parseErrors, busyNs',
+    (set) => numbers(conntrackOf(dp), (k, v) => CONNTRACK_GAUGES.has(k) || set(k, v)),
+  );
   new Gauge({
-    name: 'flowlogd_conntrack',
-    help: 'Conntrack listener counters: eventsNew, eventsDestroy, dumped, overruns (netlink ENOBUFS: events lost, a re-dump follows), resyncs, syntheticDestroys, parseErrors, known (entries followed), rcvbufBytes, busyNs',
-    labelNames: ['counter'],
+    name: 'flowlogd_conntrack_state',
+    help: 'Conntrack listener levels: known (entries followed now), rcvbufBytes (the netlink socket receive buffer)',
+    labelNames: ['value'],
     registers: [r],
     collect() {
-      numbers((dp.stats() as { conntrack?: unknown }).conntrack, (counter, v) => this.set({ counter }, v));
+      numbers(conntrackOf(dp), (value, v) => CONNTRACK_GAUGES.has(value) && this.set({ value }, v));
     },
   });
 }

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { registerMetrics } from '../../src/daemon/metrics.ts';
+import { CONNTRACK_GAUGES } from '../../src/daemon/native-metrics.ts';
 import { FlowDatapath } from '../../src/datapath/datapath.ts';
 import type { Lab, Pod } from '../../src/lab/lab.ts';
 import { kernelSkipReason, suiteLab } from './helpers.ts';
@@ -50,18 +51,22 @@ describe('metrics', { skip: kernelSkipReason() }, () => {
       // Exported as {counter="<name>"} samples of the metric of the stats' group.
       const GROUP_METRIC: Record<string, string> = {
         kernel: 'flowlogd_datapath_kernel_events_total',
-        conntrack: 'flowlogd_conntrack',
-        '': 'flowlogd_datapath',
+        conntrack: 'flowlogd_conntrack_total',
+        '': 'flowlogd_datapath_total',
       };
       const exported = new Map<string, number>();
       for (const m of await registry.getMetricsAsJSON()) {
         for (const v of m.values as { labels: Record<string, string | number>; value: number }[]) {
-          if (typeof v.labels.counter === 'string') exported.set(`${m.name}{${v.labels.counter}}`, v.value);
+          const name = v.labels.counter ?? v.labels.value;
+          if (typeof name === 'string') exported.set(`${m.name}{${name}}`, v.value);
         }
       }
       const sampleOf = (leaf: string): string => {
         const dot = leaf.lastIndexOf('.');
-        return `${GROUP_METRIC[leaf.slice(0, Math.max(0, dot))]}{${leaf.slice(dot + 1)}}`;
+        const group = leaf.slice(0, Math.max(0, dot));
+        const key = leaf.slice(dot + 1);
+        if (group === 'conntrack' && CONNTRACK_GAUGES.has(key)) return `flowlogd_conntrack_state{${key}}`;
+        return `${GROUP_METRIC[group]}{${key}}`;
       };
       const missing = [...native.keys()].filter((k) => !exported.has(sampleOf(k)));
       assert.deepEqual(missing, [], `not in /metrics: ${missing.join(', ')}`);
