@@ -95,7 +95,7 @@ async function startFlowlogd(ifname: string): Promise<Running> {
     async kernelCounters() {
       const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
       const out: Record<string, number> = {};
-      for (const m of text.matchAll(/^flowlogd_datapath_kernel_events\{counter="(\w+)"\} (\S+)$/gm))
+      for (const m of text.matchAll(/^flowlogd_datapath_kernel_events_total\{counter="(\w+)"\} (\S+)$/gm))
         out[m[1]!] = Number(m[2]);
       return out;
     },
