@@ -373,10 +373,22 @@ export class FlowAggregator {
     const src = c.srcEp!;
     const dst = c.dstEp!;
     const egress = c.localIsClient;
-    const t = p.evaluate(egress ? 'egress' : 'ingress', src, dst, c.cIp, c.sIp, c.proto, c.cPort, c.sPort);
+    const t = p.evaluate(
+      egress ? 'egress' : 'ingress',
+      src,
+      dst,
+      c.cIp,
+      c.sIp,
+      c.proto,
+      c.cPort,
+      c.sPort,
+      c.icmp,
+    );
+    if ((egress ? src : dst).type === 'hep') this.#stats.policyHostEndpointUnevaluated++;
+    if (t.httpUnchecked) this.#stats.policyHttpUnchecked++;
     if (a === 0 || !egress || t.verdict === 'deny' || !p.onNode(dst)) return t;
     this.#stats.policyEvaluations++;
-    const atDst = p.evaluate('ingress', src, dst, c.cIp, c.sIp, c.proto, c.cPort, c.sPort);
+    const atDst = p.evaluate('ingress', src, dst, c.cIp, c.sIp, c.proto, c.cPort, c.sPort, c.icmp);
     if (atDst.verdict !== 'deny') return t;
     c.localIsClient = false;
     this.#stats.policyDenyAtDestination++;

@@ -130,6 +130,8 @@ export class Conn {
   ct: CtEntry<Conn> | null = null;
   /** Deny side: the kernel's drop reason name. */
   dropReason = '';
+  /** ICMP/ICMPv6: type << 8 | code of the first message (what ICMP policy rules test); -1 otherwise. */
+  icmp: number;
   /** Allow side, once some of its packets were denied: what is still to subtract (DEBT_*). */
   debt: Float64Array | null = null;
 
@@ -138,6 +140,7 @@ export class Conn {
     this.cIp = u.srcIp;
     this.sIp = u.dstIp;
     this.#ports = (u.srcPort << 16) | u.dstPort;
+    this.icmp = isIcmp(u.proto) ? (u.icmpType << 8) | u.icmpCode : -1;
     this.#nums = nums;
     this.o = nums.alloc();
     this.localIsClient = localIsInitiator;
@@ -329,6 +332,7 @@ export class Conn {
     this.#put(NET_P, v);
   }
   restart(u: ConnectionUpdate): void {
+    this.icmp = isIcmp(u.proto) ? (u.icmpType << 8) | u.icmpCode : -1;
     this.finC = false;
     this.finS = false;
     this.ended = false;

@@ -108,6 +108,10 @@ export interface AggregatorStats {
   policyMismatchEgressKernelDropped: number;
   /** Deny records moved to the destination pod's ingress (both pods here, its ingress denies). */
   policyDenyAtDestination: number;
+  /** Connections allowed by a rule with an HTTP match: decided on its L3/L4 part, the HTTP part not evaluated. */
+  policyHttpUnchecked: number;
+  /** Connections whose enforcing end is a host endpoint: host endpoint policy is not evaluated (empty trace). */
+  policyHostEndpointUnevaluated: number;
   /** Packets and bytes of overflow updates (connections the kernel map had no room for) in overflow records. */
   overflowPackets: number;
   overflowBytes: number;
@@ -139,6 +143,8 @@ export function zeroStats(): AggregatorStats {
     policyMismatchEgressKernelAllowed: 0,
     policyMismatchEgressKernelDropped: 0,
     policyDenyAtDestination: 0,
+    policyHttpUnchecked: 0,
+    policyHostEndpointUnevaluated: 0,
     overflowPackets: 0,
     overflowBytes: 0,
     lifecycleSource: 'tcp-flags+idle',

@@ -8,7 +8,7 @@
 // when there are egress rules and no ingress rules, or both when both exist.
 
 import { compileSelector, type Matcher } from './selector.ts';
-import type { EntityMatch, Policy, PolicyKind, PolicyPeer, Rule, RuleAction } from './types.ts';
+import type { EntityMatch, IcmpMatch, Policy, PolicyKind, PolicyPeer, Rule, RuleAction } from './types.ts';
 import {
   isObj,
   listOf,
@@ -50,7 +50,7 @@ function compileEntity(
   v: unknown,
   policyNs: string | null,
   where: string,
-  warn: (m: string) => void,
+  note: (m: string) => void,
 ): EntityMatch {
   if (v === undefined || v === null)
     return { nets: null, notNets: null, peer: null, ports: null, notPorts: null };
@@ -59,7 +59,7 @@ function compileEntity(
   const notSel = optSelector(v.notSelector, `${where}.notSelector`);
   const nsSel = optSelector(v.namespaceSelector, `${where}.namespaceSelector`);
   if (v.services !== undefined && v.services !== null)
-    warn(`${where}.services: Service matches are not evaluated; the rule matches as if it were absent`);
+    note(`${where}.services: Service matches are not evaluated; the rule matches as if it were absent`);
   let sa: ((p: PolicyPeer) => boolean) | null = null;
   if (v.serviceAccounts !== undefined && v.serviceAccounts !== null) {
     const s = v.serviceAccounts;
@@ -100,7 +100,7 @@ function compileEntity(
   };
 }
 
-function compileRule(v: unknown, policyNs: string | null, where: string, warn: (m: string) => void): Rule {
+function compileRule(v: unknown, policyNs: string | null, where: string, note: (m: string) => void): Rule {
   if (!isObj(v)) throw new PolicyError(`${where}: must be an object, got ${JSON.stringify(v)}`);
   const action = typeof v.action === 'string' ? ACTIONS[v.action] : undefined;
   if (action === undefined)
@@ -119,20 +119,55 @@ function compileRule(v: unknown, policyNs: string | null, where: string, warn: (
       throw new PolicyError(`${where}.ipVersion: must be 4 or 6, got ${JSON.stringify(v.ipVersion)}`);
     ipVersion = v.ipVersion;
   }
-  for (const f of ['icmp', 'notICMP', 'http'] as const) {
-    if (v[f] !== undefined && v[f] !== null)
-      warn(
-        `${where}.${f}: not evaluated (flow records carry no ICMP type or HTTP data); the rule matches as if it were absent`,
-      );
+  const icmp = icmpFields(v.icmp, `${where}.icmp`);
+  const notIcmp = icmpFields(v.notICMP, `${where}.notICMP`);
+  if (icmp !== null && (protocol === null || !ICMP_PROTOCOLS.has(protocol)))
+    throw new PolicyError(`${where}.icmp: needs protocol ICMP or ICMPv6, got ${JSON.stringify(v.protocol)}`);
+  let http = false;
+  if (v.http !== undefined && v.http !== null) {
+    if (!isObj(v.http))
+      throw new PolicyError(`${where}.http: must be an object, got ${JSON.stringify(v.http)}`);
+    if (action !== 'allow')
+      throw new PolicyError(`${where}.http: only valid for Allow rules, got ${v.action}`);
+    if (protocol !== null && protocol !== 6)
+      throw new PolicyError(`${where}.http: needs protocol TCP or none, got ${JSON.stringify(v.protocol)}`);
+    http = true;
+    note(
+      `${where}.http: HTTP matches are not evaluated (a flow is an L3/L4 connection): the rule is decided on its L3/L4 part, as Calico's kernel dataplane enforces it; requests its application layer would refuse are not in flow records`,
+    );
   }
-  const source = compileEntity(v.source, policyNs, `${where}.source`, warn);
-  const destination = compileEntity(v.destination, policyNs, `${where}.destination`, warn);
+  const source = compileEntity(v.source, policyNs, `${where}.source`, note);
+  const destination = compileEntity(v.destination, policyNs, `${where}.destination`, note);
   const usesPorts = source.ports ?? source.notPorts ?? destination.ports ?? destination.notPorts;
   if (usesPorts !== null && (protocol === null || !PORT_PROTOCOLS.has(protocol)))
     throw new PolicyError(
       `${where}: ports need protocol TCP, UDP, SCTP or UDPLite, got ${JSON.stringify(v.protocol)}`,
     );
-  return { action, protocol, notProtocol, ipVersion, source, destination };
+  return { action, protocol, notProtocol, ipVersion, icmp, notIcmp, http, source, destination };
+}
+
+const ICMP_PROTOCOLS: ReadonlySet<number> = new Set([1, 58]);
+
+function icmpNumber(v: unknown, max: number, where: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
+    throw new PolicyError(`${where}: must be an integer 0-${max}, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Calico ICMPFields: type 0-254 (255 is the kernel's "any") and an optional code 0-255 that needs a type. */
+function icmpFields(v: unknown, where: string): IcmpMatch | null {
+  if (v === undefined || v === null) return null;
+  if (!isObj(v)) throw new PolicyError(`${where}: must be an object, got ${JSON.stringify(v)}`);
+  const hasType = v.type !== undefined && v.type !== null;
+  const hasCode = v.code !== undefined && v.code !== null;
+  if (!hasType) {
+    if (hasCode) throw new PolicyError(`${where}.code: ICMP code specified without an ICMP type`);
+    return null;
+  }
+  return {
+    type: icmpNumber(v.type, 254, `${where}.type`),
+    code: hasCode ? icmpNumber(v.code, 255, `${where}.code`) : null,
+  };
 }
 
 export type CalicoKind = 'NetworkPolicy' | 'GlobalNetworkPolicy';
@@ -143,7 +178,7 @@ export function compileCalicoPolicy(
   kind: CalicoKind,
   staged: boolean,
   where: string,
-  warn: (m: string) => void,
+  note: (m: string) => void,
 ): Policy {
   const md = isObj(item.metadata) ? item.metadata : {};
   const global = kind === 'GlobalNetworkPolicy';
@@ -188,16 +223,40 @@ export function compileCalicoPolicy(
     hasEgress = egressList.length > 0;
     hasIngress = ingressList.length > 0 || !hasEgress;
   }
-  if (global && (spec.preDNAT === true || spec.doNotTrack === true))
-    warn(`${where}: preDNAT/doNotTrack policies apply to host endpoints, not evaluated for pods`);
+  const flag = (f: 'preDNAT' | 'doNotTrack' | 'applyOnForward'): boolean => {
+    const b = spec[f];
+    if (b === undefined || b === null) return false;
+    if (typeof b !== 'boolean')
+      throw new PolicyError(`${where}.spec.${f}: must be true or false, got ${JSON.stringify(b)}`);
+    if (b && !global) throw new PolicyError(`${where}.spec.${f}: only a GlobalNetworkPolicy has one`);
+    return b;
+  };
+  const preDNAT = flag('preDNAT');
+  const doNotTrack = flag('doNotTrack');
+  const applyOnForward = flag('applyOnForward');
+  if (preDNAT && doNotTrack)
+    throw new PolicyError(`${where}.spec.preDNAT: preDNAT and doNotTrack cannot both be true`);
+  // Felix applies pre-DNAT and untracked policies at host endpoints only, never to a
+  // workload's own traffic: leaving them out of pod traces is exact, and what they do
+  // at host interfaces is not evaluated (this stage traces pods only).
+  const hostOnly = preDNAT || doNotTrack;
+  if (hostOnly)
+    note(
+      `${where}: a ${preDNAT ? 'preDNAT' : 'doNotTrack'} policy applies at host endpoints only: it is in no pod's trace, and host endpoint traffic is not evaluated (its records have empty policies)`,
+    );
+  else if (applyOnForward)
+    note(
+      `${where}.spec.applyOnForward: forwarded traffic through host endpoints is not evaluated; for pods the policy is evaluated as usual (applyOnForward does not change it)`,
+    );
   const selects = (ep: PolicyPeer): boolean =>
+    !hostOnly &&
     ep.kind === 'wep' &&
     (ns === null || ep.namespace === ns) &&
     (sel === null || sel(ep.labels)) &&
     (nsSel === null || nsSel(ep.nsLabels)) &&
     (saSel === null || (ep.saLabels !== null && saSel(ep.saLabels)));
   const rules = (list: unknown[], field: string): Rule[] =>
-    list.map((r, i) => compileRule(r, ns, `${where}.spec.${field}[${i}]`, warn));
+    list.map((r, i) => compileRule(r, ns, `${where}.spec.${field}[${i}]`, note));
   const prefix = staged ? 'staged:' : '';
   const kindTag: PolicyKind = global ? 'gnp' : 'cnp';
   return {

@@ -30,6 +30,18 @@ const ZERO_IP6: PolicyIp = Object.freeze({ family: 6, v4: 0, v6: 0n });
 const PROTO_CODE: Readonly<Record<number, number>> = { 6: 1, 17: 2, 132: 3, 1: 4, 58: 5, 136: 6 };
 const MAX_PEER_ID = 1 << 20;
 
+/**
+ * The ICMP message a connection is evaluated on: the one that opened it. An echo reply
+ * seen first (a ping already running at start-up) answers an echo request, which is what
+ * conntrack created the connection for and what Calico's rules were tested against.
+ */
+function openingIcmp(proto: number, icmp: number): number {
+  if (icmp < 0 || icmp > 0xffff) return -1;
+  if (proto === 1 && icmp >> 8 === 0) return 8 << 8;
+  if (proto === 58 && icmp >> 8 === 129) return 128 << 8;
+  return icmp;
+}
+
 export class PolicyEngine implements PolicyStage {
   readonly #cacheSize: number;
   readonly #nodeName: string | null;
@@ -50,6 +62,7 @@ export class PolicyEngine implements PolicyStage {
   readonly #interner = new TraceInterner();
   #nextPeerId = 1;
   #version = 0;
+  readonly #notesSaid = new Set<string>();
   readonly stats = { evaluations: 0, cacheHits: 0, cacheMisses: 0, cacheResets: 0 };
 
   constructor(opts: PolicyEngineOptions = {}) {
@@ -69,11 +82,15 @@ export class PolicyEngine implements PolicyStage {
   /** Rebuilds the model from `md` (its policy objects and labels); returns its warnings. */
   update(md: ClusterMetadata, source = 'metadata'): readonly string[] {
     this.#model = buildPolicyModel(md.policyObjects ?? [], source);
+    // A note (a part of a policy not evaluated) is said once, not at every metadata change.
+    if (this.#notesSaid.size > 100_000) this.#notesSaid.clear();
+    const fresh = this.#model.notes.filter((n) => !this.#notesSaid.has(n));
+    for (const n of fresh) this.#notesSaid.add(n);
     this.#pods = new Map(md.pods.map((p) => [`${p.namespace}/${p.name}`, p]));
     this.#nsLabels = new Map(md.namespaces.map((n) => [n.name, n.labels]));
     this.#resetPeers();
     this.#version++;
-    return this.#model.warnings;
+    return fresh.length === 0 ? this.#model.warnings : [...this.#model.warnings, ...fresh];
   }
 
   #resetPeers(): void {
@@ -220,7 +237,8 @@ export class PolicyEngine implements PolicyStage {
 
   /**
    * The trace of a connection from `src` to `dst` for the direction the reporter enforces
-   * (ingress at the destination, egress at the source). IPs are canonical text.
+   * (ingress at the destination, egress at the source). IPs are canonical text. `icmp`:
+   * for ICMP/ICMPv6, type << 8 | code of the connection's first message (-1 unknown).
    */
   evaluate(
     direction: Direction,
@@ -231,6 +249,7 @@ export class PolicyEngine implements PolicyStage {
     proto: number,
     srcPort: number,
     dstPort: number,
+    icmp = -1,
   ): Trace {
     this.stats.evaluations++;
     if (this.#nextPeerId >= MAX_PEER_ID) this.#resetPeers();
@@ -242,12 +261,17 @@ export class PolicyEngine implements PolicyStage {
     const remote = ingress ? sp : dp;
     const family = dstIp.includes(':') ? 1 : 0;
     const pc = PROTO_CODE[proto] ?? 0;
+    // ICMP has no ports: the key's port slot holds the message when some rule tests it.
+    // An unknown message (-1) takes the string-keyed path.
+    const icmpProto = proto === 1 || proto === 58;
+    const msg = icmpProto ? openingIcmp(proto, icmp) : -1;
+    const keyPort = icmpProto && this.#model.usesIcmp ? msg : dstPort;
     // Packed key: remote id < 2^20, 3 bits of protocol, 16 of port, 1 of family (40 bits).
     let byRemote: Map<number, Trace> | undefined;
     let packed = -1;
     let text = '';
-    if (pc !== 0 && !this.#model.usesSourcePorts) {
-      packed = ((remote.id * 8 + pc) * 65_536 + dstPort) * 2 + family;
+    if (pc !== 0 && !this.#model.usesSourcePorts && keyPort >= 0) {
+      packed = ((remote.id * 8 + pc) * 65_536 + keyPort) * 2 + family;
       byRemote = this.#cache.get(local.id * 2 + (ingress ? 0 : 1));
       const hit = byRemote?.get(packed);
       if (hit !== undefined) {
@@ -255,7 +279,7 @@ export class PolicyEngine implements PolicyStage {
         return hit;
       }
     } else {
-      text = `${ingress ? 'i' : 'e'}${sp.id},${dp.id},${proto},${dstPort},${srcPort},${family}`;
+      text = `${ingress ? 'i' : 'e'}${sp.id},${dp.id},${proto},${keyPort},${srcPort},${family}`;
       const hit = this.#cacheByText.get(text);
       if (hit !== undefined) {
         this.stats.cacheHits++;
@@ -273,6 +297,7 @@ export class PolicyEngine implements PolicyStage {
       proto,
       srcPort,
       dstPort,
+      icmp: msg,
     };
     const t = this.traceOf(this.#selection(local, direction), flow);
     if (this.#cached >= this.#cacheSize) {

@@ -14,7 +14,7 @@
 //   verdict.
 
 import { comparePolicies, type PolicyModel } from './model.ts';
-import type { Direction, EntityMatch, Flow, Policy, PolicyPeer, Rule } from './types.ts';
+import type { Direction, EntityMatch, Flow, IcmpMatch, Policy, PolicyPeer, Rule } from './types.ts';
 import { anyNetContains, type PolicyIp, type PortSpec } from './values.ts';
 
 export type HitAction = 'allow' | 'deny' | 'pass';
@@ -27,6 +27,8 @@ export interface Hit {
   readonly action: HitAction;
   /** Matching rule index from 0; -1 for a tier's end-of-tier deny. */
   readonly rule: number;
+  /** The matching rule has an HTTP match (decided on its L3/L4 part only). */
+  readonly http?: boolean;
 }
 
 export interface TierSelection {
@@ -94,10 +96,23 @@ function entityMatches(e: EntityMatch, peer: PolicyPeer, ip: PolicyIp, port: num
   return e.peer === null || e.peer(peer);
 }
 
+/** Whether the flow's ICMP message is `m` (an unknown message is none). */
+function icmpIs(m: IcmpMatch, f: Flow): boolean {
+  return f.icmp >= 0 && f.icmp >> 8 === m.type && (m.code === null || (f.icmp & 0xff) === m.code);
+}
+
+function isIcmpProto(proto: number): boolean {
+  return proto === 1 || proto === 58;
+}
+
 export function ruleMatches(r: Rule, f: Flow): boolean {
   if (r.protocol !== null && r.protocol !== f.proto) return false;
   if (r.notProtocol !== null && r.notProtocol === f.proto) return false;
   if (r.ipVersion !== null && r.ipVersion !== f.dstIp.family) return false;
+  // The kernel's ICMP matches (iptables' icmp/icmp6, nft's icmp type) test ICMP packets
+  // only: a notICMP rule matches ICMP messages other than the one named, never TCP or UDP.
+  if (r.icmp !== null && !(isIcmpProto(f.proto) && icmpIs(r.icmp, f))) return false;
+  if (r.notIcmp !== null && !(isIcmpProto(f.proto) && f.icmp >= 0 && !icmpIs(r.notIcmp, f))) return false;
   return (
     entityMatches(r.destination, f.dst, f.dstIp, f.dstPort, f.proto) &&
     entityMatches(r.source, f.src, f.srcIp, f.srcPort, f.proto)
@@ -117,9 +132,8 @@ export function firstMatch(p: Policy, f: Flow): number {
 
 export type TraceMode = 'enforced' | 'pending' | 'all';
 
-function actionOf(p: Policy, f: Flow, i: number): HitAction {
-  const rules = (f.direction === 'ingress' ? p.ingress : p.egress)!;
-  return rules[i]!.action as HitAction;
+function ruleOf(p: Policy, f: Flow, i: number): Rule {
+  return (f.direction === 'ingress' ? p.ingress : p.egress)![i]!;
 }
 
 /**
@@ -159,8 +173,13 @@ export function traceFor(
       else lastEnforced = p;
       const m = match(p);
       if (m < 0) continue;
-      const action = actionOf(p, f, m);
-      hits.push({ seq: p.seq, tier: t.tier, name: p.traceName, action, rule: m });
+      const r = ruleOf(p, f, m);
+      const action = r.action as HitAction;
+      hits.push(
+        r.http
+          ? { seq: p.seq, tier: t.tier, name: p.traceName, action, rule: m, http: true }
+          : { seq: p.seq, tier: t.tier, name: p.traceName, action, rule: m },
+      );
       if (mode === 'all' && p.staged) {
         stagedHit = true;
         continue;

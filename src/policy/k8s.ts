@@ -115,6 +115,9 @@ function compileEntries(entries: unknown[], ns: string, ingress: boolean, where:
           protocol: g.proto,
           notProtocol: null,
           ipVersion: null,
+          icmp: null,
+          notIcmp: null,
+          http: false,
           source: ingress ? remote : ANY,
           destination: ingress ? ports : { ...remote, ports: g.ports },
         });

@@ -28,11 +28,18 @@ export interface PolicyModel {
   /** Whether any rule tests source ports or IP nets (then those join the trace cache key). */
   readonly usesSourcePorts: boolean;
   readonly usesNets: boolean;
+  /** Whether any rule tests ICMP type/code (then the ICMP message joins the trace cache key). */
+  readonly usesIcmp: boolean;
   /** Service account labels by `<ns>/<name>`. */
   readonly serviceAccounts: ReadonlyMap<string, Labels>;
   /** Identities of enforced policies a staged policy of the same identity replaces in pending traces. */
   readonly replacedByStaged: ReadonlySet<string>;
   readonly warnings: readonly string[];
+  /**
+   * One line per policy with a part that is not evaluated (HTTP matches, host endpoint
+   * parts): stable across rebuilds, so the engine can say each once.
+   */
+  readonly notes: readonly string[];
 }
 
 export const EMPTY_POLICY_MODEL: PolicyModel = Object.freeze({
@@ -41,9 +48,11 @@ export const EMPTY_POLICY_MODEL: PolicyModel = Object.freeze({
   stagedCount: 0,
   usesSourcePorts: false,
   usesNets: false,
+  usesIcmp: false,
   serviceAccounts: new Map<string, Labels>(),
   replacedByStaged: new Set<string>(),
   warnings: [],
+  notes: [],
 });
 
 function sortKey(p: Policy): string {
@@ -64,6 +73,7 @@ function isCalicoApi(apiVersion: unknown): boolean {
 
 export function buildPolicyModel(objects: readonly unknown[], source = 'metadata'): PolicyModel {
   const warnings: string[] = [];
+  const notes: string[] = [];
   const policies: Policy[] = [];
   const tierOrders = new Map<string, number>([['default', DEFAULT_TIER_ORDER]]);
   const serviceAccounts = new Map<string, Labels>();
@@ -78,8 +88,9 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
       warnings.push(`${source}: policy object ${index} (${kind}) skipped, needs metadata.name`);
       return;
     }
-    const warn = (m: string): void => {
-      warnings.push(m);
+    const policyNotes: string[] = [];
+    const note = (m: string): void => {
+      policyNotes.push(m);
     };
     try {
       switch (kind) {
@@ -102,7 +113,7 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
         case 'NetworkPolicy':
           policies.push(
             isCalicoApi(item.apiVersion)
-              ? compileCalicoPolicy(item, 'NetworkPolicy', false, where, warn)
+              ? compileCalicoPolicy(item, 'NetworkPolicy', false, where, note)
               : compileKubernetesPolicy(item, false, where),
           );
           return;
@@ -114,7 +125,7 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
         case 'StagedGlobalNetworkPolicy': {
           const staged = kind.startsWith('Staged');
           const k = (staged ? kind.slice(6) : kind) as CalicoKind;
-          policies.push(compileCalicoPolicy(item, k, staged, where, warn));
+          policies.push(compileCalicoPolicy(item, k, staged, where, note));
           return;
         }
         default:
@@ -124,6 +135,10 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
       if (!(err instanceof Error) || (err.name !== 'PolicyError' && err.name !== 'SelectorParseError'))
         throw err;
       warnings.push(`${err.message}; policy skipped`);
+      policyNotes.length = 0;
+    } finally {
+      // A policy left out has its warning, not notes about parts of it.
+      if (policyNotes.length > 0) notes.push(policyNotes.join('; '));
     }
   });
   for (const p of policies) {
@@ -160,6 +175,7 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
   });
   let usesSourcePorts = false;
   let usesNets = false;
+  let usesIcmp = false;
   const stagedIds = new Set<string>();
   let stagedCount = 0;
   for (const p of policies) {
@@ -169,6 +185,7 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
     }
     for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) {
       if (r.source.ports !== null || r.source.notPorts !== null) usesSourcePorts = true;
+      if (r.icmp !== null || r.notIcmp !== null) usesIcmp = true;
       for (const e of [r.source, r.destination]) if (e.nets !== null || e.notNets !== null) usesNets = true;
     }
   }
@@ -180,8 +197,10 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
     stagedCount,
     usesSourcePorts,
     usesNets,
+    usesIcmp,
     serviceAccounts,
     replacedByStaged,
     warnings,
+    notes,
   };
 }

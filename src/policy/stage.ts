@@ -18,6 +18,8 @@ export interface PolicyStage {
     proto: number,
     srcPort: number,
     dstPort: number,
+    /** ICMP/ICMPv6: type << 8 | code of the connection's first message; -1 or absent when unknown. */
+    icmp?: number,
   ): Trace;
   /** Whether `ep` is a pod on this node: its ingress is enforced here too. */
   onNode(ep: Endpoint): boolean;

@@ -13,6 +13,11 @@ export interface Trace {
   readonly pending_policies: readonly string[];
   /** The enforced verdict: the last enforced hit's action, null when no policy applies (no trace). */
   readonly verdict: 'allow' | 'deny' | null;
+  /**
+   * The enforced verdict is an Allow rule's with an HTTP match: true to L3/L4 (the
+   * connection passes the kernel on that rule), the per-request HTTP part not evaluated.
+   */
+  readonly httpUnchecked: boolean;
   /** `{"all_policies":[…],"enforced_policies":[…],"pending_policies":[…]}` */
   readonly json: string;
 }
@@ -94,6 +99,7 @@ export class TraceInterner {
         enforced_policies: Object.freeze(e),
         pending_policies: Object.freeze(p),
         verdict: verdictOf(enforced),
+        httpUnchecked: enforced[enforced.length - 1]?.http === true,
         json: JSON.stringify({ all_policies: a, enforced_policies: e, pending_policies: p }),
       });
       this.#count++;
@@ -113,5 +119,6 @@ export const EMPTY_TRACE: Trace = Object.freeze({
   enforced_policies: Object.freeze([]) as readonly string[],
   pending_policies: Object.freeze([]) as readonly string[],
   verdict: null,
+  httpUnchecked: false,
   json: '{"all_policies":[],"enforced_policies":[],"pending_policies":[]}',
 });

@@ -47,6 +47,17 @@ export interface Flow {
   readonly proto: number;
   readonly srcPort: number;
   readonly dstPort: number;
+  /**
+   * ICMP/ICMPv6: type << 8 | code of the message that opened the connection (an echo
+   * request for a ping; the datapath records the first packet's), -1 when unknown.
+   */
+  readonly icmp: number;
+}
+
+/** Calico ICMPFields: `type` and, optionally, `code` (null: any code). */
+export interface IcmpMatch {
+  readonly type: number;
+  readonly code: number | null;
 }
 
 /** A Calico EntityRule (`source` / `destination`). Absent parts are null: they match anything. */
@@ -64,6 +75,14 @@ export interface Rule {
   readonly protocol: number | null;
   readonly notProtocol: number | null;
   readonly ipVersion: 4 | 6 | null;
+  readonly icmp: IcmpMatch | null;
+  readonly notIcmp: IcmpMatch | null;
+  /**
+   * The rule has an HTTP match. A flow is an L3/L4 connection: only the rule's L3/L4 part
+   * is evaluated (what Calico's kernel dataplane enforces); the per-request HTTP decision
+   * belongs to Calico's application layer and is not in flow records.
+   */
+  readonly http: boolean;
   readonly source: EntityMatch;
   readonly destination: EntityMatch;
 }

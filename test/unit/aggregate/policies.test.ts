@@ -265,3 +265,45 @@ test('without a policy stage, records carry empty policy lists', () => {
     pending_policies: [],
   });
 });
+
+test('ICMP connections are evaluated on their first message: an echo request and a timestamp request get their own traces', () => {
+  const ping = {
+    apiVersion: 'projectcalico.org/v3',
+    kind: 'GlobalNetworkPolicy',
+    metadata: { name: 'ping-only' },
+    spec: {
+      selector: "app == 'nginx'",
+      ingress: [
+        { action: 'Allow', protocol: 'ICMP', icmp: { type: 8, code: 0 } },
+        { action: 'Allow', protocol: 'TCP', http: { methods: ['GET'] }, destination: { ports: [80] } },
+      ],
+    },
+  };
+  const { agg } = setup([ping]);
+  const icmp = (srcIp: string, icmpType: number, icmpId: number) =>
+    upd({
+      srcIp,
+      dstIp: NGINX,
+      proto: 1,
+      srcPort: 0,
+      dstPort: 0,
+      icmpType,
+      icmpId,
+      key: `cali1|1|${srcIp}|${icmpType}|${icmpId}`,
+      origPackets: 1,
+      origBytes: 84,
+      ...AT_DST,
+    });
+  agg.observe(icmp(ACCESS, 8, 7));
+  agg.observe(icmp(OTHER, 13, 9));
+  agg.observe(upd({ srcIp: OTHER, dstIp: NGINX, origPackets: 1, origBytes: 60, ...AT_DST }));
+  const rs = agg.flush(F1);
+  assert.deepEqual(rs.map((r) => [r.proto, r.source_name_aggr, enforced(r)]).sort(), [
+    ['icmp', 'access-*', ['0|default|default.ping-only|allow|0']],
+    ['icmp', 'other-*', ['0|default|default.ping-only|deny|-1']],
+    ['tcp', 'other-*', ['0|default|default.ping-only|allow|1']],
+  ]);
+  // The TCP connection was allowed by the rule with an HTTP match: counted as unchecked at L7.
+  assert.equal(agg.stats().policyHttpUnchecked, 1);
+  assert.equal(agg.stats().policyHostEndpointUnevaluated, 0);
+});

@@ -83,7 +83,7 @@ export function clusterMetadata(policyObjects: readonly object[], pods = PODS): 
   };
 }
 
-const PROTOS: Record<string, number> = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1 };
+const PROTOS: Record<string, number> = { TCP: 6, UDP: 17, SCTP: 132, ICMP: 1, ICMPv6: 58 };
 
 export interface Traces {
   readonly enforced: string[];
@@ -101,9 +101,11 @@ export class World {
     historyMs: 1e9,
   });
   readonly warnings: readonly string[];
+  readonly md: ClusterMetadata;
 
   constructor(policyObjects: readonly object[], pods = PODS) {
     const md = clusterMetadata(policyObjects, pods);
+    this.md = md;
     this.resolver.update(md, 0);
     this.warnings = this.engine.update(md);
   }
@@ -112,9 +114,14 @@ export class World {
     return PODS[who]?.ip ?? who;
   }
 
-  /** `from`/`to`: a pod key (ns/name) or an IP. `port`: dest port, or "port/PROTO". */
+  /**
+   * `from`/`to`: a pod key (ns/name) or an IP. `port`: dest port, or "port/PROTO"; for
+   * ICMP "type:code/ICMP" (or ICMPv6) names the connection's first message.
+   */
   trace(dir: Direction, from: string, to: string, port: number | string, srcPort = 40000): Traces {
-    const [p, proto] = String(port).split('/');
+    const [pp, proto] = String(port).split('/') as [string, string | undefined];
+    const [p, code] = pp.split(':');
+    const icmp = code === undefined ? -1 : (Number(p) << 8) | Number(code);
     const srcIp = this.ip(from);
     const dstIp = this.ip(to);
     const t = this.engine.evaluate(
@@ -125,7 +132,8 @@ export class World {
       dstIp,
       PROTOS[proto ?? 'TCP'] ?? Number(proto),
       srcPort,
-      Number(p),
+      code === undefined ? Number(p) : 0,
+      icmp,
     );
     const strip = (l: readonly string[]): string[] =>
       l.map((s, i) => {
