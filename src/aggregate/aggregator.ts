@@ -289,6 +289,11 @@ export class FlowAggregator {
     return c;
   }
 
+  /** Whether prepareKeys() has connections left to look at. */
+  get keysPending(): boolean {
+    return this.#unkeyedHead < this.#unkeyed.length;
+  }
+
   /**
    * Resolves endpoints and builds record keys of the connections that arrived since the
    * last flush, for at most about `budgetMs`, so that the flush finds them built: the

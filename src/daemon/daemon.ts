@@ -180,6 +180,8 @@ export class Daemon {
       abort.throwIfAborted();
     }
     let datapath: DaemonDatapath;
+    // Arms the key-building timer once the daemon exists (updates can come before).
+    let newWork = () => {};
     try {
       datapath = openDatapath(
         opts.datapath ?? kernelDatapath,
@@ -195,7 +197,10 @@ export class Daemon {
           dropTracing: c.dropTracing,
           maxFlows: c.flowMapSize,
         },
-        (u) => aggregator.observe(u),
+        (u) => {
+          aggregator.observe(u);
+          newWork();
+        },
         (e) => aggregator.observeConntrack(e),
         log,
       );
@@ -252,10 +257,8 @@ export class Daemon {
       d.#metricsServer = await serveMetrics(d.#registry, c.metricsPort, c.metricsAddress, log, d.health);
     }
     d.#schedule();
-    // Every 250 ms, up to 20 ms of the work a flush would otherwise do for all the
-    // connections that arrived in its interval at once (BENCHMARKS.md, aggregation).
-    d.#prepareTimer = setInterval(() => d.#aggregator.prepareKeys(PREPARE_BUDGET_MS), PREPARE_EVERY_MS);
-    d.#prepareTimer.unref();
+    newWork = () => d.#armPrepare();
+    d.#armPrepare();
     return d;
   }
 
@@ -332,6 +335,21 @@ export class Daemon {
     for (const s of this.#network) s.level = dyn.level;
   }
 
+  /**
+   * 250 ms after new connections arrive, up to 20 ms of the work a flush would otherwise
+   * do for all the connections of its interval at once (BENCHMARKS.md, aggregation),
+   * again while some are left. No timer while nothing arrives: an idle daemon sleeps.
+   */
+  #armPrepare(): void {
+    if (this.#prepareTimer !== null || this.#stopping !== null || !this.#aggregator.keysPending) return;
+    this.#prepareTimer = setTimeout(() => {
+      this.#prepareTimer = null;
+      this.#aggregator.prepareKeys(PREPARE_BUDGET_MS);
+      this.#armPrepare();
+    }, PREPARE_EVERY_MS);
+    this.#prepareTimer.unref();
+  }
+
   #schedule(): void {
     if (this.#timer) clearInterval(this.#timer);
     // Not unref'd: this timer is what keeps the daemon running.
@@ -371,7 +389,9 @@ export class Daemon {
         },
         'flushed',
       );
-      void returnFreedMemory(this.#releaseFreeMemory);
+      // A flush that wrote nothing made next to no garbage: no GC for it (an idle
+      // daemon's flush would otherwise run a full GC every interval for nothing).
+      if (records > 0) void returnFreedMemory(this.#releaseFreeMemory);
     });
     this.#flushing = run.catch(() => {});
     void this.#flushing.then(() => {
@@ -451,7 +471,7 @@ export class Daemon {
     this.#stopping ??= (async () => {
       if (this.#timer) clearInterval(this.#timer);
       this.#timer = null;
-      if (this.#prepareTimer) clearInterval(this.#prepareTimer);
+      if (this.#prepareTimer) clearTimeout(this.#prepareTimer);
       this.#prepareTimer = null;
       await this.#flushing;
       const endMs = Date.now();

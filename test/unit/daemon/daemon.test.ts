@@ -6,6 +6,7 @@ import { EventEmitter } from 'node:events';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, mock, test } from 'node:test';
 import pino from 'pino';
+import { FlowAggregator } from '../../../src/aggregate/aggregator.ts';
 import { loadConfig } from '../../../src/daemon/config.ts';
 import { Daemon } from '../../../src/daemon/daemon.ts';
 import { SignalHandler } from '../../../src/daemon/signals.ts';
@@ -309,4 +310,33 @@ test('SIGTERM: detach, drain what was counted since the last flush into a final 
   await advance(60_000);
   assert.equal(sink.lines.length, 2);
   assert.equal(await d.stop().then(() => 'again'), 'again');
+});
+
+test('idle, the daemon sleeps: no key-building timer and no post-flush GC until something arrives', async () => {
+  const g = globalThis as { gc?: unknown };
+  const hadGc = g.gc;
+  g.gc = async () => {}; // as with --expose-gc: the post-flush release runs when asked to
+  const prepare = mock.method(FlowAggregator.prototype, 'prepareKeys');
+  try {
+    const { d, dp, factory } = await start(['--flow-logs-flush-interval', '10s']);
+    for (let i = 0; i < 3; i++) await advance(10_000); // three flushes of nothing
+    assert.deepEqual([dp.syncs, prepare.mock.callCount(), factory.releases], [3, 0, 0]);
+    dp.count(upd({ ...A, origPackets: 1, origBytes: 100 }));
+    await advance(10_000); // the fourth flush drains it: one record, then the GC and release
+    assert.equal(factory.releases, 1);
+    // The update reached the aggregator at that flush's drain; its key was built then, so
+    // no timer was left armed.
+    await advance(1_000);
+    const afterFlush = prepare.mock.callCount();
+    for (let i = 0; i < 3; i++) await advance(10_000);
+    assert.equal(prepare.mock.callCount(), afterFlush, 'nothing new: no more key-building runs');
+    // One GC per flush that wrote something (the open connection's records carry over).
+    const wrote = logged('flushed').map((l) => l.records as number);
+    assert.deepEqual(wrote.slice(0, 4), [0, 0, 0, 1]);
+    assert.equal(factory.releases, wrote.filter((n) => n > 0).length);
+    await d.stop();
+  } finally {
+    prepare.mock.restore();
+    g.gc = hadGc;
+  }
 });
