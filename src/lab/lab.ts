@@ -337,6 +337,9 @@ function listConntrack(family: string): string {
       return execFileSync('conntrack', ['-L', '-f', family, '-o', 'extended'], {
         encoding: 'utf8',
         stdio: ['ignore', 'pipe', 'pipe'],
+        // The host's table, not only the lab's: 32k entries a benchmark left behind are
+        // ~6 MB of text, past execFileSync's 1 MiB default (ENOBUFS failed a whole suite).
+        maxBuffer: 1 << 30,
       });
     } catch (err) {
       if (attempt >= 5) throw err;
