@@ -122,7 +122,7 @@ function policyKind(
 
 const CALICO = 'projectcalico.org/v3';
 
-/** What the policy stage reads: NetworkPolicy kinds, Tiers and ServiceAccounts (for serviceAccountSelector). */
+/** What the policy stage reads: NetworkPolicy kinds, Tiers, ServiceAccounts (for serviceAccountSelector) and EndpointSlices (for `services`). */
 export const POLICY_RESOURCES: readonly ResourceSpec<SlimObject>[] = [
   policyKind('networkpolicies', 'NetworkPolicy', 'networking.k8s.io/v1', [
     '/apis/networking.k8s.io/v1/networkpolicies',
@@ -144,6 +144,10 @@ export const POLICY_RESOURCES: readonly ResourceSpec<SlimObject>[] = [
   ),
   policyKind('tiers', 'Tier', CALICO, calicoPaths('tiers')),
   policyKind('serviceaccounts', 'ServiceAccount', 'v1', ['/api/v1/serviceaccounts']),
+  // The addresses and ports behind a Service, for rules' `services` matches.
+  policyKind('endpointslices', 'EndpointSlice', 'discovery.k8s.io/v1', [
+    '/apis/discovery.k8s.io/v1/endpointslices',
+  ]),
 ];
 
 /**

@@ -84,6 +84,7 @@ export const POLICY_OBJECT_KINDS: ReadonlySet<string> = new Set([
   'StagedKubernetesNetworkPolicy',
   'Tier',
   'ServiceAccount',
+  'EndpointSlice',
 ]);
 
 export interface ParseResult {
@@ -301,6 +302,32 @@ export function convertObject(
         nets,
       };
       return { kind: 'NetworkSet', meta };
+    }
+    case 'EndpointSlice': {
+      // For policies' `services` matches (Felix's service index reads the same): the
+      // owning Service (label kubernetes.io/service-name), every endpoint's addresses
+      // (ready or not, as Felix), and the ports with a number; nothing else is kept.
+      const addresses: string[] = [];
+      const fqdn = item.addressType === 'FQDN';
+      if (!fqdn && Array.isArray(item.endpoints))
+        for (const e of item.endpoints)
+          if (isObj(e) && Array.isArray(e.addresses))
+            for (const a of ipsOf(e.addresses, where, warnings))
+              if (!addresses.includes(a)) addresses.push(a);
+      const ports: { port: number; protocol: string }[] = [];
+      if (Array.isArray(item.ports))
+        for (const p of item.ports)
+          if (isObj(p) && typeof p.port === 'number')
+            ports.push({ port: p.port, protocol: typeof p.protocol === 'string' ? p.protocol : 'TCP' });
+      return {
+        kind: 'Policy',
+        meta: {
+          apiVersion: 'discovery.k8s.io/v1',
+          kind,
+          metadata: { name, namespace: md.namespace, labels },
+          spec: { addresses, ports },
+        },
+      };
     }
     default:
       // The policy stage validates its kinds itself; the object keeps its kind (API list

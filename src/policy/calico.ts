@@ -8,7 +8,17 @@
 // when there are egress rules and no ingress rules, or both when both exist.
 
 import { compileSelector, type Matcher } from './selector.ts';
-import type { EntityMatch, IcmpMatch, Policy, PolicyKind, PolicyPeer, Rule, RuleAction } from './types.ts';
+import type {
+  Direction,
+  EntityMatch,
+  IcmpMatch,
+  Policy,
+  PolicyKind,
+  PolicyPeer,
+  Rule,
+  RuleAction,
+  ServiceEndpoints,
+} from './types.ts';
 import {
   isObj,
   listOf,
@@ -46,20 +56,83 @@ const ACTIONS: Readonly<Record<string, RuleAction>> = {
   Log: 'log',
 };
 
-function compileEntity(
-  v: unknown,
+/** What compiling a policy needs besides the policy: the Services its rules may name. */
+export interface CompileContext {
+  /** By `<namespace>/<name>`. */
+  readonly services: ReadonlyMap<string, ServiceEndpoints>;
+}
+
+const NO_SERVICE: ServiceEndpoints = { ips: new Set(), ipPorts: new Set() };
+
+/**
+ * A rule's `services` (Calico's ServiceMatch): the named Service's endpoints, as Felix's
+ * service index makes them from EndpointSlices. In a destination (egress rules only) an
+ * endpoint's address with one of its ports and protocols, or the Service's cluster IP and
+ * port (DNAT'd to such an endpoint before Calico's policy sees it); in a source (ingress
+ * rules only) an endpoint's address. A Service without endpoints matches nothing.
+ */
+function compileService(
+  v: Obj,
+  side: 'source' | 'destination',
+  dir: Direction,
   policyNs: string | null,
   where: string,
-  note: (m: string) => void,
+  ctx: CompileContext,
+): ((addr: string, port: number, proto: number) => boolean) | null {
+  const s = v.services;
+  if (s === undefined || s === null) return null;
+  const at = `${where}.services`;
+  if (!isObj(s)) throw new PolicyError(`${at}: must be an object, got ${JSON.stringify(s)}`);
+  if (side === 'source' && dir === 'egress')
+    throw new PolicyError(`${at}: not allowed in an egress rule's source`);
+  if (side === 'destination' && dir === 'ingress')
+    throw new PolicyError(`${at}: not allowed in an ingress rule's destination`);
+  if (typeof s.name !== 'string' || s.name === '')
+    throw new PolicyError(`${at}.name: must specify a service name, got ${JSON.stringify(s.name)}`);
+  let ns = policyNs;
+  if (s.namespace !== undefined && s.namespace !== null && s.namespace !== '') {
+    if (typeof s.namespace !== 'string')
+      throw new PolicyError(`${at}.namespace: must be a string, got ${JSON.stringify(s.namespace)}`);
+    ns = s.namespace;
+  }
+  if (ns === null) throw new PolicyError(`${at}.namespace: a GlobalNetworkPolicy must specify a namespace`);
+  for (const [f, what] of [
+    ['selector', 'Selector/NotSelector'],
+    ['notSelector', 'Selector/NotSelector'],
+    ['namespaceSelector', 'NamespaceSelector'],
+    ['serviceAccounts', 'ServiceAccounts'],
+    ['nets', 'Nets/NotNets'],
+    ['notNets', 'Nets/NotNets'],
+  ] as const)
+    if (v[f] !== undefined && v[f] !== null && v[f] !== '' && !(Array.isArray(v[f]) && v[f].length === 0))
+      throw new PolicyError(`${at}: cannot specify ${what} and Services on the same rule`);
+  if (side === 'destination')
+    for (const f of ['ports', 'notPorts'] as const)
+      if (Array.isArray(v[f]) && v[f].length > 0)
+        throw new PolicyError(
+          `${where}.${f}: cannot specify ${f} with a service (its endpoints' ports are used)`,
+        );
+  const svc = ctx.services.get(`${ns}/${s.name}`) ?? NO_SERVICE;
+  return side === 'source'
+    ? (addr) => svc.ips.has(addr)
+    : (addr, port, proto) => svc.ipPorts.has(`${addr}|${proto}|${port}`);
+}
+
+function compileEntity(
+  v: unknown,
+  side: 'source' | 'destination',
+  dir: Direction,
+  policyNs: string | null,
+  where: string,
+  ctx: CompileContext,
 ): EntityMatch {
   if (v === undefined || v === null)
-    return { nets: null, notNets: null, peer: null, ports: null, notPorts: null };
+    return { nets: null, notNets: null, peer: null, ports: null, notPorts: null, service: null };
   if (!isObj(v)) throw new PolicyError(`${where}: must be an object, got ${JSON.stringify(v)}`);
+  const service = compileService(v, side, dir, policyNs, where, ctx);
   const sel = optSelector(v.selector, `${where}.selector`);
   const notSel = optSelector(v.notSelector, `${where}.notSelector`);
   const nsSel = optSelector(v.namespaceSelector, `${where}.namespaceSelector`);
-  if (v.services !== undefined && v.services !== null)
-    note(`${where}.services: Service matches are not evaluated; the rule matches as if it were absent`);
   let sa: ((p: PolicyPeer) => boolean) | null = null;
   if (v.serviceAccounts !== undefined && v.serviceAccounts !== null) {
     const s = v.serviceAccounts;
@@ -97,10 +170,18 @@ function compileEntity(
     peer,
     ports: ports(v.ports, `${where}.ports`),
     notPorts: ports(v.notPorts, `${where}.notPorts`),
+    service,
   };
 }
 
-function compileRule(v: unknown, policyNs: string | null, where: string, note: (m: string) => void): Rule {
+function compileRule(
+  v: unknown,
+  dir: Direction,
+  policyNs: string | null,
+  where: string,
+  note: (m: string) => void,
+  ctx: CompileContext,
+): Rule {
   if (!isObj(v)) throw new PolicyError(`${where}: must be an object, got ${JSON.stringify(v)}`);
   const action = typeof v.action === 'string' ? ACTIONS[v.action] : undefined;
   if (action === undefined)
@@ -136,8 +217,8 @@ function compileRule(v: unknown, policyNs: string | null, where: string, note: (
       `${where}.http: HTTP matches are not evaluated (a flow is an L3/L4 connection): the rule is decided on its L3/L4 part, as Calico's kernel dataplane enforces it; requests its application layer would refuse are not in flow records`,
     );
   }
-  const source = compileEntity(v.source, policyNs, `${where}.source`, note);
-  const destination = compileEntity(v.destination, policyNs, `${where}.destination`, note);
+  const source = compileEntity(v.source, 'source', dir, policyNs, `${where}.source`, ctx);
+  const destination = compileEntity(v.destination, 'destination', dir, policyNs, `${where}.destination`, ctx);
   const usesPorts = source.ports ?? source.notPorts ?? destination.ports ?? destination.notPorts;
   if (usesPorts !== null && (protocol === null || !PORT_PROTOCOLS.has(protocol)))
     throw new PolicyError(
@@ -179,6 +260,7 @@ export function compileCalicoPolicy(
   staged: boolean,
   where: string,
   note: (m: string) => void,
+  ctx: CompileContext,
 ): Policy {
   const md = isObj(item.metadata) ? item.metadata : {};
   const global = kind === 'GlobalNetworkPolicy';
@@ -255,8 +337,8 @@ export function compileCalicoPolicy(
     (sel === null || sel(ep.labels)) &&
     (nsSel === null || nsSel(ep.nsLabels)) &&
     (saSel === null || (ep.saLabels !== null && saSel(ep.saLabels)));
-  const rules = (list: unknown[], field: string): Rule[] =>
-    list.map((r, i) => compileRule(r, ns, `${where}.spec.${field}[${i}]`, note));
+  const rules = (list: unknown[], field: 'ingress' | 'egress'): Rule[] =>
+    list.map((r, i) => compileRule(r, field, ns, `${where}.spec.${field}[${i}]`, note, ctx));
   const prefix = staged ? 'staged:' : '';
   const kindTag: PolicyKind = global ? 'gnp' : 'cnp';
   return {

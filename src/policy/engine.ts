@@ -81,7 +81,7 @@ export class PolicyEngine implements PolicyStage {
 
   /** Rebuilds the model from `md` (its policy objects and labels); returns its warnings. */
   update(md: ClusterMetadata, source = 'metadata'): readonly string[] {
-    this.#model = buildPolicyModel(md.policyObjects ?? [], source);
+    this.#model = buildPolicyModel(md.policyObjects ?? [], source, md.services);
     // A note (a part of a policy not evaluated) is said once, not at every metadata change.
     if (this.#notesSaid.size > 100_000) this.#notesSaid.clear();
     const fresh = this.#model.notes.filter((n) => !this.#notesSaid.has(n));
@@ -297,6 +297,8 @@ export class PolicyEngine implements PolicyStage {
       proto,
       srcPort,
       dstPort,
+      srcAddr: srcIp,
+      dstAddr: dstIp,
       icmp: msg,
     };
     const t = this.traceOf(this.#selection(local, direction), flow);

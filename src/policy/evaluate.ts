@@ -88,7 +88,15 @@ function portIn(specs: readonly PortSpec[], port: number, proto: number, owner: 
   return false;
 }
 
-function entityMatches(e: EntityMatch, peer: PolicyPeer, ip: PolicyIp, port: number, proto: number): boolean {
+function entityMatches(
+  e: EntityMatch,
+  peer: PolicyPeer,
+  ip: PolicyIp,
+  addr: string,
+  port: number,
+  proto: number,
+): boolean {
+  if (e.service !== null && !e.service(addr, port, proto)) return false;
   if (e.ports !== null && !portIn(e.ports, port, proto, peer)) return false;
   if (e.notPorts !== null && portIn(e.notPorts, port, proto, peer)) return false;
   if (e.nets !== null && !anyNetContains(e.nets, ip)) return false;
@@ -114,8 +122,8 @@ export function ruleMatches(r: Rule, f: Flow): boolean {
   if (r.icmp !== null && !(isIcmpProto(f.proto) && icmpIs(r.icmp, f))) return false;
   if (r.notIcmp !== null && !(isIcmpProto(f.proto) && f.icmp >= 0 && !icmpIs(r.notIcmp, f))) return false;
   return (
-    entityMatches(r.destination, f.dst, f.dstIp, f.dstPort, f.proto) &&
-    entityMatches(r.source, f.src, f.srcIp, f.srcPort, f.proto)
+    entityMatches(r.destination, f.dst, f.dstIp, f.dstAddr, f.dstPort, f.proto) &&
+    entityMatches(r.source, f.src, f.srcIp, f.srcAddr, f.srcPort, f.proto)
   );
 }
 

@@ -30,6 +30,7 @@ const ANY: EntityMatch = Object.freeze({
   peer: null,
   ports: null,
   notPorts: null,
+  service: null,
 });
 
 interface PeerMatch {
@@ -106,9 +107,7 @@ function compileEntries(entries: unknown[], ns: string, ingress: boolean, where:
       const g = groups.get(key)!;
       for (const peer of peers) {
         const remote: EntityMatch =
-          peer === null
-            ? ANY
-            : { nets: peer.nets, notNets: peer.notNets, peer: peer.peer, ports: null, notPorts: null };
+          peer === null ? ANY : { ...ANY, nets: peer.nets, notNets: peer.notNets, peer: peer.peer };
         const ports: EntityMatch = g.ports === null ? ANY : { ...ANY, ports: g.ports };
         rules.push({
           action: 'allow',

@@ -6,9 +6,10 @@
 // global ones. A policy that fails to compile is left out with a warning naming it; the
 // others still apply.
 
-import { type CalicoKind, compileCalicoPolicy } from './calico.ts';
+import type { ServiceMeta } from '../enrich/kube.ts';
+import { type CalicoKind, type CompileContext, compileCalicoPolicy } from './calico.ts';
 import { compileKubernetesPolicy } from './k8s.ts';
-import type { Labels, Policy, TierSpec } from './types.ts';
+import type { Labels, Policy, ServiceEndpoints, TierSpec } from './types.ts';
 import { isObj, PolicyError } from './values.ts';
 
 export const DEFAULT_TIER_ORDER = 1_000_000;
@@ -71,7 +72,58 @@ function isCalicoApi(apiVersion: unknown): boolean {
   return typeof apiVersion === 'string' && apiVersion.includes('projectcalico.org/');
 }
 
-export function buildPolicyModel(objects: readonly unknown[], source = 'metadata'): PolicyModel {
+/**
+ * Services by `<namespace>/<name>` as `services` matches see them: the endpoints of their
+ * EndpointSlices (the label kubernetes.io/service-name names the Service, as Felix reads
+ * it), and, while a Service has an endpoint, its cluster IPs and ports.
+ */
+function serviceIndex(
+  objects: readonly unknown[],
+  services: readonly ServiceMeta[],
+): Map<string, ServiceEndpoints> {
+  const out = new Map<string, { ips: Set<string>; ipPorts: Set<string> }>();
+  for (const item of objects) {
+    if (!isObj(item) || item.kind !== 'EndpointSlice') continue;
+    const md = isObj(item.metadata) ? item.metadata : {};
+    const svc = isObj(md.labels) ? md.labels['kubernetes.io/service-name'] : undefined;
+    if (typeof svc !== 'string' || svc === '' || typeof md.namespace !== 'string') continue;
+    const spec = isObj(item.spec) ? item.spec : {};
+    const key = `${md.namespace}/${svc}`;
+    let e = out.get(key);
+    if (e === undefined) {
+      e = { ips: new Set(), ipPorts: new Set() };
+      out.set(key, e);
+    }
+    const addrs = Array.isArray(spec.addresses) ? (spec.addresses as string[]) : [];
+    const ports = Array.isArray(spec.ports) ? (spec.ports as { port: number; protocol: string }[]) : [];
+    for (const a of addrs) {
+      e.ips.add(a);
+      for (const p of ports) {
+        const proto = PROTO_NUMBERS[p.protocol];
+        if (proto !== undefined) e.ipPorts.add(`${a}|${proto}|${p.port}`);
+      }
+    }
+  }
+  for (const s of services) {
+    const e = out.get(`${s.namespace}/${s.name}`);
+    if (e === undefined || e.ipPorts.size === 0) continue;
+    for (const ip of s.clusterIps)
+      for (const p of s.ports) {
+        const proto = PROTO_NUMBERS[p.protocol];
+        if (proto !== undefined) e.ipPorts.add(`${ip}|${proto}|${p.port}`);
+      }
+  }
+  return out;
+}
+
+const PROTO_NUMBERS: Readonly<Record<string, number>> = { TCP: 6, UDP: 17, SCTP: 132 };
+
+export function buildPolicyModel(
+  objects: readonly unknown[],
+  source = 'metadata',
+  services: readonly ServiceMeta[] = [],
+): PolicyModel {
+  const ctx: CompileContext = { services: serviceIndex(objects, services) };
   const warnings: string[] = [];
   const notes: string[] = [];
   const policies: Policy[] = [];
@@ -113,7 +165,7 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
         case 'NetworkPolicy':
           policies.push(
             isCalicoApi(item.apiVersion)
-              ? compileCalicoPolicy(item, 'NetworkPolicy', false, where, note)
+              ? compileCalicoPolicy(item, 'NetworkPolicy', false, where, note, ctx)
               : compileKubernetesPolicy(item, false, where),
           );
           return;
@@ -125,7 +177,7 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
         case 'StagedGlobalNetworkPolicy': {
           const staged = kind.startsWith('Staged');
           const k = (staged ? kind.slice(6) : kind) as CalicoKind;
-          policies.push(compileCalicoPolicy(item, k, staged, where, note));
+          policies.push(compileCalicoPolicy(item, k, staged, where, note, ctx));
           return;
         }
         default:
@@ -186,7 +238,9 @@ export function buildPolicyModel(objects: readonly unknown[], source = 'metadata
     for (const r of [...(p.ingress ?? []), ...(p.egress ?? [])]) {
       if (r.source.ports !== null || r.source.notPorts !== null) usesSourcePorts = true;
       if (r.icmp !== null || r.notIcmp !== null) usesIcmp = true;
-      for (const e of [r.source, r.destination]) if (e.nets !== null || e.notNets !== null) usesNets = true;
+      // A `services` match tests addresses too: unknown IPs are told apart in the cache.
+      for (const e of [r.source, r.destination])
+        if (e.nets !== null || e.notNets !== null || e.service !== null) usesNets = true;
     }
   }
   const replacedByStaged = new Set<string>();

@@ -47,6 +47,9 @@ export interface Flow {
   readonly proto: number;
   readonly srcPort: number;
   readonly dstPort: number;
+  /** The addresses as canonical text (`services` matches look them up). */
+  readonly srcAddr: string;
+  readonly dstAddr: string;
   /**
    * ICMP/ICMPv6: type << 8 | code of the message that opened the connection (an echo
    * request for a ping; the datapath records the first packet's), -1 when unknown.
@@ -68,6 +71,21 @@ export interface EntityMatch {
   readonly peer: ((p: PolicyPeer) => boolean) | null;
   readonly ports: readonly PortSpec[] | null;
   readonly notPorts: readonly PortSpec[] | null;
+  /** `services`: whether the address (canonical text), port and protocol are the named Service's. */
+  readonly service: ((addr: string, port: number, proto: number) => boolean) | null;
+}
+
+/** A Service as rules' `services` match it, from its EndpointSlices (and the Service). */
+export interface ServiceEndpoints {
+  /** Endpoint addresses, canonical text: what a `source.services` match tests. */
+  readonly ips: ReadonlySet<string>;
+  /**
+   * `<address>|<protocol number>|<port>` of every endpoint and port of its slices, and of
+   * every cluster IP and Service port while it has an endpoint (a connection to the
+   * cluster IP is DNAT'd to one of them before Calico's policy sees it): what a
+   * `destination.services` match tests.
+   */
+  readonly ipPorts: ReadonlySet<string>;
 }
 
 export interface Rule {

@@ -129,3 +129,88 @@ test('policy kinds from the API: kinds and apiVersions set, traces follow watch 
     src.close();
   }
 });
+
+test('EndpointSlices from the API: a destination.services rule follows the slice as it is watched', async () => {
+  const SLICES = '/apis/discovery.k8s.io/v1/endpointslices';
+  const SERVICES = '/api/v1/services';
+  const local = await FakeApiServer.start();
+  for (const [p, v, k] of [
+    [PODS, 'v1', 'Pod'],
+    [SERVICES, 'v1', 'Service'],
+    [SLICES, 'discovery.k8s.io/v1', 'EndpointSlice'],
+    [GNP, 'projectcalico.org/v3', 'GlobalNetworkPolicy'],
+  ] as const)
+    local.serve(p, v, k);
+  for (const [name, ip, app] of [
+    ['nginx', '10.1.0.1', 'nginx'],
+    ['client', '10.1.0.2', 'client'],
+  ])
+    local.put(PODS, {
+      metadata: { name, namespace: 'web', labels: { app } },
+      spec: { nodeName: 'node-1', containers: [{ name: 'c' }] },
+      status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] },
+    });
+  local.put(SERVICES, {
+    metadata: { name: 'nginx', namespace: 'web' },
+    spec: { clusterIP: '10.96.0.10', clusterIPs: ['10.96.0.10'], ports: [{ port: 8000, targetPort: 80 }] },
+  });
+  const sliceObj = (addresses: string[]) => ({
+    metadata: { name: 'nginx-x1', namespace: 'web', labels: { 'kubernetes.io/service-name': 'nginx' } },
+    addressType: 'IPv4',
+    endpoints: addresses.map((a) => ({ addresses: [a] })),
+    ports: [{ name: '', port: 80, protocol: 'TCP' }],
+  });
+  local.put(SLICES, sliceObj(['10.1.0.1']));
+  local.put(GNP, {
+    metadata: { name: 'to-nginx' },
+    spec: {
+      selector: "app == 'client'",
+      egress: [{ action: 'Allow', destination: { services: { name: 'nginx', namespace: 'web' } } }],
+    },
+  });
+  const kc = new KubeConfig();
+  kc.loadFromString(local.kubeconfig());
+  const resolver = new EndpointResolver({
+    nodeName: 'node-1',
+    hostEndpoints: false,
+    networkSets: false,
+    historyMs: 60_000,
+  });
+  const engine = new PolicyEngine();
+  const src = new KubeMetadataSource(kc, {
+    coalesceMs: 5,
+    informer: { backoffMs: [20, 100] },
+    resources: [...METADATA_RESOURCES, ...POLICY_RESOURCES],
+  });
+  await src.start((md) => {
+    resolver.update(md, Date.now());
+    engine.update(md, 'api');
+  });
+  const trace = (dstIp: string, port: number) =>
+    engine.evaluate(
+      'egress',
+      resolver.resolve('10.1.0.2', Date.now()),
+      resolver.resolve(dstIp, Date.now()),
+      '10.1.0.2',
+      dstIp,
+      6,
+      40000,
+      port,
+    ).enforced_policies;
+  const ALLOW = ['0|default|default.to-nginx|allow|0'];
+  const END = ['0|default|default.to-nginx|deny|-1'];
+  try {
+    assert.deepEqual(trace('10.1.0.1', 80), ALLOW);
+    assert.deepEqual(trace('10.96.0.10', 8000), ALLOW);
+    assert.deepEqual(trace('10.1.0.1', 8000), END);
+    // The endpoint moves to another address: the old one no longer matches, nor the cluster IP once empty.
+    local.put(SLICES, sliceObj(['10.1.0.9']));
+    await waitFor('the slice from the watch', () => trace('10.1.0.1', 80)[0] === END[0]);
+    assert.deepEqual(trace('10.1.0.9', 80), ALLOW);
+    local.put(SLICES, sliceObj([]));
+    await waitFor('the emptied slice', () => trace('10.96.0.10', 8000)[0] === END[0]);
+  } finally {
+    src.close();
+    await local.close();
+  }
+});

@@ -4,7 +4,7 @@
 // (checked to count from 0 here), so tables read as tier|name|action|rule.
 
 import assert from 'node:assert/strict';
-import type { ClusterMetadata, ContainerPortMeta, PodMeta } from '../../../src/enrich/kube.ts';
+import type { ClusterMetadata, ContainerPortMeta, PodMeta, ServiceMeta } from '../../../src/enrich/kube.ts';
 import { EndpointResolver } from '../../../src/enrich/resolver.ts';
 import { PolicyEngine } from '../../../src/policy/engine.ts';
 import type { Direction } from '../../../src/policy/types.ts';
@@ -69,10 +69,14 @@ function podMeta(key: string, d: PodDef): PodMeta {
   };
 }
 
-export function clusterMetadata(policyObjects: readonly object[], pods = PODS): ClusterMetadata {
+export function clusterMetadata(
+  policyObjects: readonly object[],
+  pods = PODS,
+  services: readonly ServiceMeta[] = [],
+): ClusterMetadata {
   return {
     pods: Object.entries(pods).map(([k, d]) => podMeta(k, d)),
-    services: [],
+    services,
     nodes: [],
     namespaces: Object.entries(NAMESPACES).map(([name, labels]) => ({
       name,
@@ -103,8 +107,8 @@ export class World {
   readonly warnings: readonly string[];
   readonly md: ClusterMetadata;
 
-  constructor(policyObjects: readonly object[], pods = PODS) {
-    const md = clusterMetadata(policyObjects, pods);
+  constructor(policyObjects: readonly object[], pods = PODS, services: readonly ServiceMeta[] = []) {
+    const md = clusterMetadata(policyObjects, pods, services);
     this.md = md;
     this.resolver.update(md, 0);
     this.warnings = this.engine.update(md);
