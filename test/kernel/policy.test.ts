@@ -3,7 +3,8 @@
 // nft rules it generates from them, sends allowed and denied traffic, and checks the
 // traces at both reporters, the deny records (end-of-tier trace and drop_reason, at the
 // destination whose ingress denies them) and that the verdict cross-check stays at 0;
-// then one nft rule that disagrees with the policies is counted as a mismatch.
+// then one nft rule that disagrees with the policies is counted as a mismatch. A Calico
+// policy of ICMP type/code rules, enforced the same way, checks real pings' traces.
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { FlowAggregator } from '../../src/aggregate/aggregator.ts';
@@ -70,6 +71,34 @@ function nftFor(
   }
   for (const t of isolated) rules.push(`  ip daddr ${t.ipv4} counter drop`);
   return `table inet ${table} {\n chain np {\n  type filter hook forward priority -10; policy accept;\n${rules.join('\n')}\n }\n}\n`;
+}
+
+interface IcmpRule {
+  action: 'Allow' | 'Deny';
+  protocol: 'ICMP';
+  icmp: { type: number; code: number };
+  source?: { selector: string };
+}
+
+/**
+ * nft rules enforcing the ingress of a Calico policy made of ICMP rules (`icmp` type and
+ * code, an optional `app == '…'` source selector), written independently of src/policy:
+ * the rules in order, then the end-of-tier drop for the pods it selects.
+ */
+function nftForIcmp(table: string, rules: IcmpRule[], targets: Pod[], pods: Pod[]): string {
+  const out: string[] = ['  ct state established,related accept'];
+  for (const t of targets) {
+    for (const r of rules) {
+      const app = r.source ? /^app == '([^']+)'$/.exec(r.source.selector)?.[1] : undefined;
+      const sources = app === undefined ? [null] : pods.filter((p) => p.labels?.app === app);
+      for (const src of sources)
+        out.push(
+          `  ${src ? `ip saddr ${src.ipv4} ` : ''}ip daddr ${t.ipv4} icmp type ${r.icmp.type} icmp code ${r.icmp.code} ${r.action === 'Allow' ? 'accept' : 'counter drop'}`,
+        );
+    }
+    out.push(`  ip daddr ${t.ipv4} counter drop`);
+  }
+  return `table inet ${table} {\n chain np {\n  type filter hook forward priority -10; policy accept;\n${out.join('\n')}\n }\n}\n`;
 }
 
 describe('policy traces and the verdict cross-check against nft-enforced NetworkPolicies', { skip }, () => {
@@ -297,6 +326,144 @@ describe('policy traces and the verdict cross-check against nft-enforced Network
         mismatches(),
         [0, 0, 0, 1],
         'counted once, at the egress of access (no direction denies it)',
+      );
+    } finally {
+      await dp.stop();
+      dp.close();
+      run('nft', ['delete', 'table', 'inet', table]);
+    }
+  });
+  test("ICMP type and code: a ping allowed by its echo-request rule, not by a rule for another code; a stranger's ping denied", async () => {
+    const target = lab.addPod({
+      namespace: 'web',
+      name: `pinged-${lab.prefix}-a`,
+      generateName: `pinged-${lab.prefix}-`,
+      labels: { app: 'pinged' },
+    });
+    const pinger = lab.addPod({
+      namespace: 'client',
+      name: `pinger-${lab.prefix}-a`,
+      generateName: `pinger-${lab.prefix}-`,
+      labels: { app: 'pinger' },
+    });
+    const stranger = lab.addPod({
+      namespace: 'client',
+      name: `stranger-${lab.prefix}-a`,
+      generateName: `stranger-${lab.prefix}-`,
+      labels: { app: 'stranger' },
+    });
+    const pods = [target, pinger, stranger];
+    const rules: IcmpRule[] = [
+      // Echo requests with code 1 (ping sends code 0): matches nothing here.
+      { action: 'Deny', protocol: 'ICMP', icmp: { type: 8, code: 1 } },
+      {
+        action: 'Allow',
+        protocol: 'ICMP',
+        icmp: { type: 8, code: 0 },
+        source: { selector: "app == 'pinger'" },
+      },
+    ];
+    const md: ClusterMetadata = {
+      pods: pods.map(
+        (p): PodMeta => ({
+          name: p.name,
+          namespace: p.namespace,
+          generateName: p.generateName ?? null,
+          labels: p.labels ?? {},
+          ips: [p.ipv4, p.ipv6],
+          nodeName: 'node1',
+          hostNetwork: false,
+        }),
+      ),
+      services: [],
+      nodes: [],
+      namespaces: [
+        { name: 'web', labels: {} },
+        { name: 'client', labels: {} },
+      ],
+      networkSets: [],
+      policyObjects: [
+        {
+          apiVersion: 'projectcalico.org/v3',
+          kind: 'GlobalNetworkPolicy',
+          metadata: { name: 'ping-gate' },
+          spec: { selector: "app == 'pinged'", ingress: rules },
+        },
+      ],
+    };
+    const resolver = new EndpointResolver({
+      nodeName: 'node1',
+      hostEndpoints: false,
+      networkSets: false,
+      historyMs: 600_000,
+    });
+    resolver.update(md, Date.now());
+    const engine = new PolicyEngine({ nodeName: 'node1' });
+    assert.deepEqual(engine.update(md), []);
+    const agg = new FlowAggregator({ nodeName: 'node1', resolver, startTimeMs: Date.now(), policy: engine });
+    const dp = new FlowDatapath(
+      {
+        interfaces: pods.map((p) => p.hostIf),
+        drainIntervalMs: 200,
+        conntrackEvents: true,
+        dropTracing: true,
+      },
+      (u) => agg.observe(u),
+      (e) => agg.observeConntrack(e),
+    );
+    const table = `${lab.prefix}_icmp`;
+    run('nft', ['-f', '-'], nftForIcmp(table, rules, [target], pods));
+    try {
+      lab.ping(pinger, target.ipv4, 3);
+      // Dropped: ping exits non-zero when nothing answers.
+      assert.throws(() => lab.ping(stranger, target.ipv4, 2));
+      await dp.sync();
+      const rs = agg.flush(Date.now());
+      await dp.sync();
+      agg.flush(Date.now());
+      const nameOf = (p: Pod) => `${p.generateName}*`;
+      const mine = rs
+        .filter((r) => r.proto === 'icmp')
+        .map((r) => [
+          r.action,
+          r.reporter,
+          r.source_name_aggr,
+          r.dest_name_aggr,
+          r.packets_in,
+          r.policies?.enforced_policies,
+          r.drop_reason ?? null,
+        ])
+        .sort((a, b) => JSON.stringify(a).localeCompare(JSON.stringify(b)));
+      assert.deepEqual(mine, [
+        ['allow', 'dst', nameOf(pinger), nameOf(target), 3, ['0|default|default.ping-gate|allow|1'], null],
+        [
+          'allow',
+          'src',
+          nameOf(pinger),
+          nameOf(target),
+          3,
+          ['0|__PROFILE__|__PROFILE__.kns.client|allow|0'],
+          null,
+        ],
+        [
+          'deny',
+          'dst',
+          nameOf(stranger),
+          nameOf(target),
+          2,
+          ['0|default|default.ping-gate|deny|-1'],
+          'NETFILTER_DROP',
+        ],
+      ]);
+      const s = agg.stats();
+      assert.deepEqual(
+        [
+          s.policyMismatchIngressKernelAllowed,
+          s.policyMismatchIngressKernelDropped,
+          s.policyMismatchEgressKernelAllowed,
+          s.policyMismatchEgressKernelDropped,
+        ],
+        [0, 0, 0, 0],
       );
     } finally {
       await dp.stop();
