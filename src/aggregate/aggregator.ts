@@ -20,7 +20,7 @@ import {
   TcpFlag,
 } from '../datapath/types.ts';
 import type { PolicyStage } from '../policy/stage.ts';
-import { EMPTY_TRACE, type Trace } from '../policy/trace.ts';
+import type { Trace } from '../policy/trace.ts';
 import { Conn, ConnNumbers, forget } from './connections.ts';
 import { ConntrackJoin } from './conntrack.ts';
 import { DenyLedger, payDebt } from './deny-ledger.ts';
@@ -49,8 +49,9 @@ import {
   type ResolverLike,
   zeroStats,
 } from './options.ts';
-import { NET_OVERFLOW, NET_UNKNOWN_LOCAL, observeOverflow } from './overflow.ts';
+import { NET_OVERFLOW, NET_UNKNOWN_LOCAL, OverflowRecords } from './overflow.ts';
 import type { Action, AggregationKind, FlowLogRecord } from './record.ts';
+import { checkVerdict, traceOf } from './verdict.ts';
 
 const NO_SUMS = new Float64Array(0);
 
@@ -87,8 +88,7 @@ export class FlowAggregator {
   #unkeyedHead = 0;
   /** IPs seen behind this node's workload interfaces (pods here), with when last seen. */
   readonly #localPods = new Map<string, number>();
-  /** Each (interface, family)'s last local address (the local side of its overflow records). */
-  readonly #ifaceLocalIp = new Map<string, string>();
+  readonly #overflow: OverflowRecords;
   readonly #onLifecycle: ((source: LifecycleSource) => void) | undefined;
   /** The record counters of the flush being collected (SUMS per record, at Group.at; zeroed). */
   #sums = NO_SUMS;
@@ -103,6 +103,7 @@ export class FlowAggregator {
     this.#ct = new ConntrackJoin(this.#stats, opts.resolver);
     this.#ifaces = new InterfaceClassifier(opts.workloadInterfaces ?? DEFAULT_WORKLOAD_INTERFACES);
     this.#hostEndpoints = opts.hostEndpoints ?? false;
+    this.#overflow = new OverflowRecords(this.#stats, this.#ifaces, this.#hostEndpoints);
     this.#maxConnections = opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
     this.#intervalStartMs = opts.startTimeMs;
     this.#kind = [opts.kindForAllowed ?? 2, opts.kindForDenied ?? 1];
@@ -142,7 +143,7 @@ export class FlowAggregator {
   observe(u: ConnectionUpdate, action?: Action): void {
     this.#stats.updates++;
     if (u.overflow === true) {
-      this.#observeOverflow(u);
+      this.#overflow.observe(u, this.#allow, this.#nums, this.#unkeyed);
       return;
     }
     const deny = (action ?? (u.dropReason ? 'deny' : 'allow')) === 'deny';
@@ -194,36 +195,10 @@ export class FlowAggregator {
       }
       c.how = u.initiatorHow;
     }
-    let cFlags: number;
-    let sFlags: number;
-    if (fwd) {
-      c.c2sP += u.origPackets;
-      c.c2sB += u.origBytes;
-      c.s2cP += u.replyPackets;
-      c.s2cB += u.replyBytes;
-      cFlags = u.origTcpFlags;
-      sFlags = u.replyTcpFlags;
-    } else {
-      c.c2sP += u.replyPackets;
-      c.c2sB += u.replyBytes;
-      c.s2cP += u.origPackets;
-      c.s2cB += u.origBytes;
-      cFlags = u.replyTcpFlags;
-      sFlags = u.origTcpFlags;
-    }
-    if (u.lastSeenMs > c.lastSeenMs) c.lastSeenMs = u.lastSeenMs;
-    c.active = true;
+    c.add(u, fwd);
     if (!deny) {
       c.netP += u.origPackets + u.replyPackets;
       if (c.denied) payDebt(c);
-    }
-    if (c.proto === 6 && !c.ended) {
-      if (((cFlags | sFlags) & TcpFlag.RST) !== 0) c.ended = true;
-      else {
-        if ((cFlags & TcpFlag.FIN) !== 0) c.finC = true;
-        if ((sFlags & TcpFlag.FIN) !== 0) c.finS = true;
-        if (c.finC && c.finS) c.ended = true;
-      }
     }
   }
 
@@ -240,28 +215,13 @@ export class FlowAggregator {
     this.#ct.observe(e);
   }
 
-  /** Packets of connections the kernel map had no room for (overflow.ts). */
-  #observeOverflow(u: ConnectionUpdate): void {
-    const role = this.#ifaces.role(u.interfaceName);
-    // As for connections: a host interface's traffic is reported only with host endpoints.
-    if (role === 'host' && !this.#hostEndpoints) {
-      this.#stats.ignoredHostInterface++;
-      return;
-    }
-    this.#stats.overflowPackets += u.origPackets + u.replyPackets;
-    this.#stats.overflowBytes += u.origBytes + u.replyBytes;
-    // Of the update's family: a pod's IPv6 link-local neighbour discovery is no IPv4 record's local side.
-    const localIp = this.#ifaceLocalIp.get(`${u.interfaceName}|${u.family}`) ?? '';
-    observeOverflow(u, role, localIp, this.#allow, this.#nums, this.#unkeyed);
-  }
-
   #create(u: ConnectionUpdate, size: number, deny: boolean): Conn | null {
     const workload = this.#ifaces.role(u.interfaceName) === 'workload';
     // Workload (pod veth, host side): ingress = sent by the pod. Host interface: egress = sent by the host.
     const senderIsLocal = workload === (u.firstHook === Hook.ingress);
     const localIsInitiator = senderIsLocal === u.firstFromInitiator;
     const localIp = localIsInitiator ? u.srcIp : u.dstIp;
-    if (!deny) this.#ifaceLocalIp.set(`${u.interfaceName}|${u.family}`, localIp);
+    if (!deny) this.#overflow.noteLocal(u.interfaceName, u.family, localIp);
     if (workload) {
       this.#localPods.set(localIp, u.lastSeenMs);
     } else if (deny && this.#localPods.has(localIp)) {
@@ -357,68 +317,11 @@ export class FlowAggregator {
         : resolver.service(nat.origDstIp, nat.origDstPort, c.proto);
     let pol: Trace | null = null;
     if (this.#includePolicies) {
-      if (endpoints || c.trace === null) c.trace = this.#trace(c, a);
+      if (endpoints || c.trace === null) c.trace = traceOf(this.#policy, this.#stats, c, a);
       pol = c.trace;
     }
     c.group = this.#keys.key(c, svc, this.#kind[a], a === 0 ? 'allow' : 'deny', this.#includeService, pol);
     c.keyStamp = stamp;
-  }
-
-  /**
-   * The connection's policy trace for the direction its reporter enforces: the source's
-   * egress at reporter src, the destination's ingress at reporter dst. A drop between two
-   * pods of this node is seen on the source's interface only; it belongs to the direction
-   * whose policies deny it, so when the source's egress allows it and the destination's
-   * ingress denies it, the deny record moves to the destination (reporter dst).
-   */
-  #trace(c: Conn, a: 0 | 1): Trace {
-    const p = this.#policy;
-    if (p === null) return EMPTY_TRACE;
-    this.#stats.policyEvaluations++;
-    const src = c.srcEp!;
-    const dst = c.dstEp!;
-    const egress = c.localIsClient;
-    const t = p.evaluate(
-      egress ? 'egress' : 'ingress',
-      src,
-      dst,
-      c.cIp,
-      c.sIp,
-      c.proto,
-      c.cPort,
-      c.sPort,
-      c.icmp,
-    );
-    if ((egress ? src : dst).type === 'hep') this.#stats.policyHostEndpointUnevaluated++;
-    if (t.httpUnchecked) this.#stats.policyHttpUnchecked++;
-    if (a === 0 || !egress || t.verdict === 'deny' || !p.onNode(dst)) return t;
-    this.#stats.policyEvaluations++;
-    const atDst = p.evaluate('ingress', src, dst, c.cIp, c.sIp, c.proto, c.cPort, c.sPort, c.icmp);
-    if (atDst.verdict !== 'deny') return t;
-    c.localIsClient = false;
-    this.#stats.policyDenyAtDestination++;
-    return atDst;
-  }
-
-  /**
-   * Compares the connection's policy verdict with the kernel's, once: a deny record the
-   * policies allow, or an allowed connection they deny. An allowed one is judged at its
-   * second flush or when it completes, so that drops drained late have moved its packets
-   * to deny first; one that lost packets to a policy drop is not judged on its allow side.
-   */
-  #checkVerdict(c: Conn, a: 0 | 1, completes: boolean): void {
-    const t = c.trace;
-    if (c.verdictChecked || t === null || t.verdict === null) return;
-    if (a === 0 && (c.denied || !(c.reported || completes))) return;
-    c.verdictChecked = true;
-    const s = this.#stats;
-    if (a === 0 && t.verdict === 'deny') {
-      if (c.localIsClient) s.policyMismatchEgressKernelAllowed++;
-      else s.policyMismatchIngressKernelAllowed++;
-    } else if (a === 1 && t.verdict === 'allow') {
-      if (c.localIsClient) s.policyMismatchEgressKernelDropped++;
-      else s.policyMismatchIngressKernelDropped++;
-    }
   }
 
   /**
@@ -520,7 +423,7 @@ export class FlowAggregator {
       }
       if (c.keyStamp !== stamp) this.#resolveAndKey(c, a, stamp);
       else if (c.group === null) this.#resolveAndKey(c, a, stamp, false); // kind 0: see #dropKindZeroKeys
-      if (this.#policy !== null) this.#checkVerdict(c, a, completes);
+      if (this.#policy !== null) checkVerdict(this.#stats, c, a, completes);
       const g = c.group!;
       if (g.stamp !== no) {
         // First connection of this record in this flush.

@@ -5,7 +5,7 @@
 // V8: flags, protocol and initiator decision in one small integer, ports in another,
 // counters and times as doubles in a Float64Array instead of a boxed double per field.
 
-import type { ConnectionUpdate } from '../datapath/types.ts';
+import { type ConnectionUpdate, TcpFlag } from '../datapath/types.ts';
 import type { Endpoint } from '../enrich/resolver.ts';
 import type { Trace } from '../policy/trace.ts';
 import type { CtEntry } from './conntrack.ts';
@@ -341,6 +341,30 @@ export class Conn {
     this.firstSeenMs = u.firstSeenMs;
     this.keyStamp = -1;
     this.verdictChecked = false;
+  }
+
+  /**
+   * Adds one update's counts, `fwd` when its original direction is client → server, and
+   * notes the end of a TCP connection (RST, or FIN both ways).
+   */
+  add(u: ConnectionUpdate, fwd: boolean): void {
+    const f = this.#nums.f;
+    const o = this.o;
+    f[o + C2S_P]! += fwd ? u.origPackets : u.replyPackets;
+    f[o + C2S_B]! += fwd ? u.origBytes : u.replyBytes;
+    f[o + S2C_P]! += fwd ? u.replyPackets : u.origPackets;
+    f[o + S2C_B]! += fwd ? u.replyBytes : u.origBytes;
+    if (u.lastSeenMs > f[o + LAST_SEEN]!) f[o + LAST_SEEN] = u.lastSeenMs;
+    this.active = true;
+    if (this.proto !== 6 || this.ended) return;
+    const cFlags = fwd ? u.origTcpFlags : u.replyTcpFlags;
+    const sFlags = fwd ? u.replyTcpFlags : u.origTcpFlags;
+    if (((cFlags | sFlags) & TcpFlag.RST) !== 0) this.ended = true;
+    else {
+      if ((cFlags & TcpFlag.FIN) !== 0) this.finC = true;
+      if ((sFlags & TcpFlag.FIN) !== 0) this.finS = true;
+      if (this.finC && this.finS) this.ended = true;
+    }
   }
 
   /** Swap client and server (a surer initiator decision disagreed). */

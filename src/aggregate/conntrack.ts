@@ -45,11 +45,14 @@ export class CtEntry<C extends object> {
   readonly replyKey: string;
   readonly origDstPort: number;
   readonly backendPort: number;
+  /** In the dump made at start: the connection began before flowlogd (re)started. */
+  readonly preExisting: boolean;
   /** Per-interface connections joined to this entry: usually one or two, so no array for the first. */
   #conns: C | C[] | null = null;
 
-  constructor(e: ConntrackEvent) {
+  constructor(e: ConntrackEvent, preExisting = false) {
     this.id = e.id | 0;
+    this.preExisting = preExisting;
     this.clientIp = e.origSrc;
     this.origDstIp = e.origDst;
     this.backendIp = e.replySrc;
@@ -97,6 +100,8 @@ export class ConntrackJoin {
   readonly #pending = new Map<string, Conn[]>();
   /** Connections seen while conntrack events flow whose entry has not been found yet, and their tuple keys. */
   readonly #unjoined = new Map<Conn, string>();
+  /** The dump made at start is complete (its entries existed before this run). */
+  #startDumpDone = false;
 
   /** Counts into `stats` (conntrackEntries, conntrackJoined, conntrackCompleted, reoriented). */
   constructor(stats: AggregatorStats, resolver: ResolverLike) {
@@ -111,11 +116,12 @@ export class ConntrackJoin {
    */
   observe(e: ConntrackEvent): void {
     if (e.type === ConntrackEventType.dumpDone) {
+      this.#startDumpDone = true;
       this.#afterDump(e);
       return;
     }
     if (isStart(e)) {
-      const entry = new CtEntry<Conn>(e);
+      const entry = new CtEntry<Conn>(e, e.type === ConntrackEventType.dump && !this.#startDumpDone);
       const known = this.#ct.get(entry.origKey);
       if (known?.id === entry.id) return; // a dump repeating what the events said
       // Conntrack's live entries never share a tuple: one we hold with either of these
@@ -239,6 +245,10 @@ export class ConntrackJoin {
       this.#stats.reoriented++;
     }
     if (c.how < InitiatorHow.conntrack) c.how = InitiatorHow.conntrack;
+    // A UDP or ICMP flow has no opening to see: conntrack's start dump says it began
+    // before this run (open across a restart, or before the first start). Carried in
+    // (num_flows 1, not started), as a TCP connection first seen without its SYN is.
+    if (entry.preExisting && c.proto !== 6 && !c.reported) c.reported = true;
     if (entry.dnat) {
       // Seen before DNAT (the client's veth): name the backend. Both sides: the Service.
       if (preNat) {

@@ -13,7 +13,8 @@
 import type { ConnectionUpdate } from '../datapath/types.ts';
 import type { Endpoint } from '../enrich/resolver.ts';
 import { Conn, type ConnNumbers } from './connections.ts';
-import type { InterfaceRole } from './interfaces.ts';
+import type { InterfaceClassifier, InterfaceRole } from './interfaces.ts';
+import type { AggregatorStats } from './options.ts';
 
 /** The peer of an overflow record: connections whose peers were not recorded. */
 export const NET_OVERFLOW: Endpoint = Object.freeze({
@@ -34,11 +35,50 @@ export const NET_UNKNOWN_LOCAL: Endpoint = Object.freeze({
 });
 
 /**
+ * The overflow side of one aggregator: the last local address of each (interface,
+ * family), which names an overflow record's local side, and the overflow updates added
+ * to their records' connections.
+ */
+export class OverflowRecords {
+  readonly #stats: AggregatorStats;
+  readonly #ifaces: InterfaceClassifier;
+  readonly #hostEndpoints: boolean;
+  /** Each (interface, family)'s last local address (the local side of its overflow records). */
+  readonly #localIp = new Map<string, string>();
+
+  constructor(stats: AggregatorStats, ifaces: InterfaceClassifier, hostEndpoints: boolean) {
+    this.#stats = stats;
+    this.#ifaces = ifaces;
+    this.#hostEndpoints = hostEndpoints;
+  }
+
+  /** A connection on `ifname` had `ip` as its local address. */
+  noteLocal(ifname: string, family: number, ip: string): void {
+    this.#localIp.set(`${ifname}|${family}`, ip);
+  }
+
+  /** Packets of connections the kernel map had no room for; new connections go to `created`. */
+  observe(u: ConnectionUpdate, table: Map<string, Conn>, nums: ConnNumbers, created: Conn[]): void {
+    const role = this.#ifaces.role(u.interfaceName);
+    // As for connections: a host interface's traffic is reported only with host endpoints.
+    if (role === 'host' && !this.#hostEndpoints) {
+      this.#stats.ignoredHostInterface++;
+      return;
+    }
+    this.#stats.overflowPackets += u.origPackets + u.replyPackets;
+    this.#stats.overflowBytes += u.origBytes + u.replyBytes;
+    // Of the update's family: a pod's IPv6 link-local neighbour discovery is no IPv4 record's local side.
+    const localIp = this.#localIp.get(`${u.interfaceName}|${u.family}`) ?? '';
+    observeOverflow(u, role, localIp, table, nums, created);
+  }
+}
+
+/**
  * Adds one overflow update to its two records' connections (sent from and received by the
  * local endpoint), making them when needed (and adding those to `created`). `localIp` is
  * the interface's last local address ('' if none yet).
  */
-export function observeOverflow(
+function observeOverflow(
   u: ConnectionUpdate,
   role: InterfaceRole,
   localIp: string,

@@ -27,18 +27,28 @@ describe('restart with open connections', { skip }, () => {
     },
   );
 
-  test('SIGKILL mid-interval, restart: each connection started once over both runs, completed once', async () => {
-    const client = lab.addPod({ namespace: 'default', name: `${lab.prefix}-rc` });
-    const server = lab.addPod({ namespace: 'default', name: `${lab.prefix}-rs` });
-    await lab.serve(server, 7171);
+  /** A client and a server pod, a server on `port`, and a first run watching the client's veth. */
+  async function startPair(tag: string, port: number) {
+    const client = lab.addPod({ namespace: 'default', name: `${lab.prefix}-${tag}c` });
+    const server = lab.addPod({ namespace: 'default', name: `${lab.prefix}-${tag}s` });
+    await lab.serve(server, port);
     const args = cli(null, {
       interfaces: client.hostIf,
       flowLogsFlushInterval: '2s',
       flowLogsFileAggregationKindForAllowed: 0,
     });
-    const first = new Flowlogd(args);
-    daemons.push(first);
-    await first.started;
+    return { client, server, args, first: await started(args) };
+  }
+
+  async function started(args: string[]): Promise<Flowlogd> {
+    const d = new Flowlogd(args);
+    daemons.push(d);
+    await d.started;
+    return d;
+  }
+
+  test('SIGKILL mid-interval, restart: each connection started once over both runs, completed once', async () => {
+    const { client, server, args, first } = await startPair('r', 7171);
     const { child } = await lab.traffic(
       client,
       cli('tcp', { host: server.ipv4, port: 7171, conns: CONNS, send: 200_000, recv: 1000, hold: true }),
@@ -46,16 +56,9 @@ describe('restart with open connections', { skip }, () => {
     );
     const at = first.flushes;
     await until('a flush with the first halves', () => first.flushes >= at + 2);
-    first.child.kill('SIGKILL');
-    await new Promise((r) =>
-      first.child.exitCode !== null || first.child.signalCode !== null
-        ? r(null)
-        : first.child.once('exit', r),
-    );
+    await killed(first);
 
-    const second = new Flowlogd(args);
-    daemons.push(second);
-    await second.started;
+    const second = await started(args);
     child.stdin!.write('go\n');
     await new Promise((r) => (child.exitCode !== null ? r(null) : child.once('exit', r)));
     const now = second.flushes;
@@ -77,4 +80,54 @@ describe('restart with open connections', { skip }, () => {
     assert.equal(sum(after, 'num_flows_completed'), CONNS, 'completed once, in the second run');
     for (const r of after) assert.equal(r.num_flows, 1);
   });
+
+  test('UDP and ICMP flows open across a SIGKILL and restart: started once over both runs', async () => {
+    const { client, server, args, first } = await startPair('u', 7272);
+    // Four UDP 5-tuples, a datagram each every 0.5 s, and one ping (one echo id), both
+    // until after the second run has flushed twice.
+    const { child: spray } = await lab.traffic(
+      client,
+      cli('spray', { host: server.ipv4, port: 7272, flows: 4, every: 0.5 }),
+      { keep: true },
+    );
+    const ping = lab.spawn(client, 'ping', ['-q', '-n', '-i', '0.2', '-c', '60', server.ipv4]);
+    const at = first.flushes;
+    await until('two flushes of the first run', () => first.flushes >= at + 2);
+    await killed(first);
+    const second = await started(args);
+    const now = second.flushes;
+    await until('two flushes of the second run', () => second.flushes >= now + 2);
+    spray.stdin!.write('stop\n');
+    ping.kill('SIGINT');
+    assert.equal(await second.stop(), 0);
+
+    const flows = (d: Flowlogd, proto: string) =>
+      d
+        .records()
+        .filter((r) => r.proto === proto && r.source_ip === client.ipv4 && r.dest_ip === server.ipv4);
+    const startedBy = (proto: string) => {
+      const by = new Map<string, number[]>();
+      for (const [run, d] of [first, second].entries())
+        for (const r of flows(d, proto)) {
+          const k = proto === 'udp' ? String(r.source_port) : 'echo';
+          const v = by.get(k) ?? [0, 0];
+          v[run]! += r.num_flows_started;
+          by.set(k, v);
+        }
+      return [...by.values()];
+    };
+    const udp = startedBy('udp');
+    assert.equal(udp.length, 4, 'four UDP flows');
+    for (const v of udp)
+      assert.deepEqual(v, [1, 0], 'UDP: started by the first run, carried in by the second');
+    assert.deepEqual(startedBy('icmp'), [[1, 0]], 'ICMP: started by the first run, carried in by the second');
+    for (const r of [...flows(second, 'udp'), ...flows(second, 'icmp')]) assert.equal(r.num_flows, 1);
+  });
 });
+
+async function killed(d: Flowlogd): Promise<void> {
+  d.child.kill('SIGKILL');
+  await new Promise((r) =>
+    d.child.exitCode !== null || d.child.signalCode !== null ? r(null) : d.child.once('exit', r),
+  );
+}

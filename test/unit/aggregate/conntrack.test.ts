@@ -357,3 +357,58 @@ test("a masqueraded pod connection on the uplink is not reported as the host's o
   );
   assert.equal(agg.stats().forwarded, 1);
 });
+
+test('UDP and ICMP flows in the start dump are carried in; ones that begin later are started (issue 14 item 10)', () => {
+  const agg = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(md),
+    startTimeMs: T0,
+    kindForAllowed: 0,
+  });
+  // The dump made at start: a UDP flow and an ICMP echo flow open before this run.
+  agg.observeConntrack(
+    ct({ type: ConntrackEventType.dump, id: 1, proto: 17, origSrc: CLIENT, origDst: BACKEND, origDport: 53 }),
+  );
+  agg.observeConntrack(
+    ct({
+      type: ConntrackEventType.dump,
+      id: 2,
+      proto: 1,
+      origSrc: CLIENT,
+      origDst: BACKEND,
+      origSport: 7,
+      origDport: 7,
+    }),
+  );
+  agg.observeConntrack(ct({ type: ConntrackEventType.dumpDone, id: 0, origSrc: '', origDst: '' }));
+  // After it: a new UDP flow (NEW event), and a periodic resync's dump of another.
+  agg.observeConntrack(
+    ct({ id: 3, proto: 17, origSrc: CLIENT, origDst: BACKEND, origSport: 40001, origDport: 53 }),
+  );
+  agg.observeConntrack(
+    ct({
+      type: ConntrackEventType.dump,
+      id: 4,
+      proto: 17,
+      origSrc: CLIENT,
+      origDst: BACKEND,
+      origSport: 40002,
+      origDport: 53,
+    }),
+  );
+  const flow = (proto: number, srcPort: number, dstPort: number) =>
+    upd({ interfaceName: 'caliC', proto, srcIp: CLIENT, dstIp: BACKEND, srcPort, dstPort, ...AT_SRC });
+  agg.observe(flow(17, 40000, 53));
+  agg.observe({ ...flow(1, 7, 7), icmpId: 7 });
+  agg.observe(flow(17, 40001, 53));
+  agg.observe(flow(17, 40002, 53));
+  const rs = agg.flush(T0 + 10_000);
+  const started = (proto: string, port: number) =>
+    rs
+      .filter((r) => r.proto === proto && (proto === 'icmp' || r.source_port === port))
+      .map((r) => [r.num_flows, r.num_flows_started]);
+  assert.deepEqual(started('udp', 40000), [[1, 0]], 'open before start: carried in');
+  assert.deepEqual(started('icmp', 7), [[1, 0]], 'open before start: carried in');
+  assert.deepEqual(started('udp', 40001), [[1, 1]], 'began after start (NEW)');
+  assert.deepEqual(started('udp', 40002), [[1, 1]], 'dumped by a resync, not at start: began in this run');
+});
