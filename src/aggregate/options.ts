@@ -108,9 +108,9 @@ export interface AggregatorStats {
   policyMismatchEgressKernelDropped: number;
   /** Deny records moved to the destination pod's ingress (both pods here, its ingress denies). */
   policyDenyAtDestination: number;
-  /** Connections allowed by a rule with an HTTP match: decided on its L3/L4 part, the HTTP part not evaluated. */
+  /** Evaluations (as policyEvaluations) decided by an Allow rule with an HTTP match: on its L3/L4 part, the HTTP part not evaluated. */
   policyHttpUnchecked: number;
-  /** Connections whose enforcing end is a host endpoint: host endpoint policy is not evaluated (empty trace). */
+  /** Evaluations (as policyEvaluations) whose enforcing end is a host endpoint: not evaluated, an empty trace. */
   policyHostEndpointUnevaluated: number;
   /** Packets and bytes of overflow updates (connections the kernel map had no room for) in overflow records. */
   overflowPackets: number;

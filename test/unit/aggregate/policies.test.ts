@@ -307,3 +307,33 @@ test('ICMP connections are evaluated on their first message: an echo request and
   assert.equal(agg.stats().policyHttpUnchecked, 1);
   assert.equal(agg.stats().policyHostEndpointUnevaluated, 0);
 });
+
+test('a connection whose enforcing end is a host endpoint: empty policy lists, counted as not evaluated', () => {
+  const md = cluster([DENY, ALLOW]);
+  const engine = new PolicyEngine({ nodeName: 'node1' });
+  engine.update(md);
+  const agg = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(md, ['192.168.1.10']),
+    startTimeMs: T0,
+    policy: engine,
+    hostEndpoints: true,
+  });
+  // The node's own connection to nginx, seen on its host interface: reporter src, a hep.
+  agg.observe(
+    upd({
+      srcIp: '192.168.1.10',
+      dstIp: NGINX,
+      interfaceName: 'eth0',
+      origPackets: 1,
+      origBytes: 60,
+      ...AT_DST,
+    }),
+  );
+  const rs = agg.flush(F1);
+  assert.deepEqual(
+    rs.map((r) => [r.source_type, r.reporter, r.policies]),
+    [['hep', 'src', { all_policies: [], enforced_policies: [], pending_policies: [] }]],
+  );
+  assert.equal(agg.stats().policyHostEndpointUnevaluated, 1);
+});
