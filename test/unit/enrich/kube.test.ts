@@ -177,3 +177,48 @@ items:
     ['NetworkPolicy', 'GlobalNetworkPolicy', 'Tier', 'ServiceAccount'],
   );
 });
+
+test('EndpointSlices in a metadata file: for the policy stage, slimmed to addresses and ports; FQDN slices carry none', () => {
+  const yaml = `apiVersion: v1
+kind: List
+items:
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata:
+    name: nginx-x1
+    namespace: web
+    labels: { kubernetes.io/service-name: nginx }
+    managedFields: [{ manager: kube-controller-manager }]
+  addressType: IPv6
+  endpoints:
+  - addresses: ["FD00:0:0::1"]
+    conditions: { ready: false }
+    targetRef: { kind: Pod, name: nginx-1 }
+  - addresses: ["not-an-ip"]
+  ports:
+  - { name: http, port: 80, protocol: TCP }
+  - { name: any }
+- apiVersion: discovery.k8s.io/v1
+  kind: EndpointSlice
+  metadata: { name: ext-x1, namespace: web, labels: { kubernetes.io/service-name: ext } }
+  addressType: FQDN
+  endpoints: [{ addresses: [example.com] }]
+  ports: [{ port: 443, protocol: TCP }]
+`;
+  const { metadata: md, warnings } = parseClusterMetadata(yaml, 'f.yaml');
+  assert.deepEqual(warnings, ['f.yaml: item 0 (EndpointSlice nginx-x1): ignoring invalid IP "not-an-ip"']);
+  assert.deepEqual(md.policyObjects, [
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'nginx-x1', namespace: 'web', labels: { 'kubernetes.io/service-name': 'nginx' } },
+      spec: { addresses: ['fd00::1'], ports: [{ port: 80, protocol: 'TCP' }] },
+    },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'ext-x1', namespace: 'web', labels: { 'kubernetes.io/service-name': 'ext' } },
+      spec: { addresses: [], ports: [{ port: 443, protocol: 'TCP' }] },
+    },
+  ]);
+});
