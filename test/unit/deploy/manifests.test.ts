@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
 import { FELIX_CONFIGURATION_RESOURCE } from '../../../src/daemon/felix-configuration.ts';
+import { SHIP_DEFAULTS } from '../../../src/daemon/ship-config.ts';
 import { DAEMON_RESOURCES } from '../../../src/enrich/k8s-kinds.ts';
 
 const DEPLOY = join(import.meta.dirname, '../../../deploy');
@@ -106,7 +107,7 @@ test('deploy/: probes on /livez and /readyz, requests and a memory limit on ever
   }
 });
 
-test('deploy/: a node agent: host network, every taint tolerated, node-critical, hostPath flow logs and bpffs, no ConfigMap', () => {
+test('deploy/: a node agent: host network, every taint tolerated, node-critical, hostPath flow logs, bpffs and spool, no ConfigMap', () => {
   assert.equal(pod.hostNetwork, true);
   assert.equal(pod.priorityClassName, 'system-node-critical');
   assert.ok(
@@ -118,6 +119,9 @@ test('deploy/: a node agent: host network, every taint tolerated, node-critical,
   const mounts = Object.fromEntries(pod.containers[0].volumeMounts.map((m: Obj) => [m.mountPath, m.name]));
   assert.equal(vols[mounts['/var/log/calico/flowlogs']].hostPath.path, '/var/log/calico/flowlogs');
   assert.equal(vols[mounts['/sys/fs/bpf']].hostPath.path, '/sys/fs/bpf');
+  // The spool directory's default, on the node (a pod restart replays what is unacknowledged).
+  const spool = SHIP_DEFAULTS.spoolDirectory as string;
+  assert.equal(vols[mounts[spool]]?.hostPath?.path, spool);
   assert.ok(!pod.volumes.some((v: Obj) => v.configMap), 'no ConfigMap');
   assert.equal(pod.serviceAccountName, objects.find((o) => o.kind === 'ServiceAccount')!.metadata.name);
 });
