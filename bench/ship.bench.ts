@@ -13,7 +13,8 @@
 // Figures are medians over the rounds (this 2-core VM is shared: single runs vary).
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +47,8 @@ const { values } = parseArgs({
     window: { type: 'string' },
     /** `memory`: the bench's JetStream stream in memory instead of files (to see the server's share). */
     'nats-storage': { type: 'string' },
+    /** With --child: a CPU profile of the measured part only (from the first write to the last ack). */
+    profile: { type: 'string' },
   },
 });
 const N = Number(values.records);
@@ -122,6 +125,14 @@ function startReceiver(kind: string): Promise<{ proc: ChildProcess; port: number
   });
 }
 
+/** User + system CPU of a process so far (ms), from /proc (clock ticks of 10 ms). */
+function procCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const after = f.slice(f.lastIndexOf(')') + 2).split(' ');
+  return (Number(after[11]) + Number(after[12])) * 10;
+}
+
 async function until(cond: () => boolean, ms = 120_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
@@ -144,6 +155,8 @@ interface Row {
   duplicateAcks: number;
   /** Records stored more than once. */
   storedTwice: number;
+  /** CPU of the remote's process (receiver or nats-server) over the same span: they share the 2 cores. */
+  remoteCpuMs: number;
 }
 
 /** The stream NatsTransport would create, held in memory. */
@@ -199,7 +212,15 @@ async function child(kind: string): Promise<Row> {
     const all = batches(N);
     gc();
     const rss0 = process.memoryUsage().rss;
+    const remotePid = nats?.pid ?? receiver?.pid;
+    const remote0 = procCpuMs(remotePid);
     const cpu0 = process.cpuUsage();
+    const prof = values.profile ? new Session() : null;
+    if (prof !== null) {
+      prof.connect();
+      await prof.post('Profiler.enable');
+      await prof.post('Profiler.start');
+    }
     const t0 = performance.now();
     let killed = false;
     for (const b of all) {
@@ -217,6 +238,9 @@ async function child(kind: string): Promise<Row> {
     else await sink.flush();
     const shipMs = performance.now() - t0;
     const cpu = process.cpuUsage(cpu0);
+    const remoteCpuMs = procCpuMs(remotePid) - remote0;
+    if (prof !== null)
+      writeFileSync(values.profile!, JSON.stringify((await prof.post('Profiler.stop')).profile));
     const rssAddedMb = (process.memoryUsage().rss - rss0) / MB;
     let lost = 0;
     let storedTwice = 0;
@@ -231,7 +255,10 @@ async function child(kind: string): Promise<Row> {
     await sink.close();
     const cpuMs = (cpu.user + cpu.system) / 1000;
     const sysMs = cpu.system / 1000;
-    return { sink: kind, handMs, shipMs, cpuMs, sysMs, rssAddedMb, acked, lost, duplicateAcks, storedTwice };
+    return {
+      ...{ sink: kind, handMs, shipMs, cpuMs, sysMs, rssAddedMb },
+      ...{ acked, lost, duplicateAcks, storedTwice, remoteCpuMs },
+    };
   } finally {
     receiver?.kill('SIGKILL');
     await nats?.kill();
@@ -305,15 +332,15 @@ console.log(
   `### Shipping a kind-0 flush of ${N} records (~1 KB lines) on loopback, medians of ${values.rounds}\n`,
 );
 console.log(
-  '| sink | flush handed over (ms) | all acknowledged (ms) | records/s acknowledged | CPU (ms) | CPU µs/record | RSS added (MB) |',
+  '| sink | flush handed over (ms) | all acknowledged (ms) | records/s acknowledged | CPU (ms) | CPU µs/record | RSS added (MB) | remote CPU (ms) |',
 );
-console.log('|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|');
 for (const k of kinds) {
   const rs = rows[k]!;
   const ship = med(rs.map((x) => x.shipMs));
   const cpu = med(rs.map((x) => x.cpuMs));
   console.log(
-    `| ${k} | ${f(med(rs.map((x) => x.handMs)))} | ${f(ship)} | ${f(N / (ship / 1000))} | ${f(cpu)} | ${f((cpu * 1000) / N, 1)} | ${f(med(rs.map((x) => x.rssAddedMb)))} |`,
+    `| ${k} | ${f(med(rs.map((x) => x.handMs)))} | ${f(ship)} | ${f(N / (ship / 1000))} | ${f(cpu)} | ${f((cpu * 1000) / N, 1)} | ${f(med(rs.map((x) => x.rssAddedMb)))} | ${f(med(rs.map((x) => x.remoteCpuMs)))} |`,
   );
 }
 if (values.sinks !== undefined) process.exit(0);

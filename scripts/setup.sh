@@ -13,7 +13,7 @@ apt_pkgs=(
   clang llvm libbpf-dev libelf-dev zlib1g-dev bpftool pkg-config make g++ python3
   iproute2 conntrack nftables iptables libmnl-dev libnetfilter-conntrack-dev ethtool
   procps iputils-ping clang-format iperf3 pmacct softflowd
-  nats-server python3-fluent-logger python3-msgpack
+  nats-server python3-fluent-logger python3-msgpack openssl
 )
 missing=()
 for p in "${apt_pkgs[@]}"; do

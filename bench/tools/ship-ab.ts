@@ -9,7 +9,7 @@ import { join } from 'node:path';
 const [rounds, records, ...variants] = process.argv.slice(2);
 const rows = new Map<
   string,
-  { shipMs: number; handMs: number; cpuMs: number; sysMs: number; acked: number }[]
+  { shipMs: number; handMs: number; cpuMs: number; sysMs: number; acked: number; remoteCpuMs?: number }[]
 >();
 for (let r = 0; r < Number(rounds); r++)
   for (const v of variants) {
@@ -31,13 +31,13 @@ for (let r = 0; r < Number(rounds); r++)
   }
 const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 console.log(
-  '| variant | flush handed over (ms) | all acknowledged (ms) | records/s acknowledged | CPU (ms) | CPU µs/record | of it kernel (ms) | runs (ms acknowledged) |',
+  '| variant | flush handed over (ms) | all acknowledged (ms) | records/s acknowledged | CPU (ms) | CPU µs/record | of it kernel (ms) | remote CPU (ms) | runs (ms acknowledged) |',
 );
-console.log('|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|');
 for (const [name, rs] of rows) {
   const ship = med(rs.map((x) => x.shipMs));
   const cpu = med(rs.map((x) => x.cpuMs));
   console.log(
-    `| ${name} | ${med(rs.map((x) => x.handMs)).toFixed(0)} | ${ship.toFixed(0)} | ${(Number(records) / (ship / 1000)).toFixed(0)} | ${cpu.toFixed(0)} | ${((cpu * 1000) / Number(records)).toFixed(1)} | ${med(rs.map((x) => x.sysMs)).toFixed(0)} | ${rs.map((x) => x.shipMs.toFixed(0)).join(', ')} |`,
+    `| ${name} | ${med(rs.map((x) => x.handMs)).toFixed(0)} | ${ship.toFixed(0)} | ${(Number(records) / (ship / 1000)).toFixed(0)} | ${cpu.toFixed(0)} | ${((cpu * 1000) / Number(records)).toFixed(1)} | ${med(rs.map((x) => x.sysMs)).toFixed(0)} | ${med(rs.map((x) => x.remoteCpuMs ?? Number.NaN)).toFixed(0)} | ${rs.map((x) => x.shipMs.toFixed(0)).join(', ')} |`,
   );
 }

@@ -18,9 +18,18 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { gzipSync } from 'node:zlib';
 import { Packr, UnpackrStream } from 'msgpackr';
+import { BufferPool } from './buffer-pool.ts';
 import { JsonMsgpack } from './json-msgpack.ts';
 import { errorCode } from './sink.ts';
-import { fatal, ok, retryable, type SendResult, type ShipBatch, type Transport } from './transport.ts';
+import {
+  fatal,
+  ok,
+  retryable,
+  type SendResult,
+  type ShipBatch,
+  type Transport,
+  tlsReason,
+} from './transport.ts';
 
 export interface ForwardOptions {
   readonly host: string;
@@ -39,6 +48,9 @@ export interface ForwardOptions {
 }
 
 export const DEFAULT_FORWARD_TAG = 'flows';
+/** The retry reason when the handshake fails: it names the settings to check. */
+export const FORWARD_AUTH_REFUSED =
+  'auth refused (FluentForwardSharedKey, FluentForwardUsername/FluentForwardPassword)';
 
 const packr = new Packr({ useRecords: false });
 
@@ -56,22 +68,26 @@ export function chunkId(b: ShipBatch): string {
   return id.toString('base64');
 }
 
-/** One per process: its output buffer is reused batch after batch (send() copies it out). */
+/** One per process (encoding is synchronous): it writes into the buffer each call gives it. */
 const transcoder = new JsonMsgpack();
+/** The transcoder's own buffer, for calls that pass none. */
+let scratch = transcoder.buffer;
 
 /**
  * The PackedForward entries of a batch's lines, `[time, record]` each; throws on a line
  * that is not JSON. The lines are transcoded from their bytes (json-msgpack.ts: no JS
  * object per record); a line the transcoder declines goes through JSON.parse and
  * msgpackr, which produce the same bytes (and JSON.parse's error for bad JSON).
- * `entries` is a view of the transcoder's buffer: valid until the next call.
+ * `entries` is a view of `out` (or of a larger buffer when it did not fit); without
+ * `out`, of a buffer of this module's, valid until the next call.
  */
 export function encodeEntries(
   data: Buffer,
   nowSec = Math.floor(Date.now() / 1000),
+  out?: Buffer,
 ): { entries: Buffer; size: number } {
   const tc = transcoder;
-  tc.reset();
+  tc.reset(out ?? scratch);
   let size = 0;
   let start = 0;
   while (start < data.length) {
@@ -87,8 +103,44 @@ export function encodeEntries(
     }
     start = end + 1;
   }
-  return { entries: tc.output(), size };
+  const entries = tc.output();
+  if (out === undefined) scratch = tc.buffer;
+  tc.reset(scratch); // the transcoder keeps no hold on `out`
+  return { entries, size };
 }
+
+/**
+ * The head of a PackedForward message, `[tag, entries, option]`, up to the entries'
+ * bytes: fixarray 3, the tag, and the entries' bin header (the smallest, as msgpackr
+ * writes it). The entries and the packed option map follow it on the wire, so the
+ * megabyte of entries is never copied into one message buffer.
+ */
+export function messageHead(tag: string, entriesBytes: number): Buffer {
+  const t = packr.pack(tag);
+  const bin = entriesBytes < 0x100 ? 2 : entriesBytes < 0x10000 ? 3 : 5;
+  const h = Buffer.allocUnsafe(1 + t.length + bin);
+  h[0] = 0x93;
+  t.copy(h, 1);
+  const o = 1 + t.length;
+  if (bin === 2) {
+    h[o] = 0xc4;
+    h[o + 1] = entriesBytes;
+  } else if (bin === 3) {
+    h[o] = 0xc5;
+    h.writeUInt16BE(entriesBytes, o + 1);
+  } else {
+    h[o] = 0xc6;
+    h.writeUInt32BE(entriesBytes, o + 1);
+  }
+  return h;
+}
+
+/**
+ * Buffers the entries are transcoded into: each is held until the socket has written
+ * it (pipelined batches are on the wire at once), then used again (buffer-pool.ts). A
+ * batch's msgpack is a little smaller than its JSON: 1 MiB batches fit with room.
+ */
+const entryBuffers = new BufferPool((1 << 20) + (256 << 10), 8);
 
 interface Pending {
   resolve(r: SendResult): void;
@@ -190,8 +242,11 @@ class Connection {
     return this.#closed;
   }
 
-  /** Sends a message and resolves on its ack, or retryable on timeout or a lost connection. */
-  request(chunk: string, msg: Buffer, deadline: number): Promise<SendResult> {
+  /**
+   * Sends a message (its parts back to back) and resolves on its ack, or retryable on
+   * timeout or a lost connection; `written` runs once the socket is done with the parts.
+   */
+  request(chunk: string, parts: Buffer[], deadline: number, written: () => void): Promise<SendResult> {
     return new Promise((resolve) => {
       const timer = setTimeout(
         () => {
@@ -203,7 +258,10 @@ class Connection {
         Math.max(1, deadline - Date.now()),
       );
       this.#pending.set(chunk, { resolve, timer });
-      this.socket.write(msg);
+      this.socket.cork();
+      for (let i = 0; i < parts.length - 1; i++) this.socket.write(parts[i]!);
+      this.socket.write(parts[parts.length - 1]!, () => written());
+      this.socket.uncork();
     });
   }
 
@@ -233,9 +291,15 @@ export class ForwardTransport implements Transport {
   async send(batch: ShipBatch, deadline: number): Promise<SendResult> {
     let entries: Buffer;
     let size: number;
+    let out: Buffer | null = entryBuffers.take();
+    const giveBack = () => {
+      if (out !== null) entryBuffers.release(out);
+      out = null;
+    };
     try {
-      ({ entries, size } = encodeEntries(batch.data));
+      ({ entries, size } = encodeEntries(batch.data, undefined, out));
     } catch (err) {
+      giveBack();
       return fatal(`line is not a JSON object: ${(err as Error).message}`);
     }
     const chunk = chunkId(batch);
@@ -252,8 +316,9 @@ export class ForwardTransport implements Transport {
     if (this.#o.compress) {
       entries = gzipSync(entries, { level: 1 });
       option.compressed = 'gzip';
+      giveBack();
     }
-    const msg = packr.pack([this.#tag, entries, option]);
+    const parts = [messageHead(this.#tag, entries.length), entries, packr.pack(option)];
     let conn = this.#conn;
     if (conn === null || conn.closed) {
       conn = new Connection(this.#o, deadline);
@@ -262,11 +327,13 @@ export class ForwardTransport implements Transport {
     try {
       await conn.ready;
     } catch (err) {
+      giveBack();
       if (this.#conn === conn) this.#conn = null;
       const code = errorCode(err);
-      return code === 'EAUTH' ? retryable('auth refused') : retryable(code);
+      if (code === 'EAUTH') return retryable(FORWARD_AUTH_REFUSED);
+      return retryable(tlsReason(code, 'FluentForwardTlsCa') ?? code);
     }
-    return conn.request(chunk, msg, deadline);
+    return conn.request(chunk, parts, deadline, giveBack);
   }
 
   async close(): Promise<void> {

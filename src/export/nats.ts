@@ -7,7 +7,7 @@
 
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
-import { fatal, retryable, type SendResult, type ShipBatch, type Transport } from './transport.ts';
+import { fatal, retryable, type SendResult, type ShipBatch, type Transport, tlsReason } from './transport.ts';
 
 export interface NatsOptions {
   /** nats://HOST:PORT (several, comma-separated, for a cluster). */
@@ -128,10 +128,13 @@ export class NatsTransport implements Transport {
   }
 }
 
+/** A short retry reason; a refused certificate or login names the settings to fix. */
 function reasonOf(err: unknown): string {
   const e = err as { code?: unknown; name?: unknown; message?: unknown } | null;
-  if (typeof e?.code === 'string' && e.code !== '') return e.code;
+  if (typeof e?.code === 'string' && e.code !== '') return tlsReason(e.code, 'NatsTlsCa') ?? e.code;
   const m = String(e?.message ?? err);
+  if (e?.name === 'AuthorizationError' || /authorization violation/i.test(m))
+    return 'auth refused (NatsUser/NatsPassword or NatsToken)';
   if (/timeout/i.test(m)) return 'timeout';
   if (/no responders/i.test(m)) return 'no responders';
   if (/closed/i.test(m)) return 'connection closed';

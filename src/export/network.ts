@@ -7,6 +7,7 @@
 // waits (flush()) for its batches to be on disk, never for the network.
 
 import type { LineBatch } from './batch.ts';
+import { BufferPool } from './buffer-pool.ts';
 import { newSinkStats, type Sink, type SinkLogger, type SinkStats, silentSinkLogger } from './sink.ts';
 import type { Spool, SpoolEntry, SpoolStats } from './spool.ts';
 import { Retrier, type RetryOptions, type ShipBatch, type Transport } from './transport.ts';
@@ -59,6 +60,8 @@ export class NetworkSink implements Sink {
   readonly #window: number;
   readonly #closeTimeoutMs: number;
   readonly #log: SinkLogger;
+  /** Buffers for the spool's copies of full batches (buffer-pool.ts). */
+  readonly #pool: BufferPool;
   readonly #stats: SinkStats = newSinkStats();
   readonly #ship = {
     inFlightBatches: 0,
@@ -90,6 +93,8 @@ export class NetworkSink implements Sink {
     this.#window = Math.max(1, o.window ?? 4);
     this.#closeTimeoutMs = o.closeTimeoutMs ?? 5000;
     this.#log = o.logger ?? silentSinkLogger;
+    // Enough free buffers for the batches in flight and the next ones being written.
+    this.#pool = new BufferPool(this.#maxBytes, this.#window + 2);
     this.#spool.onReady = () => this.#pump();
     // What a previous run left unacknowledged goes first.
     const s = this.#spool.stats();
@@ -109,8 +114,15 @@ export class NetworkSink implements Sink {
       return;
     }
     for (const [start, end, n] of this.#cut(batch)) {
-      // A copy: the spool owns it, the line batch's buffer goes back to the builder.
-      this.#spool.append(Buffer.from(batch.buf.subarray(start, end)), n, this.level);
+      // A copy: the spool owns it, the line batch's buffer goes back to the builder. A
+      // batch of at least half the pool's size goes into a pooled buffer; a smaller one
+      // gets its own of its size, so a backlog of small batches does not hold a megabyte each.
+      const bytes = end - start;
+      if (bytes * 2 >= this.#pool.size && bytes <= this.#pool.size) {
+        const buf = this.#pool.take();
+        batch.buf.copy(buf, 0, start, end);
+        this.#spool.append(buf.subarray(0, bytes), n, this.level, this.#pool);
+      } else this.#spool.append(Buffer.from(batch.buf.subarray(start, end)), n, this.level);
     }
   }
 
@@ -134,6 +146,7 @@ export class NetworkSink implements Sink {
       this.#ship.inFlightBatches++;
       this.#ship.inFlightLines += e.count;
       void this.#deliver(e).finally(() => {
+        this.#spool.sent(e);
         this.#ship.inFlightBatches--;
         this.#ship.inFlightLines -= e.count;
         this.#pump();
@@ -211,7 +224,7 @@ export class NetworkSink implements Sink {
         'remote refused a batch; dropped',
       );
     } else {
-      e.sending = false; // stopped while failing: it stays spooled for the next run
+      // Stopped while failing: it stays spooled for the next run (sent() clears sending).
     }
   }
 

@@ -7,7 +7,10 @@
 //
 // Replies (OTLP/HTTP spec): 200 with partial_success counts rejected records as dropped
 // ('rejected': the server will never take them, so no retry); 429, 502, 503 and 504 are
-// retried, after Retry-After when given; any other status refuses the batch ('fatal').
+// retried, after Retry-After when given; so are 401 and 403 (the credentials in
+// OtlpHeaders are wrong, not the batch: it stays spooled until they are fixed); any other
+// status refuses the batch ('fatal'). A certificate the client does not trust is retried
+// under a reason naming OtlpTlsCa.
 
 import http from 'node:http';
 import https from 'node:https';
@@ -22,6 +25,7 @@ import {
   type SendResult,
   type ShipBatch,
   type Transport,
+  tlsReason,
 } from './transport.ts';
 
 export interface OtlpOptions {
@@ -125,7 +129,10 @@ export class OtlpTransport implements Transport {
         },
       );
       req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'timeout' })));
-      req.on('error', (err) => resolve(retryable(errorCode(err))));
+      req.on('error', (err) => {
+        const code = errorCode(err);
+        resolve(retryable(tlsReason(code, 'OtlpTlsCa') ?? code));
+      });
       req.end(body);
     });
   }
@@ -145,6 +152,8 @@ export class OtlpTransport implements Transport {
     }
     const retryAfter = parseRetryAfter(h['retry-after'] as string | undefined);
     if (RETRYABLE.has(status)) return retryable(`http ${status}`, retryAfter);
+    if (status === 401 || status === 403)
+      return retryable(`http ${status}: auth refused (OtlpHeaders)`, retryAfter);
     return fatal(`http ${status}: ${body.toString('utf8', 0, Math.min(body.length, 200))}`);
   }
 

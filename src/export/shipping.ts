@@ -83,7 +83,7 @@ export async function openShippingSinks(o: ShippingOptions, logger?: SinkLogger)
       throw new Error(`${name}=${String(value)}: ${(err as Error).message}`);
     }
   };
-  const ca = (name: string, f: string | null) =>
+  const ca = (name: string, f: string | null): { ca?: Buffer } =>
     f === null ? {} : setting(name, f, () => ({ ca: readFileSync(f) }));
   if (o.forward.address !== null) {
     const addr = o.forward.address;
@@ -118,7 +118,7 @@ export async function openShippingSinks(o: ShippingOptions, logger?: SinkLogger)
         user: n.user,
         pass: n.password,
         token: n.token,
-        ...(n.tlsCa !== null ? { tls: { caFile: n.tlsCa } } : {}),
+        ...(n.tlsCa !== null ? { tls: { ca: ca('NatsTlsCa', n.tlsCa).ca!.toString() } } : {}),
       }),
       batch: n.batch,
     });

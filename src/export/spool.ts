@@ -13,8 +13,9 @@
 //   nothing (the page cache has it); a kernel crash or power cut at most that interval.
 // - Disk errors (ENOSPC, EIO, ...): the batch is counted by error code and kept in
 //   memory only, still sent; if memory is short too it is dropped, counted under that code.
-// - Sequence: `state.json` holds the next sequence number and the highest number below
-//   which everything was acknowledged; each start is a new incarnation (bootId), and each
+// - Sequence: `state.json` (spool-recover.ts) holds the next sequence number, the highest
+//   number below which everything was acknowledged and the batches acknowledged above it
+//   (out of order: a restart does not replay them); each start is a new incarnation (bootId), and each
 //   frame keeps the bootId that numbered it (a replay keeps its id); a batch is sent only
 //   once it is on disk, and a segment deleted only after the state is saved, so a restart
 //   never reuses a number that was sent. A corrupt frame ends its segment's replay: the
@@ -23,18 +24,28 @@
 import { randomUUID } from 'node:crypto';
 import * as nodeFs from 'node:fs/promises';
 import { join } from 'node:path';
+import type { BufferPool } from './buffer-pool.ts';
 import { errorCode } from './sink.ts';
+import {
+  newStats,
+  readState,
+  recover,
+  type Segment,
+  type SpoolEntry,
+  type SpoolStats,
+  type State,
+  writeState,
+} from './spool-recover.ts';
 import {
   encodeHeader,
   HEADER_BYTES,
   readFrame,
-  SEGMENT_RE,
   type SpoolFile,
   type SpoolFs,
-  scanSegment,
   segmentName,
 } from './spool-segment.ts';
 
+export type { SpoolEntry, SpoolStats } from './spool-recover.ts';
 export type { SpoolFile, SpoolFs } from './spool-segment.ts';
 
 export interface SpoolOptions {
@@ -47,59 +58,6 @@ export interface SpoolOptions {
   /** Acknowledgements reach state.json within this long (default 250 ms); a restart replays what came after. */
   readonly stateIntervalMs?: number;
   readonly fs?: SpoolFs;
-}
-
-interface Segment {
-  readonly name: string;
-  size: number;
-  /** Frames on disk not yet acknowledged or dropped. */
-  live: number;
-  file: SpoolFile | null;
-}
-
-export interface SpoolEntry {
-  readonly seq: number;
-  /** The incarnation that numbered it (message ids are node, bootId, seq). */
-  readonly bootId: string;
-  readonly level: number;
-  readonly count: number;
-  readonly bytes: number;
-  /** The payload while it is held in memory. */
-  data: Buffer | null;
-  seg: Segment | null;
-  offset: number;
-  /** On disk (or the spool is memory only, or writing failed): it may be sent. */
-  ready: boolean;
-  /** Writing it failed with this code: it exists only in memory. */
-  failed: string | null;
-  done: boolean;
-  /** Held by the sink (being sent): not evicted from memory. */
-  sending: boolean;
-}
-
-export interface SpoolStats {
-  /** Lines and bytes appended and neither acknowledged nor dropped. */
-  backlogLines: number;
-  backlogBytes: number;
-  batches: number;
-  diskBytes: number;
-  segments: number;
-  memoryBytes: number;
-  /** Lines dropped, by reason ('spool full', 'memory full', 'corrupt', an error code). */
-  dropped: Record<string, number>;
-  /** Spool write/read failures by error code. */
-  errors: Record<string, number>;
-  corruptSegments: number;
-  corruptBytes: number;
-  /** Batches and lines found unacknowledged on disk at open. */
-  recoveredBatches: number;
-  recoveredLines: number;
-  nextSeq: number;
-}
-
-interface State {
-  nextSeq: number;
-  ackedBelow: number;
 }
 
 export class Spool {
@@ -122,6 +80,8 @@ export class Spool {
   #nextSeq: number;
   /** Everything below this sequence number is acknowledged or dropped. */
   #ackedBelow: number;
+  /** Acknowledged above #ackedBelow by an earlier run (their frames are still in live segments). */
+  #ackedBefore: number[] = [];
   #io: Promise<void> = Promise.resolve();
   #stateDirty = false;
   #stateTimer: NodeJS.Timeout | null = null;
@@ -142,101 +102,39 @@ export class Spool {
     this.#stateMs = o.stateIntervalMs ?? 250;
     this.#nextSeq = state.nextSeq;
     this.#ackedBelow = state.ackedBelow;
-    this.#stats = {
-      backlogLines: 0,
-      backlogBytes: 0,
-      batches: 0,
-      diskBytes: 0,
-      segments: 0,
-      memoryBytes: 0,
-      dropped: {},
-      errors: {},
-      corruptSegments: 0,
-      corruptBytes: 0,
-      recoveredBatches: 0,
-      recoveredLines: 0,
-      nextSeq: state.nextSeq,
-    };
+    this.#stats = newStats(state.nextSeq);
   }
 
   /** Opens (creating) the spool directory and loads what it holds unacknowledged. */
   static async open(o: SpoolOptions): Promise<Spool> {
-    if (o.directory === null) return new Spool(o, { nextSeq: 0, ackedBelow: 0 });
+    if (o.directory === null) return new Spool(o, { nextSeq: 0, ackedBelow: 0, acked: [] });
     const fs = o.fs ?? (nodeFs as unknown as SpoolFs);
     await fs.mkdir(o.directory, { recursive: true });
-    let state: State = { nextSeq: 0, ackedBelow: 0 };
-    try {
-      const s = JSON.parse((await fs.readFile(join(o.directory, 'state.json'))).toString()) as Partial<State>;
-      if (Number.isSafeInteger(s.nextSeq) && Number.isSafeInteger(s.ackedBelow)) state = s as State;
-    } catch {
-      // A new spool, or an unreadable state file: numbering starts again (under a new bootId).
-    }
+    const state = await readState(fs, o.directory);
     const spool = new Spool(o, state);
-    await spool.#recover();
+    const r = await recover(fs, o.directory, state, spool.#maxMemory, spool.#stats, (err) =>
+      spool.#error(err),
+    );
+    spool.#entries = r.entries;
+    spool.#segments = r.segments;
+    spool.#nextSeq = r.nextSeq;
+    spool.#ackedBelow = r.ackedBelow;
+    spool.#ackedBefore = state.acked.filter((n) => n >= r.ackedBelow);
     spool.#stateDirty = true;
     await spool.#saveState();
     return spool;
-  }
-
-  async #recover(): Promise<void> {
-    const dir = this.#dir!;
-    const names = (await this.#fs.readdir(dir)).filter((n) => SEGMENT_RE.test(n)).sort();
-    let maxSeq = this.#nextSeq - 1;
-    for (const name of names) {
-      const path = join(dir, name);
-      const buf = await this.#fs.readFile(path);
-      const scan = scanSegment(buf);
-      const seg: Segment = { name, size: scan.goodEnd, live: 0, file: null };
-      if (scan.badBytes > 0) {
-        this.#stats.corruptSegments++;
-        this.#stats.corruptBytes += scan.badBytes;
-      }
-      for (const f of scan.frames) {
-        maxSeq = Math.max(maxSeq, f.seq);
-        const last = this.#entries.at(-1);
-        if (f.seq < this.#ackedBelow || (last !== undefined && f.seq <= last.seq)) continue;
-        const keep = this.#stats.memoryBytes + f.bytes <= this.#maxMemory;
-        const e: SpoolEntry = {
-          seq: f.seq,
-          bootId: f.bootId,
-          level: f.level,
-          count: f.count,
-          bytes: f.bytes,
-          data: keep ? Buffer.from(f.payload) : null,
-          seg,
-          offset: f.offset,
-          ready: true,
-          failed: null,
-          done: false,
-          sending: false,
-        };
-        if (keep) this.#stats.memoryBytes += f.bytes;
-        this.#entries.push(e);
-        this.#stats.batches++;
-        seg.live++;
-        this.#stats.backlogLines += f.count;
-        this.#stats.backlogBytes += f.bytes;
-        this.#stats.recoveredBatches++;
-        this.#stats.recoveredLines += f.count;
-      }
-      if (seg.live === 0) {
-        await this.#fs.unlink(path).catch((err: unknown) => this.#error(err));
-        continue;
-      }
-      this.#segments.push(seg);
-      this.#stats.diskBytes += seg.size;
-    }
-    this.#nextSeq = maxSeq + 1;
-    if (this.#entries.length > 0) this.#ackedBelow = Math.max(this.#ackedBelow, this.#entries[0]!.seq);
-    else this.#ackedBelow = this.#nextSeq;
   }
 
   get directory(): string | null {
     return this.#dir;
   }
 
-  /** Numbers and queues a batch (a copy the spool owns); it is written, then offered to send. */
-  append(data: Buffer, count: number, level: number): SpoolEntry {
+  /**
+   * Numbers and queues a batch (a copy the spool owns); it is written, then offered to
+   * send. With `pool`, `data` is a view of a buffer taken from it, given back when the
+   * batch is acknowledged or dropped and nothing reads it any more.
+   */
+  append(data: Buffer, count: number, level: number, pool: BufferPool | null = null): SpoolEntry {
     const e: SpoolEntry = {
       seq: this.#nextSeq++,
       bootId: this.bootId,
@@ -250,6 +148,9 @@ export class Spool {
       failed: null,
       done: false,
       sending: false,
+      writing: false,
+      pool,
+      pooled: pool === null ? null : data,
     };
     this.#entries.push(e);
     this.#stats.batches++;
@@ -295,21 +196,21 @@ export class Spool {
   finish(e: SpoolEntry, dropReason?: string): void {
     if (e.done) return;
     e.done = true;
-    e.sending = false;
     this.#stats.batches--;
     if (dropReason !== undefined) this.#count(this.#stats.dropped, dropReason, e.count);
     this.#stats.backlogLines -= e.count;
     this.#stats.backlogBytes -= e.bytes;
     if (e.data !== null) this.#stats.memoryBytes -= e.bytes;
     e.data = null;
+    this.#giveBack(e);
+    e.sending = false;
     const seg = e.seg;
     if (seg !== null && --seg.live === 0 && seg !== this.#active) this.#enqueue(() => this.#delete(seg));
-    // Advance past finished entries at the head; compact now and then.
-    while (this.#head < this.#entries.length && this.#entries[this.#head]!.done) {
-      this.#ackedBelow = this.#entries[this.#head]!.seq + 1;
-      this.#head++;
-    }
-    if (this.#head === this.#entries.length) this.#ackedBelow = this.#nextSeq;
+    // Advance past finished entries at the head; compact now and then. Every number
+    // below the first unfinished entry is done (a number with no entry was acknowledged
+    // in an earlier run, or never reached the spool).
+    while (this.#head < this.#entries.length && this.#entries[this.#head]!.done) this.#head++;
+    this.#ackedBelow = this.#head < this.#entries.length ? this.#entries[this.#head]!.seq : this.#nextSeq;
     if (this.#head > 1024 && this.#head * 2 > this.#entries.length) {
       this.#entries = this.#entries.slice(this.#head);
       this.#head = 0;
@@ -318,8 +219,32 @@ export class Spool {
     this.#scheduleState();
   }
 
+  /** The sink is done with the entry (its delivery ended, however): its buffer may go back. */
+  sent(e: SpoolEntry): void {
+    e.sending = false;
+    this.#giveBack(e);
+  }
+
+  /** The pooled buffer goes back once the spool no longer keeps the data and neither a send nor a write reads it. */
+  #giveBack(e: SpoolEntry): void {
+    if (e.pooled === null || e.data !== null || e.sending || e.writing) return;
+    e.pool!.release(e.pooled);
+    e.pooled = null;
+  }
+
   async #write(e: SpoolEntry): Promise<void> {
     if (e.done) return; // acknowledged or dropped before its turn: nothing to keep
+    e.writing = true;
+    try {
+      await this.#writeFrame(e, e.data!);
+    } finally {
+      e.writing = false;
+      this.#giveBack(e);
+    }
+  }
+
+  /** `data`: the entry's, held (e.writing) even if the entry is dropped meanwhile. */
+  async #writeFrame(e: SpoolEntry, data: Buffer): Promise<void> {
     const frame = HEADER_BYTES + e.bytes;
     try {
       const cur = this.#active;
@@ -332,10 +257,10 @@ export class Spool {
         this.#segments.push(seg);
         this.#active = seg;
       }
-      const header = encodeHeader(e.seq, e.bootId, e.count, e.level, e.data!);
+      const header = encodeHeader(e.seq, e.bootId, e.count, e.level, data);
       let written = 0;
       try {
-        written = (await seg.file!.writev([header, e.data!])).bytesWritten;
+        written = (await seg.file!.writev([header, data])).bytesWritten;
         if (written !== frame) throw Object.assign(new Error('short write'), { code: 'EIO' });
       } catch (err) {
         // No half frame stays behind; a truncate that fails leaves a torn tail that the
@@ -390,6 +315,7 @@ export class Spool {
       if (e.done || e.data === null || e.sending || e.seg === null) continue;
       e.data = null;
       this.#stats.memoryBytes -= e.bytes;
+      this.#giveBack(e);
     }
     for (let i = this.#head; i < this.#entries.length && this.#stats.memoryBytes > this.#maxMemory; i++) {
       const e = this.#entries[i]!;
@@ -455,11 +381,14 @@ export class Spool {
   async #saveState(): Promise<void> {
     if (this.#dir === null || !this.#stateDirty) return;
     this.#stateDirty = false;
-    const s: State = { nextSeq: this.#nextSeq, ackedBelow: this.#ackedBelow };
-    const tmp = join(this.#dir, 'state.json.tmp');
+    // Acknowledged out of order: the finished entries past the head (state.json's `acked`).
+    this.#ackedBefore = this.#ackedBefore.filter((n) => n >= this.#ackedBelow);
+    const acked: number[] = [...this.#ackedBefore];
+    for (let i = this.#head; i < this.#entries.length; i++)
+      if (this.#entries[i]!.done) acked.push(this.#entries[i]!.seq);
+    const s: State = { nextSeq: this.#nextSeq, ackedBelow: this.#ackedBelow, acked };
     try {
-      await this.#fs.writeFile(tmp, JSON.stringify(s));
-      await this.#fs.rename(tmp, join(this.#dir, 'state.json'));
+      await writeState(this.#fs, this.#dir, s);
     } catch (err) {
       this.#stateDirty = true;
       this.#error(err);

@@ -159,3 +159,18 @@ export function parseRetryAfter(v: string | undefined | null, now = Date.now()):
   const t = Date.parse(s);
   return Number.isNaN(t) ? undefined : Math.max(0, t - now);
 }
+
+/** Node's codes for a server certificate the client does not trust (or that names another host). */
+const CERT_CODES =
+  /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT(_LOCALLY)?|CERT_\w+|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+
+/**
+ * A retry reason that names the setting to fix: a certificate the client does not trust
+ * (`setting` is the CA file's), a TLS handshake that failed (a plain-text server, a
+ * protocol mismatch), or null when `code` is not a TLS error.
+ */
+export function tlsReason(code: string, setting: string): string | null {
+  if (CERT_CODES.test(code)) return `tls ${code}: server certificate not trusted (${setting})`;
+  if (code === 'EPROTO' || code.startsWith('ERR_SSL_')) return `tls ${code}: handshake failed (${setting})`;
+  return null;
+}

@@ -14,13 +14,13 @@
 // Tests change objects with put()/remove(), and the history with compact(), and cut
 // connections with dropWatches() (sockets destroyed mid-stream) or endWatches().
 
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { makeCerts } from './certs.ts';
 
 type Obj = Record<string, unknown>;
 
@@ -84,31 +84,10 @@ export class FakeApiServer {
     this.expiredAs = opts.expiredAs ?? 'event';
     this.#dir = mkdtempSync(join(tmpdir(), 'flowlogd-fakeapi-'));
     const d = this.#dir;
-    const ssl = (args: string[]) => execFileSync('openssl', args, { cwd: d, stdio: 'pipe' });
-    const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-    ssl(['req', '-x509', ...ec, '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=fake-ca']);
-    ssl(['req', ...ec, '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost']);
-    writeFileSync(join(d, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
-    ssl([
-      'x509',
-      '-req',
-      '-in',
-      'server.csr',
-      '-CA',
-      'ca.crt',
-      '-CAkey',
-      'ca.key',
-      '-CAcreateserial',
-      '-out',
-      'server.crt',
-      '-days',
-      '2',
-      '-extfile',
-      'san.ext',
-    ]);
-    this.caPath = join(d, 'ca.crt');
+    const certs = makeCerts(d);
+    this.caPath = certs.ca;
     this.#server = createServer(
-      { key: readFileSync(join(d, 'server.key')), cert: readFileSync(join(d, 'server.crt')) },
+      { key: readFileSync(certs.key), cert: readFileSync(certs.cert) },
       (req, res) => this.#handle(req, res),
     );
     this.#server.on('connection', (s: Socket) => {

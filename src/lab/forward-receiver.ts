@@ -58,6 +58,8 @@ export class ForwardReceiver {
   /** Acks sent; set `ack` false to receive without acknowledging (a wedged server). */
   acks = 0;
   ack = true;
+  /** When set, only the messages it is true for are acknowledged (while `ack`). */
+  ackIf: ((option: Record<string, unknown> | undefined) => boolean) | null = null;
   /** Events received (kept or not). */
   received = 0;
   readonly #o: ReceiverOptions;
@@ -167,7 +169,7 @@ export class ForwardReceiver {
       this.received = this.events.length;
       this.messages.push({ mode, tag, chunk, size: option?.size as number | undefined, entries, option });
     }
-    if (chunk !== undefined && this.ack) {
+    if (chunk !== undefined && this.ack && (this.ackIf?.(option) ?? true)) {
       this.acks++;
       s.write(packr.pack({ ack: chunk }));
     }

@@ -5,7 +5,7 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { jetstreamManager } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NodeConnectionOptions } from '@nats-io/transport-node';
 
 export const haveNatsServer = spawnSync('nats-server', ['--version']).status === 0;
 export const natsSkip = haveNatsServer ? false : 'nats-server not installed (scripts/setup.sh installs it)';
@@ -18,13 +18,36 @@ export async function freePort(): Promise<number> {
   return port;
 }
 
+/** How clients must connect: TLS (the server's certificate and key files), a user, or a token. */
+export interface NatsServerOptions {
+  readonly tls?: { readonly cert: string; readonly key: string; readonly ca: string };
+  readonly user?: { readonly name: string; readonly password: string };
+  readonly token?: string;
+}
+
 export class NatsServer {
   readonly storeDir: string;
+  readonly options: NatsServerOptions;
   port = 0;
   #proc: ChildProcess | null = null;
 
-  constructor(storeDir: string) {
+  constructor(storeDir: string, options: NatsServerOptions = {}) {
     this.storeDir = storeDir;
+    this.options = options;
+  }
+
+  get pid(): number | undefined {
+    return this.#proc?.pid;
+  }
+
+  /** The connection options a client of this server needs (messages() uses them). */
+  clientOptions(): Partial<NodeConnectionOptions> {
+    const o = this.options;
+    return {
+      ...(o.tls ? { tls: { caFile: o.tls.ca } } : {}),
+      ...(o.user ? { user: o.user.name, pass: o.user.password } : {}),
+      ...(o.token ? { token: o.token } : {}),
+    };
   }
 
   get url(): string {
@@ -35,7 +58,16 @@ export class NatsServer {
     if (this.port === 0) this.port = await freePort();
     const p = spawn(
       'nats-server',
-      ['-js', '-sd', this.storeDir, '-p', String(this.port), '-a', '127.0.0.1'],
+      [
+        ...['-js', '-sd', this.storeDir, '-p', String(this.port), '-a', '127.0.0.1'],
+        ...(this.options.tls
+          ? ['--tls', '--tlscert', this.options.tls.cert, '--tlskey', this.options.tls.key]
+          : []),
+        ...(this.options.user
+          ? ['--user', this.options.user.name, '--pass', this.options.user.password]
+          : []),
+        ...(this.options.token ? ['--auth', this.options.token] : []),
+      ],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
       },
@@ -64,7 +96,7 @@ export class NatsServer {
 
   /** Every message of `stream`, oldest first: its headers and payload lines. */
   async messages(stream: string): Promise<{ headers: Record<string, string>; lines: string[] }[]> {
-    const nc = await connect({ servers: this.url });
+    const nc = await connect({ servers: this.url, ...this.clientOptions() });
     try {
       const jsm = await jetstreamManager(nc);
       const info = await jsm.streams.info(stream);

@@ -10,8 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import { promisify } from 'node:util';
+import { Packr } from 'msgpackr';
 import { LineBatch } from '../../../src/export/batch.ts';
-import { ForwardTransport } from '../../../src/export/forward.ts';
+import { FORWARD_AUTH_REFUSED, ForwardTransport, messageHead } from '../../../src/export/forward.ts';
 import { NetworkSink } from '../../../src/export/network.ts';
 import { Spool } from '../../../src/export/spool.ts';
 import { ForwardReceiver } from '../../../src/lab/forward-receiver.ts';
@@ -139,6 +140,20 @@ test('flowlogd sends PackedForward entries, one per line, in order, tag flows, t
   await s.close();
 });
 
+test('a message head, the entries and the option map written apart are the bytes msgpackr packs for the whole message', () => {
+  const packr = new Packr({ useRecords: false });
+  const option = { size: 3, chunk: 'c2Vx' };
+  for (const n of [0, 5, 255, 256, 65_535, 65_536, 1 << 20]) {
+    const entries = Buffer.alloc(n, 0x5a);
+    assert.ok(
+      Buffer.concat([messageHead('flows', n), entries, packr.pack(option)]).equals(
+        packr.pack(['flows', entries, option]),
+      ),
+      `entries of ${n} bytes`,
+    );
+  }
+});
+
 test('the entries decode with an independent msgpack decoder (python3-msgpack)', {
   skip: pySkip,
 }, async () => {
@@ -191,7 +206,7 @@ test('shared key: the handshake lets the right key in and refuses (retrying, spo
   assert.equal(rx.events.length, 10);
   assert.equal(rx.authFailures[0], 'shared key mismatch');
   assert.equal(bad.stats().queuedLines, 10);
-  assert.ok((bad.stats().errors['auth refused'] ?? 0) >= 2);
+  assert.ok((bad.stats().errors[FORWARD_AUTH_REFUSED] ?? 0) >= 2);
   await bad.close();
 });
 
@@ -231,6 +246,31 @@ test('a flowlogd restart replays what the receiver had not acknowledged', async 
   await again.close();
 });
 
+test('a restart replays only the batches not acknowledged, not those acknowledged after them (no replay twice)', async () => {
+  rx = new ForwardReceiver();
+  // Batch 0 is never acknowledged in the first run; 1-4, sent beside it, are.
+  rx.ackIf = (o) => o?.flowlogd_seq !== 0;
+  const port = await rx.listen();
+  const first = await sink(port);
+  first.write(LineBatch.fromLines(flowLines(500)));
+  await until(() => first.shipStats().ackedBatches === 4 && first.shipStats().retries >= 1);
+  await first.close();
+  const seqs = () => rx.messages.map((m) => m.option?.flowlogd_seq as number);
+  const sentBefore = seqs().length;
+  rx.ackIf = null;
+  const again = await sink(port);
+  await until(() => again.stats().queuedLines === 0);
+  // The second run sent batch 0 alone, once.
+  assert.deepEqual(seqs().slice(sentBefore), [0]);
+  assert.equal(again.shipStats().ackedLines, 100);
+  assert.deepEqual(
+    [1, 2, 3, 4].map((q) => seqs().filter((x) => x === q).length),
+    [1, 1, 1, 1],
+  );
+  assert.equal(new Set(rx.field('n')).size, 500);
+  await again.close();
+});
+
 test('TLS: flowlogd ships over TLS to a receiver with a self-signed certificate it trusts', async () => {
   const key = join(dir, 'key.pem');
   const cert = join(dir, 'cert.pem');
@@ -263,4 +303,18 @@ test('TLS: flowlogd ships over TLS to a receiver with a self-signed certificate 
   await s.delivered();
   assert.equal(rx.events.length, 20);
   await s.close();
+  // Without the CA: retried (spooled, nothing dropped) under a reason naming the setting.
+  const untrusted = await sink(
+    port,
+    { tls: { servername: undefined } },
+    await Spool.open({ directory: join(dir, 'u') }),
+  );
+  untrusted.write(LineBatch.fromLines(flowLines(10)));
+  await until(() => untrusted.shipStats().retries >= 2);
+  assert.deepEqual(Object.keys(untrusted.stats().errors), [
+    'tls DEPTH_ZERO_SELF_SIGNED_CERT: server certificate not trusted (FluentForwardTlsCa)',
+  ]);
+  assert.equal(untrusted.stats().queuedLines, 10);
+  assert.equal(rx.events.length, 20);
+  await untrusted.close();
 });

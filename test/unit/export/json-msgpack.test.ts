@@ -32,7 +32,10 @@ test('any JSON value: the msgpack decodes to what JSON.parse gives (fast-check)'
       const json = JSON.stringify(x);
       const out = transcode(json);
       if (out === null) return; // declined: encodeEntries falls back to JSON.parse + msgpackr
-      assert.deepStrictEqual(unpack(out), [NOW, JSON.parse(json)]);
+      // msgpackr's decoder renames a "__proto__" key (JSON.parse makes it an own
+      // property): there the check is against how it decodes msgpackr's own packing.
+      const want = json.includes('"__proto__"') ? unpack(reference(json)) : [NOW, JSON.parse(json)];
+      assert.deepStrictEqual(unpack(out), want);
     }),
     { numRuns: 3000 },
   );

@@ -3,6 +3,7 @@
 // with a scripted status, Retry-After and partial_success.
 
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import protobuf from 'protobufjs';
@@ -60,6 +61,8 @@ export interface Reply {
   retryAfter?: string;
   rejected?: number;
   message?: string;
+  /** Answer this much later (a slow collector). */
+  delayMs?: number;
 }
 
 export class OtlpReceiver {
@@ -68,12 +71,24 @@ export class OtlpReceiver {
   readonly contentTypes: string[] = [];
   /** Replies for the next requests, in order; then 200 without partial success. */
   replies: Reply[] = [];
-  readonly #server = http.createServer((req, res) => this.#handle(req, res));
+  /** When set (and `replies` is empty), the reply to each request, from its decoded body. */
+  replyTo: ((r: DecodedRequest) => Reply) | null = null;
+  /** Each request's headers. */
+  readonly headers: http.IncomingHttpHeaders[] = [];
+  readonly #server: http.Server;
+  readonly #scheme: string;
   url = '';
+
+  /** With `tls` (PEM key and certificate), an HTTPS receiver. */
+  constructor(tls?: { key: Buffer; cert: Buffer }) {
+    const handle = (req: http.IncomingMessage, res: http.ServerResponse) => this.#handle(req, res);
+    this.#server = tls ? https.createServer(tls, handle) : http.createServer(handle);
+    this.#scheme = tls ? 'https' : 'http';
+  }
 
   async listen(): Promise<string> {
     await new Promise<void>((res) => this.#server.listen(0, '127.0.0.1', res));
-    this.url = `http://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
+    this.url = `${this.#scheme}://127.0.0.1:${(this.#server.address() as AddressInfo).port}`;
     return this.url;
   }
 
@@ -104,18 +119,18 @@ export class OtlpReceiver {
     req.on('end', () => {
       this.paths.push(req.url ?? '');
       this.contentTypes.push(req.headers['content-type'] ?? '');
-      const reply = this.replies.shift() ?? { status: 200 };
-      if (reply.status === 200) {
-        const msg = ExportLogsServiceRequest.decode(Buffer.concat(chunks));
-        this.requests.push(
-          ExportLogsServiceRequest.toObject(msg, {
-            longs: String,
-            enums: String,
-            bytes: String,
-            defaults: false,
-          }) as DecodedRequest,
-        );
-      }
+      this.headers.push(req.headers);
+      const decoded = ExportLogsServiceRequest.toObject(
+        ExportLogsServiceRequest.decode(Buffer.concat(chunks)),
+        {
+          longs: String,
+          enums: String,
+          bytes: String,
+          defaults: false,
+        },
+      ) as DecodedRequest;
+      const reply = this.replies.shift() ?? this.replyTo?.(decoded) ?? { status: 200 };
+      if (reply.status === 200) this.requests.push(decoded);
       const headers: Record<string, string> = { 'content-type': 'application/x-protobuf' };
       if (reply.retryAfter !== undefined) headers['retry-after'] = reply.retryAfter;
       const body =
@@ -124,7 +139,7 @@ export class OtlpReceiver {
               partialSuccess: { rejectedLogRecords: reply.rejected, errorMessage: reply.message ?? '' },
             }).finish()
           : ExportLogsServiceResponse.encode({}).finish();
-      res.writeHead(reply.status, headers).end(Buffer.from(body));
+      setTimeout(() => res.writeHead(reply.status, headers).end(Buffer.from(body)), reply.delayMs ?? 0);
     });
   }
 }

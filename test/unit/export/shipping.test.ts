@@ -4,13 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { LineBatch } from '../../../src/export/batch.ts';
-import {
-  openShippingSinks,
-  parseHeaders,
-  parseHostPort,
-  type ShippingOptions,
-} from '../../../src/export/shipping.ts';
+import { openShippingSinks, parseHeaders, parseHostPort } from '../../../src/export/shipping.ts';
 import { ForwardReceiver } from '../../../src/lab/forward-receiver.ts';
+import { shippingOptions } from './ship-helpers.ts';
 
 test('HOST:PORT and name=value headers parse, and bad ones are named', () => {
   assert.deepEqual(parseHostPort('fluentd.logging:24224'), { host: 'fluentd.logging', port: 24224 });
@@ -24,40 +20,7 @@ test('HOST:PORT and name=value headers parse, and bad ones are named', () => {
   assert.throws(() => parseHeaders('novalue'), /not name=value: "novalue"/);
 });
 
-const batch = { records: 100, bytes: 1 << 20, timeoutMs: 2000 };
-
-function options(dir: string, over: Partial<ShippingOptions> = {}): ShippingOptions {
-  return {
-    node: 'node-a',
-    spoolDirectory: dir,
-    spoolMaxBytes: 1 << 20,
-    spoolFsyncIntervalMs: 1000,
-    forward: {
-      address: null,
-      tag: 'flows',
-      tls: false,
-      tlsCa: null,
-      sharedKey: null,
-      username: null,
-      password: null,
-      compress: false,
-      batch,
-    },
-    nats: {
-      url: null,
-      subject: null,
-      stream: 'FLOWLOGS',
-      createStream: false,
-      user: null,
-      password: null,
-      token: null,
-      tlsCa: null,
-      batch,
-    },
-    otlp: { endpoint: null, headers: null, tlsCa: null, batch },
-    ...over,
-  };
-}
+const options = shippingOptions;
 
 test('only the configured remotes get a sink, each with its own spool directory', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'flowlogd-shipping-'));

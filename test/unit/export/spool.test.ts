@@ -4,6 +4,7 @@ import * as fsp from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
+import { BufferPool } from '../../../src/export/buffer-pool.ts';
 import { Spool, type SpoolEntry, type SpoolFs } from '../../../src/export/spool.ts';
 import { HEADER_BYTES } from '../../../src/export/spool-segment.ts';
 
@@ -96,14 +97,37 @@ test('acknowledged batches are not replayed; fully acknowledged segments are del
   );
   assert.equal(s.stats().backlogLines, 30);
   await s.close();
+  // 7 was acknowledged out of order: state.json lists it, so it is not replayed (a
+  // Forward or OTLP receiver has no duplicate window to absorb it).
+  const state = () => JSON.parse(readFileSync(join(dir, 'state.json'), 'utf8'));
+  assert.deepEqual(state(), { nextSeq: 10, ackedBelow: 6, acked: [7] });
   const r = await Spool.open({ directory: dir, segmentBytes: 4096 });
-  // 7 was acknowledged out of order: only the low-water mark is persisted, so it replays
-  // too (at-least-once; a consumer's duplicate window absorbs it).
+  const again = await drain(r);
   assert.deepEqual(
-    (await drain(r)).map((e) => e.seq),
-    [6, 7, 8, 9],
+    again.map((e) => e.seq),
+    [6, 8, 9],
   );
+  assert.equal(r.stats().recoveredLines, 30);
+  // Still so for the run after, until 6 is acknowledged too.
+  assert.deepEqual(state(), { nextSeq: 10, ackedBelow: 6, acked: [7] });
+  r.finish(again[1]!);
   await r.close();
+  assert.deepEqual(state(), { nextSeq: 10, ackedBelow: 6, acked: [7, 8] });
+  const r2 = await Spool.open({ directory: dir, segmentBytes: 4096 });
+  const third = await drain(r2);
+  assert.deepEqual(
+    third.map((e) => e.seq),
+    [6, 9],
+  );
+  r2.finish(third[0]!);
+  await r2.close();
+  assert.deepEqual(state(), { nextSeq: 10, ackedBelow: 9, acked: [] });
+  const r3 = await Spool.open({ directory: dir, segmentBytes: 4096 });
+  assert.deepEqual(
+    (await drain(r3)).map((e) => e.seq),
+    [9],
+  );
+  await r3.close();
 });
 
 test('a full spool drops its oldest segment, counted as spool full, and never blocks', async () => {
@@ -270,4 +294,41 @@ test('a closed segment is fdatasynced and closed beside the next writes, and clo
   }
   await closing;
   assert.equal(closed.length, 2);
+});
+
+test('a pooled batch buffer goes back to its pool only once acknowledged and no longer being sent', async () => {
+  const pool = new BufferPool(8192, 4);
+  const s = await Spool.open({ directory: dir, segmentBytes: 4096 });
+  const take = (from: number) => {
+    const b = pool.take();
+    payload(10, from).copy(b);
+    return s.append(b.subarray(0, 1000), 10, 0, pool);
+  };
+  take(0);
+  take(10);
+  await s.written();
+  const [a, b] = await drain(s);
+  s.finish(a!); // acknowledged, but the sink still holds it
+  assert.equal(pool.free, 0);
+  s.sent(a!);
+  assert.equal(pool.free, 1);
+  // The next batch gets that buffer; b's bytes are untouched.
+  const c = take(20);
+  assert.equal(pool.free, 0);
+  assert.deepEqual(
+    numbers((await s.load(b!))!),
+    Array.from({ length: 10 }, (_, i) => 10 + i),
+  );
+  s.sent(b!); // a delivery that ended without an ack (stopped): still spooled, buffer kept
+  assert.equal(pool.free, 0);
+  s.finish(b!);
+  assert.equal(pool.free, 1);
+  await s.written();
+  s.finish(c);
+  assert.equal(pool.free, 2);
+  // At most `keep` free buffers are held.
+  for (let i = 0; i < 6; i++) pool.release(Buffer.allocUnsafeSlow(8192));
+  pool.release(Buffer.allocUnsafe(100)); // not one of its buffers: not kept
+  assert.equal(pool.free, 4);
+  await s.close();
 });
