@@ -5,6 +5,8 @@
       "sources": [
         "addon/src/caps.cc",
         "addon/src/loader.cc",
+        "addon/src/pins.cc",
+        "addon/src/journal.cc",
         "addon/src/attachment.cc",
         "addon/src/link_watcher.cc",
         "addon/src/drainer.cc",

@@ -109,6 +109,13 @@ flowlogd::DatapathOptions datapath_options(Napi::Env env, Napi::Value arg) {
   opts.conntrack.netns = string_option(o, "conntrackNetns");
   opts.conntrack.rcvbuf_bytes = u32_option(o, "conntrackRcvbufBytes");
   opts.conntrack.resync_interval_ms = u32_option(o, "conntrackResyncMs");
+  opts.load.pin_dir = string_option(o, "pinDirectory");
+  opts.journal_dir = string_option(o, "journalDirectory");
+  Napi::Value last = o.Get("journalLastGeneration");
+  double g = last.IsNumber() ? last.As<Napi::Number>().DoubleValue() : -2;
+  if (!(g >= -1 && g <= 4294967295.0 && std::floor(g) == g))
+    throw bad_option(env, "journalLastGeneration", last, "an integer from -1 to 4294967295");
+  opts.journal_last_generation = int64_t(g);
   return opts;
 }
 
@@ -126,6 +133,7 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
                            InstanceMethod<&DatapathHandle::ProgIds>("progIds"),
                            InstanceMethod<&DatapathHandle::TestRun>("testRun"),
                            InstanceMethod<&DatapathHandle::SetRef>("setRef"),
+                           InstanceMethod<&DatapathHandle::PinNotes>("pinNotes"),
                            InstanceAccessor<&DatapathHandle::AttachMode>("attachMode"),
                        });
   }
@@ -205,8 +213,17 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
     return *core_;
   }
 
+  // requestDrain(rotate): rotate closes the journal segment after that cycle.
   Napi::Value RequestDrain(const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), double(core(info.Env()).request_drain()));
+    return Napi::Number::New(info.Env(), double(core(info.Env()).request_drain(info[0].ToBoolean())));
+  }
+
+  Napi::Value PinNotes(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    auto notes = core(env).pin_notes();
+    Napi::Array out = Napi::Array::New(env, notes.size());
+    for (size_t i = 0; i < notes.size(); i++) out.Set(uint32_t(i), notes[i]);
+    return out;
   }
 
   // read(into: Uint8Array): number of 128-byte records copied into `into`.
@@ -239,6 +256,9 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
     o.Set("ringFullWaits", Napi::Number::New(env, double(s.drain.ring_full_waits)));
     o.Set("cacheMerged", Napi::Number::New(env, double(s.drain.cache_merged)));
     o.Set("cacheMergeLost", Napi::Number::New(env, double(s.drain.cache_merge_lost)));
+    o.Set("journalBytes", Napi::Number::New(env, double(s.drain.journal_bytes)));
+    o.Set("journalErrors", Napi::Number::New(env, double(s.drain.journal_errors)));
+    o.Set("restartDiscarded", Napi::Number::New(env, double(s.drain.restart_discarded)));
     o.Set("attachFailures", Napi::Number::New(env, double(s.attach_failures)));
     if (s.conntrack) {
       Napi::Object ct = Napi::Object::New(env);
@@ -318,6 +338,12 @@ Napi::Object Layout(Napi::Env env) {
 #define F(name, expr) o.Set(name, Napi::Number::New(env, double(expr)))
   F("RING_RECORD_SIZE", RING_RECORD_SIZE);
   F("RING_RECORD_FLOW", RING_RECORD_FLOW);
+  F("RING_RECORD_CYCLE", RING_RECORD_CYCLE);
+  F("cycle.generation", offsetof(ring_cycle_record, generation));
+  F("cycle.records", offsetof(ring_cycle_record, records));
+  F("cycle.cycle", offsetof(ring_cycle_record, cycle));
+  F("cycle.segment_closed", offsetof(ring_cycle_record, segment_closed));
+  F("ring.pad2", offsetof(ring_flow_record, _pad2));
   F("ring.type", offsetof(ring_flow_record, hdr.type));
   F("ring.key", offsetof(ring_flow_record, key));
   F("ring.counters", offsetof(ring_flow_record, counters));

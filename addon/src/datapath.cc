@@ -20,6 +20,9 @@ static_assert(offsetof(ring_flow_record, key) == 8 && offsetof(ring_flow_record,
                   offsetof(ring_flow_record, drop_reason) == 120,
               "ring_flow_record layout changed: update src/datapath/layout.ts");
 static_assert(sizeof(drop_key) == 48, "drop_key layout changed");
+static_assert(sizeof(ring_cycle_record) == RING_RECORD_SIZE && offsetof(ring_cycle_record, generation) == 8 &&
+                  offsetof(ring_cycle_record, segment_closed) == 32 && offsetof(ring_flow_record, _pad2) == 124,
+              "ring_cycle_record layout changed: update src/datapath/layout.ts");
 static_assert(sizeof(flow_cache_slot) == 64 && offsetof(flow_cache_slot, packets) == 24 && sizeof(flow_cache) % 8 == 0,
               "flow_cache_slot layout changed (per-CPU values are read as an array of these)");
 
@@ -27,7 +30,8 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink) : sink_(std::mov
   auto emit = [this](DatapathEvent&& ev) { this->emit(std::move(ev)); };
   try {
     bpf_ = std::make_unique<BpfObjects>(opts.load);
-    drainer_ = std::make_unique<Drainer>(*bpf_, ring_, closed_, emit);
+    if (!opts.journal_dir.empty()) journal_ = std::make_unique<Journal>(opts.journal_dir);
+    drainer_ = std::make_unique<Drainer>(*bpf_, ring_, closed_, emit, journal_.get());
     tcx_ = opts.attach_mode == AttachMode::Auto ? tcx_supported() : opts.attach_mode == AttachMode::Tcx;
     if (opts.conntrack_events) {
       ct_ = std::make_unique<ConntrackListener>(
@@ -51,7 +55,7 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink) : sink_(std::mov
                                  [this] {
                                    if (ct_) ct_->stop();
                                  },
-                                 emit},
+                                 emit, opts.journal_last_generation},
                    closed_);
   } catch (...) {
     release();
@@ -61,7 +65,7 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink) : sink_(std::mov
 
 Datapath::~Datapath() { close(); }
 
-uint64_t Datapath::request_drain() { return worker_->request_drain(); }
+uint64_t Datapath::request_drain(bool rotate) { return worker_->request_drain(rotate); }
 
 size_t Datapath::read_records(uint8_t* out, size_t max_records) { return ring_.pop(out, max_records); }
 
@@ -88,6 +92,7 @@ void Datapath::release() {
   detach_all();
   links_.reset();
   drainer_.reset();
+  journal_.reset();
   bpf_.reset();
 }
 

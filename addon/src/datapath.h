@@ -27,6 +27,7 @@
 #include "conntrack.h"
 #include "drainer.h"
 #include "event.h"
+#include "journal.h"
 #include "link_watcher.h"
 #include "loader.h"
 #include "record_ring.h"
@@ -46,6 +47,8 @@ struct DatapathOptions {
   uint32_t ring_records;  // capacity of the record ring, in records
   bool conntrack_events;  // run the conntrack listener (conntrack.h)
   ConntrackOptions conntrack;
+  std::string journal_dir;          // drain journal (journal.h); "" = none
+  int64_t journal_last_generation;  // the last complete cycle's generation there, or -1
 };
 
 struct AttachedInterface {
@@ -66,7 +69,7 @@ class Datapath : private LinkTarget {
 
   // Asks the worker for a drain now; returns the cycle number that will include every
   // packet counted before this call.
-  uint64_t request_drain();
+  uint64_t request_drain(bool rotate = false);
   // Copies up to `max_records` ring records into `out`; returns how many.
   size_t read_records(uint8_t* out, size_t max_records);
   // Asks the worker to detach from every interface, drain both generations and end;
@@ -79,6 +82,8 @@ class Datapath : private LinkTarget {
   std::vector<AttachedInterface> interfaces() const;
   std::string attach_mode() const { return tcx_ ? "tcx" : "clsact"; }
   std::vector<int> prog_ids() const;
+  // What pinning did at load (adopted, made anew and why).
+  std::vector<std::string> pin_notes() const { return bpf_ ? bpf_->pin_notes() : std::vector<std::string>{}; }
   // Runs the ingress or egress program once over `packet` (BPF_PROG_TEST_RUN), for parser tests.
   int test_run(const uint8_t* packet, size_t len, bool egress);
 
@@ -101,6 +106,7 @@ class Datapath : private LinkTarget {
   bool tcx_ = true;
   // Freed in release(), in reverse order of creation.
   std::unique_ptr<BpfObjects> bpf_;
+  std::unique_ptr<Journal> journal_;
   std::unique_ptr<Drainer> drainer_;
   std::unique_ptr<ConntrackListener> ct_;
   std::unique_ptr<LinkWatcher> links_;

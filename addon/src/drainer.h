@@ -1,17 +1,24 @@
 // Drainer: moves one map generation, which the programs no longer write, into the record
-// ring. It first adds what the per-CPU connection cache holds for that generation to the
-// entries it belongs to, then reads and deletes the maps in batches, widening IPv4 keys
-// and turning monotonic times into Unix times on the way. The packets of connections that
-// found a map full come after the flows, summed over CPUs, as overflow records.
+// ring. It reads the maps in batches, adding what the per-CPU connection cache holds for
+// that generation to the entries it belongs to, widening IPv4 keys and turning monotonic
+// times into Unix times on the way; the packets of connections that found a map full
+// come after the flows, summed over CPUs, as overflow records, then the policy drops.
+// With a journal (journal.h) every record is also appended there, and the entries are
+// deleted only once the cycle is complete in it: a crash at any moment leaves each
+// count either in the kernel map or in a complete journal cycle, never both. Without
+// one, the maps are read and deleted in one pass. A cycle ends with a cycle record.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
 #include <mutex>
+#include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "event.h"
 #include "flow_record.h"
+#include "journal.h"
 #include "loader.h"
 #include "record_ring.h"
 
@@ -25,36 +32,57 @@ struct DrainCounters {
   uint64_t cache_merged_packets = 0;  // and the packets they held (counted as cache hits)
   uint64_t cache_merge_lost = 0;      // packets of slots whose entry was gone (never expected)
   uint64_t overflow_records = 0;      // overflow records (interface, protocol, family) drained
+  uint64_t journal_bytes = 0;         // written to the journal
+  uint64_t journal_errors = 0;        // cycles the journal could not hold (a crash would lose them)
+  uint64_t restart_discarded = 0;     // adopted entries a complete journal cycle held already
 };
 
 class Drainer {
  public:
   // `closed` abandons a push waiting on a full ring (nobody reads it any more).
-  Drainer(const BpfObjects& bpf, RecordRing& ring, const std::atomic<bool>& closed, EventSink emit);
+  // `journal` may be null.
+  Drainer(const BpfObjects& bpf, RecordRing& ring, const std::atomic<bool>& closed, EventSink emit, Journal* journal);
 
-  // The flows of generation `gen` (0 or 1); then, with drop tracing, its drops: they
-  // come after the flows because JavaScript moves them from allow to deny.
-  void drain(int gen);
+  // One cycle: map generation `generation & 1` (the counter the programs were flipped
+  // away from), as this run's cycle `cycle`; `rotate`: close the journal segment after it.
+  void drain(uint32_t generation, uint64_t cycle, bool rotate);
+  // At a restart on adopted maps: deletes what is left in map generation `gen` (a
+  // complete journal cycle holds it already).
+  void discard(int gen);
   DrainCounters counters() const;
 
  private:
-  void merge_cache(int gen);
-  bool drain_map(int fd, bool ipv4);
+  struct Slot {
+    uint64_t packets[2];
+    uint64_t bytes[2];
+    uint64_t last_seen_ns;
+    uint32_t tcp_flags;
+  };
+  void read_cache(int gen);
+  void clear_cache(int gen);
+  uint64_t clear_generation(int gen);  // every map of it emptied; returns the entries there were
+  bool read_flows(int fd, bool ipv4, bool del);
   template <typename Fill>
-  bool drain_batches(int fd, void* keys, const char* what, Fill fill);
-  void drain_drops(int gen);
-  void drain_overflow(int gen);
+  bool read_batches(int fd, void* keys, void* values, uint32_t batch, bool del, const char* what, Fill fill);
+  bool read_overflow(int gen, bool del);
+  bool read_drops(int gen, bool del);
+  uint64_t clear_map(int fd, void* keys, void* values, uint32_t batch);
+  bool emit_record(const ring_flow_record& rec);
 
   const BpfObjects& bpf_;
   RecordRing& ring_;
   const std::atomic<bool>& closed_;
   EventSink emit_;
+  Journal* journal_;
   int64_t mono_to_unix_ns_ = 0;
+  uint32_t generation_ = 0;
+  uint64_t cycle_records_ = 0;
   std::vector<flow_key> batch_keys_;
   std::vector<flow_key4> batch_keys4_;
   std::vector<flow_counters> batch_values_;
   std::vector<drop_key> drop_keys_;
-  std::vector<flow_cache> cache_values_;  // one per possible CPU
+  std::vector<flow_cache> cache_values_;         // one per possible CPU
+  std::unordered_map<std::string, Slot> cache_;  // the generation's cache, by flow_key4 bytes
   std::vector<overflow_key> overflow_keys_;
   std::vector<overflow_counters> overflow_values_;  // per CPU: ncpus per key
   size_t ncpus_ = 0;

@@ -46,12 +46,30 @@ BpfObjects::BpfObjects(const LoadOptions& opts) {
       if (err) throw sys_error("ERR_BPF_LOAD", -err, "setting flow map size");
     }
     flows_->rodata->use_conntrack = opts.use_conntrack ? 1 : 0;
+    if (!opts.pin_dir.empty()) {
+      // Everything that holds counts not yet drained; the stats and the fragment ports start afresh.
+      auto& m = flows_->maps;
+      pins_ = std::make_unique<Pins>(opts.pin_dir,
+                                     std::vector<PinnedMap>{{m.flows4_0, "flows4_0"},
+                                                            {m.flows4_1, "flows4_1"},
+                                                            {m.flows6_0, "flows6_0"},
+                                                            {m.flows6_1, "flows6_1"},
+                                                            {m.flow_cache, "flow_cache"},
+                                                            {m.flow_overflow_0, "flow_overflow_0"},
+                                                            {m.flow_overflow_1, "flow_overflow_1"}},
+                                     true);
+    }
     int err = flow_tc_bpf__load(flows_);
     if (err)
       throw sys_error("ERR_BPF_LOAD", -err,
                       "loading the flow programs" + load_hint({kCapBpf, kCapPerfmon, kCapNetAdmin},
                                                               "CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN",
                                                               " (needs a kernel with BTF)"));
+    if (pins_) {
+      pins_->pin_new();
+      // The generation the adopted maps were written in, before any program runs.
+      if (pins_->adopted()) flows_->bss->generation = pins_->generation();
+    }
     if (!opts.drop_tracing) return;
 
     drops_ = drop_trace_bpf__open();
@@ -68,11 +86,17 @@ BpfObjects::BpfObjects(const LoadOptions& opts) {
       err = bpf_map__set_max_entries(m, opts.max_drop_flows);
       if (err) throw sys_error("ERR_DROP_TRACE", -err, "setting drop map size");
     }
+    if (!opts.pin_dir.empty())
+      drop_pins_ = std::make_unique<Pins>(
+          opts.pin_dir, std::vector<PinnedMap>{{drops_->maps.drops_0, "drops_0"}, {drops_->maps.drops_1, "drops_1"}},
+          false);
     err = drop_trace_bpf__load(drops_);
     if (err)
       throw sys_error("ERR_DROP_TRACE", -err,
                       "loading the drop tracing program (tp_btf/kfree_skb)" +
                           load_hint({kCapBpf, kCapPerfmon}, "CAP_BPF and CAP_PERFMON", ""));
+    if (drop_pins_) drop_pins_->pin_new();
+    drops_->bss->generation = flows_->bss->generation;
     drop_link_ = bpf_program__attach_trace(drops_->progs.flowlogd_drop);
     if (!drop_link_) throw sys_error("ERR_DROP_TRACE", errno, "attaching tp_btf/kfree_skb");
   } catch (...) {
@@ -82,6 +106,13 @@ BpfObjects::BpfObjects(const LoadOptions& opts) {
 }
 
 BpfObjects::~BpfObjects() { destroy(); }
+
+std::vector<std::string> BpfObjects::pin_notes() const {
+  std::vector<std::string> all;
+  for (const Pins* p : {pins_.get(), drop_pins_.get()})
+    if (p) all.insert(all.end(), p->notes().begin(), p->notes().end());
+  return all;
+}
 
 void BpfObjects::destroy() {
   if (drop_link_) {
@@ -96,6 +127,8 @@ void BpfObjects::destroy() {
     flow_tc_bpf__destroy(flows_);
     flows_ = nullptr;
   }
+  drop_pins_.reset();
+  pins_.reset();
 }
 
 int BpfObjects::prog_fd(bool egress) const {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common.h"
+#include "pins.h"
 
 struct flow_tc_bpf;
 struct drop_trace_bpf;
@@ -23,6 +24,7 @@ struct LoadOptions {
   bool use_conntrack;       // rodata: ask conntrack for mid-stream initiators
   bool drop_tracing;        // load tp_btf/kfree_skb: policy drops become deny records
   uint32_t max_drop_flows;  // entries per drop map generation
+  std::string pin_dir;      // bpffs directory to adopt and pin the maps in; "" = none (pins.h)
 };
 
 class BpfObjects {
@@ -35,6 +37,9 @@ class BpfObjects {
 
   flow_tc_bpf* flows() const { return flows_; }
   drop_trace_bpf* drops() const { return drops_; }  // nullptr without drop tracing
+  Pins* pins() const { return pins_.get(); }        // nullptr without a pin directory
+  // What pinning did (adopted, made anew and why), for the log.
+  std::vector<std::string> pin_notes() const;
   int prog_fd(bool egress) const;
   std::vector<int> prog_ids() const;
   // Runs the ingress or egress program once over `packet` (BPF_PROG_TEST_RUN), for parser tests.
@@ -48,6 +53,8 @@ class BpfObjects {
   flow_tc_bpf* flows_ = nullptr;
   drop_trace_bpf* drops_ = nullptr;
   bpf_link* drop_link_ = nullptr;
+  std::unique_ptr<Pins> pins_;
+  std::unique_ptr<Pins> drop_pins_;
 };
 
 }  // namespace flowlogd

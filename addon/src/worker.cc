@@ -65,7 +65,7 @@ uint64_t Worker::drain_cycles() const {
   return drain_cycles_;
 }
 
-uint64_t Worker::request_drain() {
+uint64_t Worker::request_drain(bool rotate) {
   uint64_t target;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -73,6 +73,7 @@ uint64_t Worker::request_drain() {
     // ask for the one after it.
     requested_cycle_ = std::max(requested_cycle_, completed_cycle_) + 1;
     target = requested_cycle_;
+    if (rotate) rotate_at_ = std::max(rotate_at_, target);
   }
   wake();
   return target;
@@ -98,7 +99,16 @@ void Worker::run(Parts p, const std::atomic<bool>& closed) {
   pollfd fds[3] = {{p.links.fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}, {timer_fd_, POLLIN, 0}};
   flow_tc_bpf* flows = p.bpf.flows();
   drop_trace_bpf* drops = p.bpf.drops();
-  uint32_t gen = 0;
+  Pins* pins = p.bpf.pins();
+  // The generation the programs write: 0, or the adopted maps' (loader.cc set it).
+  uint32_t gen = flows->bss->generation;
+  if (pins && pins->adopted()) {
+    // The other generation was the crashed (or stopped) run's last drain, cycle gen - 1.
+    if (p.journal_last_generation == int64_t(uint32_t(gen - 1)))
+      p.drainer.discard((gen + 1) & 1);  // complete in the journal: what is left is a copy
+    else
+      p.drainer.drain(gen - 1, 0, false);  // counts nobody journaled: drained as they are
+  }
   for (;;) {
     if (poll(fds, 3, -1) < 0 && errno != EINTR) {
       p.emit(error_event(errno, "datapath worker: poll"));
@@ -113,13 +123,18 @@ void Worker::run(Parts p, const std::atomic<bool>& closed) {
 
     bool stopping = stopping_.load();
     uint64_t target;
+    bool rotate;
     {
       std::lock_guard<std::mutex> lock(mu_);
       if (timer && requested_cycle_ <= completed_cycle_) requested_cycle_ = completed_cycle_ + 1;
       target = requested_cycle_;
       if (target <= completed_cycle_ && !stopping) continue;
+      rotate = rotate_at_ > completed_cycle_ && target >= rotate_at_;
     }
     if (stopping) p.detach_all();  // first, so nothing counts behind the final drain
+    // Recorded before the flip: a restart after a crash in between drains both
+    // generations' leftovers by what the journal holds (see Parts).
+    if (pins) pins->set_generation(gen + 1);
     __atomic_store_n(&flows->bss->generation, gen + 1, __ATOMIC_SEQ_CST);
     if (drops) {
       // A packet is counted by TC and dropped microseconds later. Flipping the drop
@@ -131,10 +146,12 @@ void Worker::run(Parts p, const std::atomic<bool>& closed) {
       __atomic_store_n(&drops->bss->generation, gen + 1, __ATOMIC_SEQ_CST);
     }
     wait_for_running_programs();  // tracing programs run under RCU too
-    p.drainer.drain(gen & 1);
+    p.drainer.drain(gen, target, rotate && !stopping);
     gen++;
     if (stopping) {
-      p.drainer.drain(gen & 1);  // nothing writes to either one now
+      // Nothing writes to either one now. The programs' generation stays, so a later
+      // start on these pinned maps finds this one drained (its cycle's number).
+      p.drainer.drain(gen, target, false);
       p.after_final_drain();
     }
     {

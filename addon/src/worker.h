@@ -26,6 +26,10 @@ class Worker {
     std::function<void()> detach_all;  // when stopping, before the final drains
     std::function<void()> after_final_drain;
     EventSink emit;
+    // Adopted pinned maps: the last generation a complete journal cycle holds, or -1.
+    // The other map generation is then either that cycle's leftovers (deleted) or counts
+    // the crashed run never journaled (drained first).
+    int64_t journal_last_generation;
   };
 
   // Creates the wake eventfd and the drain timer; throws DatapathError. No thread yet.
@@ -37,7 +41,8 @@ class Worker {
   // Runs the loop on its own thread until stopped or `closed` is set (then wake()).
   void start(Parts parts, const std::atomic<bool>& closed);
   // Returns the cycle number that will include every packet counted before this call.
-  uint64_t request_drain();
+  // `rotate`: the journal segment is closed after that cycle (a flush will cover it).
+  uint64_t request_drain(bool rotate = false);
   // Asks the loop to detach, drain both generations and end (it emits Stopped); idempotent.
   void stop();
   void wake();
@@ -57,6 +62,7 @@ class Worker {
   uint64_t requested_cycle_ = 0;
   uint64_t completed_cycle_ = 0;
   uint64_t drain_cycles_ = 0;
+  uint64_t rotate_at_ = 0;  // close the journal segment after the cycle that reaches this
 };
 
 }  // namespace flowlogd

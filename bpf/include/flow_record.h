@@ -156,6 +156,30 @@ struct ring_flow_record {
 	__u32 _pad2;		       /* 124 */
 };				       /* 128 */
 
+/*
+ * The end of one drain cycle (addon/src/worker.cc), after its records: in the ring (so
+ * JavaScript knows where a flush's cycles end) and in the drain journal (the cycle's
+ * records are complete there: README, "Restarts"). In the journal every 128-byte frame
+ * carries the CRC-32 of its bytes (with the field zero) in hdr._reserved, and a flow or
+ * overflow frame the generation of its cycle in _pad2.
+ */
+#define RING_RECORD_CYCLE 4
+
+struct ring_cycle_record {
+	struct ring_record_header hdr; /*   0 */
+	__u64 generation;	       /*   8, the map generation counter this cycle drained */
+	__u64 records;		       /*  16, flow and overflow records of the cycle */
+	__u64 cycle;		       /*  24, the worker's cycle number (this run's) */
+	__u64 segment_closed;	       /*  32, journal segment closed after it + 1; 0: none */
+	__u8 _pad[88];		       /*  40 */
+};				       /* 128 */
+
+/*
+ * Bumped when a pinned map's value changes meaning at the same sizes: a restart adopts
+ * pinned maps only with this tag (addon/src/pins.cc).
+ */
+#define FLOWLOGD_PIN_LAYOUT 1
+
 /* Conntrack events (addon/src/conntrack.cc), from the host's or a chosen netns. */
 #define CT_EVENT_NEW 1
 #define CT_EVENT_DESTROY 2

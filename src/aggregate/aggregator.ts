@@ -160,6 +160,7 @@ export class FlowAggregator {
       c = created;
       table.set(u.key, c);
       c.denySide = deny;
+      if (u.replayed === true) c.replayed = true;
       this.#unkeyed.push(c);
       if (deny) {
         c.dropReason = u.dropReasonName ?? '';

@@ -29,6 +29,7 @@ const PROTO_SHIFT = 13; // bits 13-20: IANA protocol number
 const HOW_SHIFT = 21; // bits 21-24: InitiatorHow
 const VERDICT_CHECKED = 1 << 25; // its policy verdict was compared with the kernel's
 const OVERFLOW = 1 << 26; // an interface's overflow counts (overflow.ts), not a connection
+const REPLAYED = 1 << 27; // first seen in a previous run's drain journal
 
 // A connection's numbers live in its aggregator's ConnNumbers slab (one for both tables),
 // at Conn.o + one of these. As object fields they would be one boxed double each (byte
@@ -155,6 +156,14 @@ export class Conn {
   }
   set overflow(v: boolean) {
     this.#set(OVERFLOW, v);
+  }
+
+  /** First seen in a previous run's drain journal: that run saw what it saw (its start included). */
+  get replayed(): boolean {
+    return this.#bit(REPLAYED);
+  }
+  set replayed(v: boolean) {
+    this.#set(REPLAYED, v);
   }
 
   /** Gives the numbers' slot back; the connection is gone from its table. */

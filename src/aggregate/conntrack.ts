@@ -248,7 +248,8 @@ export class ConntrackJoin {
     // A UDP or ICMP flow has no opening to see: conntrack's start dump says it began
     // before this run (open across a restart, or before the first start). Carried in
     // (num_flows 1, not started), as a TCP connection first seen without its SYN is.
-    if (entry.preExisting && c.proto !== 6 && !c.reported) c.reported = true;
+    // Not one a journal replay brought back: the crashed run saw it begin, and never flushed it.
+    if (entry.preExisting && c.proto !== 6 && !c.reported && !c.replayed) c.reported = true;
     if (entry.dnat) {
       // Seen before DNAT (the client's veth): name the backend. Both sides: the Service.
       if (preNat) {

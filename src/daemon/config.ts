@@ -90,6 +90,10 @@ export interface Config extends ShipConfig {
   readonly dropTracing: boolean;
   /** Entries of each kernel flow map generation (README, "When the kernel map is full"). */
   readonly flowMapSize: number;
+  /** bpffs directory the kernel maps are pinned in and adopted from at restart; null = not pinned. */
+  readonly bpfPinDirectory: string | null;
+  /** Where the drain journal lives (drained counts not yet flushed); null = none. */
+  readonly stateDirectory: string | null;
   /** Config file used, if any. */
   readonly configFile: string | null;
   /** Where each setting's value came from. */
@@ -210,6 +214,8 @@ export const SETTINGS = [
     min: FLOW_MAP_SIZE_MIN,
     max: FLOW_MAP_SIZE_MAX,
   },
+  own('bpfPinDirectory', 'BpfPinDirectory', 'path', 'FLOWLOGD_BPF_PIN_DIRECTORY', '--bpf-pin-directory'),
+  own('stateDirectory', 'StateDirectory', 'path', 'FLOWLOGD_STATE_DIRECTORY', '--state-directory'),
 ];
 
 // Every entry is a SettingDef; the table is not annotated as one so that each entry keeps
@@ -285,6 +291,10 @@ const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
   dropTracing: true,
   ...SHIP_DEFAULTS,
   flowMapSize: DEFAULT_FLOW_MAP_SIZE,
+  // Off for a plain daemon (no bpffs assumed, nothing written outside the log directory);
+  // the DaemonSet sets both (README, "Restarts").
+  bpfPinDirectory: null,
+  stateDirectory: null,
 };
 
 export class ConfigError extends Error {

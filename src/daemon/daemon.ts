@@ -11,6 +11,7 @@ import { FlowAggregator } from '../aggregate/aggregator.ts';
 import { makeDirectory } from '../common/make-directory.ts';
 import { returnFreedMemory } from '../common/memory.ts';
 import { DEFAULT_DRAIN_INTERVAL_MS } from '../datapath/datapath.ts';
+import { type JournalReplay, readJournal, removeSegments } from '../datapath/journal.ts';
 import { EndpointResolver } from '../enrich/resolver.ts';
 import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
 import { LineBatchBuilder } from '../export/batch.ts';
@@ -98,6 +99,8 @@ export class Daemon {
   #dynamic: DynamicAggregation | null = null;
   /** Said once: policies deny delivered traffic and the kernel never dropped by policy. */
   #saidNoEnforcer = false;
+  /** The drain journal's directory (StateDirectory/journal), or null. */
+  #journalDir: string | null = null;
 
   private constructor(
     opts: DaemonOptions,
@@ -179,6 +182,28 @@ export class Daemon {
       await sink.close();
       abort.throwIfAborted();
     }
+    // A previous run's drained but unflushed counts (README, "Restarts"): read before the
+    // datapath opens, which needs to know the last cycle they hold.
+    let journalDir: string | null = null;
+    let journal: JournalReplay | null = null;
+    let setting = 'BpfPinDirectory';
+    try {
+      if (c.bpfPinDirectory !== null) await makeDirectory(c.bpfPinDirectory);
+      setting = 'StateDirectory';
+      if (c.stateDirectory !== null) {
+        journalDir = join(c.stateDirectory, 'journal');
+        await makeDirectory(journalDir);
+        journal = readJournal(journalDir);
+      }
+    } catch (err) {
+      source.close();
+      await sink.close();
+      const e = err as NodeJS.ErrnoException;
+      throw Object.assign(new Error(`${setting}: ${e.message}`, { cause: err }), {
+        code: e.code,
+        errno: e.errno,
+      });
+    }
     let datapath: DaemonDatapath;
     // Arms the key-building timer once the daemon exists (updates can come before).
     let newWork = () => {};
@@ -196,6 +221,9 @@ export class Daemon {
           conntrackResyncMs: c.conntrackResyncIntervalMs,
           dropTracing: c.dropTracing,
           maxFlows: c.flowMapSize,
+          pinDirectory: c.bpfPinDirectory ?? '',
+          journalDirectory: journalDir ?? '',
+          journalLastGeneration: journal?.lastGeneration ?? -1,
         },
         (u) => {
           aggregator.observe(u);
@@ -209,7 +237,31 @@ export class Daemon {
       await sink.close();
       throw err;
     }
+    // The journal first: before this run's own drains (the addon's first is a second away).
+    const replayed = journal !== null ? (datapath.replay?.(journal.records) ?? 0) : 0;
+    for (const note of datapath.pinNotes?.() ?? [])
+      (note.startsWith('made new') ? log.warn.bind(log) : log.info.bind(log))(
+        { pinDirectory: c.bpfPinDirectory },
+        note,
+      );
+    if (journal !== null && (journal.segments.length > 0 || replayed > 0)) {
+      const { cycles, corrupt, truncatedBytes, missing, incomplete, segments } = journal;
+      (corrupt + missing + truncatedBytes > 0 ? log.warn.bind(log) : log.info.bind(log))(
+        {
+          journal: journalDir,
+          replayed,
+          cycles,
+          corrupt,
+          missing,
+          truncatedBytes,
+          incomplete,
+          segments: segments.length,
+        },
+        'replayed the drain journal of the previous run (counts it drained but never flushed)',
+      );
+    }
     const d = new Daemon(opts, source, aggregator, datapath, sink);
+    d.#journalDir = journalDir;
     if (abort?.aborted) {
       await d.stop(); // detaches, and writes what was counted meanwhile
       abort.throwIfAborted();
@@ -371,9 +423,16 @@ export class Daemon {
     const run = this.#flushing.then(async () => {
       const t0 = performance.now();
       const endMs = Date.now();
-      await this.#datapath.sync();
+      // With a journal, the interval closes on a whole drain cycle (delivery held until
+      // the aggregator has closed it), so the journal segments this flush writes can go.
+      const journaled = this.#journalDir !== null;
+      const segmentEnd = await this.#datapath.sync(journaled);
       this.#applyDynamic();
-      const records = await this.#writeInterval(endMs);
+      const records = await this.#writeInterval(endMs, () => this.#datapath.resume?.());
+      // Not while a sink still holds lines in memory (stalled): the next flush that writes
+      // everything covers these segments too.
+      if (journaled && typeof segmentEnd === 'number' && segmentEnd > 0 && !this.#sinkStalled)
+        this.#commitJournal(segmentEnd);
       this.#checkEnforcer();
       const seconds = (performance.now() - t0) / 1000;
       this.#metrics.flushes.inc();
@@ -417,9 +476,26 @@ export class Daemon {
     );
   }
 
+  /**
+   * The journal segments below `end` are in flows that were written: removed. A crash
+   * between the write and this replays that flush once more (at-least-once, README).
+   */
+  #commitJournal(end: number): void {
+    try {
+      removeSegments(this.#journalDir!, end);
+    } catch (err) {
+      this.#log.error({ err, journal: this.#journalDir }, 'could not remove written journal segments');
+    }
+  }
+
   /** Closes the interval and hands its lines to the sinks (src/export/write.ts). */
-  async #writeInterval(endMs: number): Promise<number> {
-    const lines = this.#aggregator.flushLineIterator(endMs);
+  async #writeInterval(endMs: number, closed?: () => void): Promise<number> {
+    let lines: IterableIterator<string>;
+    try {
+      lines = this.#aggregator.flushLineIterator(endMs);
+    } finally {
+      closed?.();
+    }
     // A flush waits on a slow sink for at most half an interval, and not at all while a
     // sink that stalled last time still holds lines: its bounded queue takes them at once
     // (drops the oldest, counted). A 5 s wait per flush stretched 2 s intervals to 5 s.
@@ -477,6 +553,8 @@ export class Daemon {
       const endMs = Date.now();
       await this.#datapath.stop(); // detaches first: nothing is counted after this drain
       const records = await this.#writeInterval(endMs);
+      // Everything drained is in that flush (the worker has stopped): the journal goes.
+      if (this.#journalDir !== null) this.#commitJournal(Number.POSITIVE_INFINITY);
       this.#datapath.close();
       this.#source.close();
       // A stalled sink must not keep the process from exiting: what it still holds is

@@ -15,8 +15,16 @@ export interface DaemonDatapath {
   readonly attachMode: 'tcx' | 'clsact';
   interfaces(): readonly { readonly name: string }[];
   stats(): { kernel: Record<string, number>; dropReasons?: Record<string, number> };
-  /** Resolves once every packet counted before the call has reached `onUpdate`. */
-  sync(): Promise<void>;
+  /**
+   * Resolves once every packet counted before the call has reached `onUpdate`; with
+   * `hold` (a drain journal), delivers nothing more until resume() and gives the number
+   * past the journal segment it closed (FlowDatapath.sync).
+   */
+  sync(hold?: boolean): Promise<number | undefined>;
+  resume?(): void;
+  /** A previous run's journal records, delivered as replayed updates (FlowDatapath.replay). */
+  replay?(records: Uint8Array): number;
+  pinNotes?(): string[];
   /** Detaches, then delivers everything still counted. */
   stop(): Promise<void>;
   close(): void;

@@ -3,7 +3,14 @@
 import { EventEmitter } from 'node:events';
 import { ConntrackEventView, FlowRecordView } from './decode.ts';
 import { INTERFACE_GLOB_RULE, isInterfaceGlob } from './globs.ts';
-import { RING_RECORD_CONNTRACK, RING_RECORD_FLOW, RING_RECORD_OVERFLOW, RING_RECORD_SIZE } from './layout.ts';
+import {
+  CycleRecord,
+  RING_RECORD_CONNTRACK,
+  RING_RECORD_CYCLE,
+  RING_RECORD_FLOW,
+  RING_RECORD_OVERFLOW,
+  RING_RECORD_SIZE,
+} from './layout.ts';
 import {
   loadNative,
   type NativeDatapath,
@@ -38,6 +45,12 @@ export interface DatapathOptions {
   dropTracing?: boolean;
   /** Entries per drop map generation. */
   maxDropFlows?: number;
+  /** bpffs directory to adopt the maps from and pin them in (README, "Restarts"); '' = none. */
+  pinDirectory?: string;
+  /** Directory of the drain journal (addon/src/journal.h); '' = none. */
+  journalDirectory?: string;
+  /** Generation of the journal's last complete cycle (readJournal), or -1. */
+  journalLastGeneration?: number;
 }
 
 export interface InterfaceEvent {
@@ -120,6 +133,11 @@ export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
   }
   const resync = o.conntrackResyncMs ?? 0;
   if (resync !== 0) intIn('conntrackResyncMs', resync, 1000, 3_600_000);
+  for (const f of ['pinDirectory', 'journalDirectory'] as const) {
+    const v = o[f] ?? '';
+    if (typeof v !== 'string' || (v !== '' && !v.startsWith('/')))
+      throw new DatapathOptionError(f, v, "must be '' (none) or an absolute path");
+  }
   for (const f of ['useConntrack', 'conntrackEvents', 'dropTracing'] as const) {
     if (o[f] !== undefined && typeof o[f] !== 'boolean')
       throw new DatapathOptionError(f, o[f], 'must be true or false');
@@ -143,6 +161,9 @@ export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
     conntrackResyncMs: resync,
     dropTracing: o.dropTracing ?? false,
     maxDropFlows: intIn('maxDropFlows', o.maxDropFlows ?? 16384, 1024, 1024 * 1024),
+    pinDirectory: o.pinDirectory ?? '',
+    journalDirectory: o.journalDirectory ?? '',
+    journalLastGeneration: intIn('journalLastGeneration', o.journalLastGeneration ?? -1, -1, 0xffffffff),
   };
 }
 
@@ -158,7 +179,12 @@ export class FlowDatapath extends EventEmitter {
   readonly #names = new Map<number, string>();
   #forgetAfterCycle: number[] = [];
   #completedCycle = 0;
-  #waiters: { cycle: number; resolve: () => void }[] = [];
+  /** sync() calls waiting for a cycle; `hold`: stop delivering after its cycle record until resume(). */
+  #waiters: { cycle: number; hold: boolean; resolve: (segmentClosed: number) => void }[] = [];
+  /** Delivery stopped after a cycle record (sync(true)); records from #buf[#heldAt] wait. */
+  #held = false;
+  #heldAt = 0;
+  #heldCount = 0;
   #stopped?: { promise: Promise<void>; resolve: () => void };
   #closed = false;
 
@@ -215,12 +241,48 @@ export class FlowDatapath extends EventEmitter {
     return this.#native.testRun(packet, egress);
   }
 
-  /** Resolves once every packet counted before the call has reached `onUpdate`. */
-  sync(): Promise<void> {
+  /**
+   * Resolves once every packet counted before the call has reached `onUpdate`. `hold`:
+   * the addon closes its journal segment after that cycle, nothing after the cycle is
+   * delivered until resume() (so a flush taken now holds exactly whole cycles), and the
+   * promise gives the number past the closed segment (removeSegments()), 0 if none.
+   */
+  sync(hold = false): Promise<number> {
     if (this.#closed) return Promise.reject(new Error('datapath is closed'));
-    const cycle = this.#native.requestDrain();
+    const cycle = this.#native.requestDrain(hold);
     this.#native.setRef(true);
-    return new Promise((resolve) => this.#waiters.push({ cycle, resolve }));
+    return new Promise((resolve) => this.#waiters.push({ cycle, hold, resolve }));
+  }
+
+  /** Delivers what a sync(true) held back. */
+  resume(): void {
+    if (!this.#held) return;
+    this.#held = false;
+    if (!this.#closed) this.#pump();
+  }
+
+  /** What pinning did at load (adopted, or made anew and why), for the log. */
+  pinNotes(): string[] {
+    return this.#native.pinNotes();
+  }
+
+  /**
+   * Delivers a previous run's journal records (readJournal) to `onUpdate` as replayed
+   * updates, before anything this run drained: call it right after the constructor.
+   */
+  replay(records: Uint8Array): number {
+    const view = new FlowRecordView(
+      records,
+      (i) => this.#names.get(i) ?? '',
+      (r) => loadNative().dropReasonNames[r] ?? String(r),
+    );
+    view.replayed = true;
+    const n = Math.floor(records.length / RING_RECORD_SIZE);
+    for (let i = 0; i < n; i++) {
+      const type = view.at(i);
+      if (type === RING_RECORD_FLOW || type === RING_RECORD_OVERFLOW) this.#onUpdate(view);
+    }
+    return n;
   }
 
   /** Detaches from every interface, then delivers everything still counted. */
@@ -240,26 +302,59 @@ export class FlowDatapath extends EventEmitter {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#held = false;
     this.#pump();
     this.#native.close();
-    for (const w of this.#waiters) w.resolve();
+    for (const w of this.#waiters) w.resolve(0);
     this.#waiters = [];
     this.#stopped?.resolve();
   }
 
   #pump(): void {
+    if (this.#held) return;
     for (;;) {
-      const n = this.#native.read(this.#buf);
-      for (let i = 0; i < n; i++) {
+      let n = this.#heldCount;
+      let i = this.#heldAt;
+      this.#heldCount = 0;
+      if (n === 0) {
+        n = this.#native.read(this.#buf);
+        i = 0;
+      }
+      for (; i < n; i++) {
         const type = this.#view.at(i);
         if (type === RING_RECORD_FLOW || type === RING_RECORD_OVERFLOW) this.#onUpdate(this.#view);
         else if (type === RING_RECORD_CONNTRACK && this.#onConntrack !== undefined) {
           this.#ctView.at(i);
           this.#onConntrack(this.#ctView);
+        } else if (type === RING_RECORD_CYCLE && this.#cycleDone(i) && i + 1 < n) {
+          // A sync(true) waits on this cycle: the rest of the buffer waits for resume().
+          this.#heldAt = i + 1;
+          this.#heldCount = n;
+          return;
         }
+        if (this.#held) return;
       }
       if (n < READ_RECORDS) return;
     }
+  }
+
+  /** A cycle record at #buf[i]: resolves the sync() calls it completes; true if one holds delivery. */
+  #cycleDone(i: number): boolean {
+    const dv = new DataView(this.#buf.buffer, this.#buf.byteOffset + i * RING_RECORD_SIZE, RING_RECORD_SIZE);
+    const cycle = Number(dv.getBigUint64(CycleRecord.cycle, true));
+    const segmentClosed = Number(dv.getBigUint64(CycleRecord.segment_closed, true));
+    this.#completedCycle = Math.max(this.#completedCycle, cycle);
+    let hold = false;
+    const due = this.#waiters.filter((w) => w.cycle <= this.#completedCycle);
+    if (due.length === 0) return false;
+    this.#waiters = this.#waiters.filter((w) => w.cycle > this.#completedCycle);
+    for (const w of due) {
+      hold ||= w.hold;
+      w.resolve(segmentClosed);
+    }
+    if (this.#waiters.length === 0 && !this.#stopped) this.#native.setRef(false);
+    this.#held = hold;
+    return hold;
   }
 
   #onEvent(kind: NativeEventKind, info: NativeEventInfo): void {
@@ -269,16 +364,14 @@ export class FlowDatapath extends EventEmitter {
         this.#pump();
         return;
       case 'cycle': {
+        // The cycle's record (in the ring, after its records) resolves the sync() calls.
         this.#pump();
-        this.#completedCycle = Math.max(this.#completedCycle, info.cycle ?? 0);
-        const due = this.#waiters.filter((w) => w.cycle <= this.#completedCycle);
-        this.#waiters = this.#waiters.filter((w) => w.cycle > this.#completedCycle);
         // Names of interfaces gone before this cycle are no longer in any record.
-        for (const i of this.#forgetAfterCycle) this.#names.delete(i);
-        this.#forgetAfterCycle = [];
-        if (this.#waiters.length === 0 && !this.#stopped) this.#native.setRef(false);
-        for (const w of due) w.resolve();
-        this.emit('cycle', this.#completedCycle);
+        if (!this.#held) {
+          for (const i of this.#forgetAfterCycle) this.#names.delete(i);
+          this.#forgetAfterCycle = [];
+        }
+        this.emit('cycle', info.cycle ?? 0);
         return;
       }
       case 'attached':
@@ -303,8 +396,9 @@ export class FlowDatapath extends EventEmitter {
         this.emit('leftover-unchecked', info as InterfaceEvent);
         return;
       case 'stopped':
+        this.#held = false;
         this.#pump();
-        for (const w of this.#waiters) w.resolve();
+        for (const w of this.#waiters) w.resolve(0);
         this.#waiters = [];
         this.#native.setRef(false);
         this.#stopped?.resolve();

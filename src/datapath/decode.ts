@@ -67,6 +67,8 @@ export class FlowRecordView implements ConnectionUpdate {
   private base = 0;
   private interfaceNames: (ifindex: number) => string;
   private dropReasonNames: (reason: number) => string;
+  /** Set while a previous run's journal is replayed through this view. */
+  replayed = false;
 
   constructor(
     into: Uint8Array,

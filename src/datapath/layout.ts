@@ -6,12 +6,23 @@ export const RING_RECORD_SIZE = 128;
 export const RING_RECORD_FLOW = 1;
 export const RING_RECORD_CONNTRACK = 2;
 export const RING_RECORD_OVERFLOW = 3;
+export const RING_RECORD_CYCLE = 4;
 
 export const Ring = {
   type: 0,
   key: 8,
   counters: 56,
   drop_reason: 120,
+  /** Journal frames: the generation of the frame's cycle (addon/src/journal.h). */
+  pad2: 124,
+} as const;
+
+/** struct ring_cycle_record: the end of a drain cycle, in the ring and in the journal. */
+export const CycleRecord = {
+  generation: 8,
+  records: 16,
+  cycle: 24,
+  segment_closed: 32,
 } as const;
 
 /** struct ring_conntrack_record */

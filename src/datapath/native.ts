@@ -35,6 +35,9 @@ export interface NativeOptions {
   conntrackResyncMs: number;
   dropTracing: boolean;
   maxDropFlows: number;
+  pinDirectory: string;
+  journalDirectory: string;
+  journalLastGeneration: number;
 }
 
 export interface NativeConntrackStats {
@@ -59,6 +62,10 @@ export interface NativeStats {
   /** Per-CPU cache slots added to their map entries before drains, and packets of slots whose entry was gone. */
   cacheMerged: number;
   cacheMergeLost: number;
+  /** Bytes written to the drain journal, cycles it could not hold, and adopted entries a journal cycle held already. */
+  journalBytes: number;
+  journalErrors: number;
+  restartDiscarded: number;
   attachFailures: number;
   conntrack?: NativeConntrackStats;
   /** Every kernel drop since load, by skb_drop_reason value (as a string). */
@@ -72,7 +79,9 @@ export interface NativeInterface {
 }
 
 export interface NativeDatapath {
-  requestDrain(): number;
+  requestDrain(rotate?: boolean): number;
+  /** What pinning did at load: adopted, or made anew and why (naming the path). */
+  pinNotes(): string[];
   read(into: Uint8Array): number;
   stop(): void;
   close(): void;

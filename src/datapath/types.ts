@@ -84,6 +84,8 @@ export interface ConnectionUpdate {
    * counted, reply* its egress; addresses and ports are empty.
    */
   readonly overflow?: boolean;
+  /** Replayed at start from a previous run's drain journal (src/datapath/journal.ts). */
+  readonly replayed?: boolean;
 }
 
 /** What a conntrack record says happened. */

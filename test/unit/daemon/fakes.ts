@@ -52,10 +52,11 @@ export class MemoryDatapath extends EventEmitter implements DaemonDatapath {
     for (const u of this.#pending.splice(0)) this.#onUpdate(u);
   }
 
-  async sync(): Promise<void> {
+  async sync(): Promise<undefined> {
     if (this.closed) throw new Error('datapath is closed');
     this.syncs++;
     this.#drain();
+    return undefined;
   }
 
   async stop(): Promise<void> {

@@ -14,9 +14,11 @@ import {
   CT_FLAG_SYNTHETIC,
   CtRecord,
   CtTuple,
+  CycleRecord,
   FlowCounters,
   FlowKey,
   RING_RECORD_CONNTRACK,
+  RING_RECORD_CYCLE,
   RING_RECORD_FLOW,
   RING_RECORD_OVERFLOW,
   RING_RECORD_SIZE,
@@ -35,6 +37,8 @@ function tsTable(): Record<string, number> {
     'ring.key': Ring.key,
     'ring.counters': Ring.counters,
     'ring.drop_reason': Ring.drop_reason,
+    'ring.pad2': Ring.pad2,
+    RING_RECORD_CYCLE,
     RING_RECORD_CONNTRACK,
     RING_RECORD_OVERFLOW,
     CT_EVENT_NEW,
@@ -49,6 +53,7 @@ function tsTable(): Record<string, number> {
   for (const [k, v] of Object.entries(FlowCounters)) t[`counters.${k}`] = v;
   for (const [k, v] of Object.entries(CtRecord)) t[`ct.${k}`] = v;
   for (const [k, v] of Object.entries(CtTuple)) t[`tuple.${k}`] = v;
+  for (const [k, v] of Object.entries(CycleRecord)) t[`cycle.${k}`] = v;
   return t;
 }
 

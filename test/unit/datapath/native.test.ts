@@ -21,8 +21,11 @@ test('every option validateDatapathOptions fills in is one the binding requires'
     'drainIntervalMs',
     'dropTracing',
     'interfaces',
+    'journalDirectory',
+    'journalLastGeneration',
     'maxDropFlows',
     'maxFlows',
+    'pinDirectory',
     'ringRecords',
     'useConntrack',
   ]);

@@ -7,6 +7,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { parseAllDocuments } from 'yaml';
+import { SETTINGS } from '../../../src/daemon/config.ts';
 import { FELIX_CONFIGURATION_RESOURCE } from '../../../src/daemon/felix-configuration.ts';
 import { SHIP_DEFAULTS } from '../../../src/daemon/ship-config.ts';
 import { DAEMON_RESOURCES } from '../../../src/enrich/k8s-kinds.ts';
@@ -122,6 +123,21 @@ test('deploy/: a node agent: host network, every taint tolerated, node-critical,
   // The spool directory's default, on the node (a pod restart replays what is unacknowledged).
   const spool = SHIP_DEFAULTS.spoolDirectory as string;
   assert.equal(vols[mounts[spool]]?.hostPath?.path, spool);
+  // Pinned maps and the drain journal outlive the pod (issue 14 item 10): each setting
+  // names a directory under a hostPath mount, the pins under the host's bpffs.
+  const env = Object.fromEntries(pod.containers[0].env.map((e: Obj) => [e.name, e.value]));
+  for (const [name, under] of [
+    ['FLOWLOGD_BPF_PIN_DIRECTORY', '/sys/fs/bpf'],
+    ['FLOWLOGD_STATE_DIRECTORY', '/var/lib/flowlogd/state'],
+  ] as const) {
+    assert.ok(
+      SETTINGS.some((d) => d.env === name),
+      `${name} is a setting`,
+    );
+    const dir = String(env[name]);
+    assert.ok(dir === under || dir.startsWith(`${under}/`), `${name}=${dir} under ${under}`);
+    assert.equal(vols[mounts[under]].hostPath.path, under, `${under} is the node's`);
+  }
   assert.ok(!pod.volumes.some((v: Obj) => v.configMap), 'no ConfigMap');
   assert.equal(pod.serviceAccountName, objects.find((o) => o.kind === 'ServiceAccount')!.metadata.name);
 });
