@@ -3,7 +3,7 @@
 # With --fix, formats them in place.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-files=$(ls bpf/*.bpf.c bpf/include/*.h bpf/tools/*.c addon/src/*.cc addon/src/*.h test/kernel/fixtures/*.c)
+files=$(ls bpf/*.bpf.c bpf/include/*.h bpf/tools/*.c bpf/tools/*.h addon/src/*.cc addon/src/*.h test/kernel/fixtures/*.c)
 if [ "${1:-}" = "--fix" ]; then
   clang-format -i $files
 else

@@ -141,38 +141,43 @@ uint64_t Drainer::clear_map(int fd, void* keys, void* values, uint32_t batch) {
   return n;
 }
 
-// The generation's per-CPU cache slots, summed by connection: added to their entries as
-// the map is read (the kernel's copy is not touched until the cycle is complete).
+// The generation's per-CPU cache slots (its FLOW_CACHE_VALUES values of the per-CPU
+// array), summed by connection: added to their entries as the map is read (the kernel's
+// copy is not touched until the cycle is complete).
 void Drainer::read_cache(int gen) {
   cache_.clear();
-  uint32_t idx = uint32_t(gen);
   int fd = bpf_map__fd(bpf_.flows()->maps.flow_cache);
-  if (bpf_map_lookup_elem(fd, &idx, cache_values_.data()) != 0) {
-    emit_(error_event(errno, "reading the flow cache (its counts for this drain are lost)"));
-    return;
-  }
-  for (const flow_cache& cpu : cache_values_)
-    for (const flow_cache_slot& slot : cpu.slot) {
-      if (slot.key.ifindex == 0 || (slot.packets[0] | slot.packets[1]) == 0) continue;
-      Slot& acc = cache_[key_bytes(slot.key)];
-      for (int d = 0; d < 2; d++) {
-        acc.packets[d] += slot.packets[d];
-        acc.bytes[d] += slot.bytes[d];
-      }
-      acc.last_seen_ns = std::max<uint64_t>(acc.last_seen_ns, slot.last_seen_ns);
-      acc.tcp_flags |= slot.tcp_flags;
+  for (uint32_t value = 0; value < FLOW_CACHE_VALUES; value++) {
+    uint32_t idx = uint32_t(gen) * FLOW_CACHE_VALUES + value;
+    if (bpf_map_lookup_elem(fd, &idx, cache_values_.data()) != 0) {
+      emit_(error_event(errno, "reading the flow cache (its counts for this drain are lost)"));
+      continue;
     }
+    for (const flow_cache& cpu : cache_values_)
+      for (const flow_cache_slot& slot : cpu.slot) {
+        if (slot.key.ifindex == 0 || (slot.packets[0] | slot.packets[1]) == 0) continue;
+        Slot& acc = cache_[key_bytes(slot.key)];
+        for (int d = 0; d < 2; d++) {
+          acc.packets[d] += slot.packets[d];
+          acc.bytes[d] += slot.bytes[d];
+        }
+        acc.last_seen_ns = std::max<uint64_t>(acc.last_seen_ns, slot.last_seen_ns);
+        acc.tcp_flags |= slot.tcp_flags;
+      }
+  }
 }
 
 // Empties the generation's cache: a slot left holding a key would take that connection's
 // packets two flips from now without its map entry existing.
 void Drainer::clear_cache(int gen) {
-  uint32_t idx = uint32_t(gen);
   int fd = bpf_map__fd(bpf_.flows()->maps.flow_cache);
   std::memset(cache_values_.data(), 0, cache_values_.size() * sizeof(flow_cache));
-  if (bpf_map_update_elem(fd, &idx, cache_values_.data(), BPF_ANY) != 0 &&
-      bpf_map_update_elem(fd, &idx, cache_values_.data(), BPF_ANY) != 0)
-    emit_(error_event(errno, "emptying the flow cache"));
+  for (uint32_t value = 0; value < FLOW_CACHE_VALUES; value++) {
+    uint32_t idx = uint32_t(gen) * FLOW_CACHE_VALUES + value;
+    if (bpf_map_update_elem(fd, &idx, cache_values_.data(), BPF_ANY) != 0 &&
+        bpf_map_update_elem(fd, &idx, cache_values_.data(), BPF_ANY) != 0)
+      emit_(error_event(errno, "emptying the flow cache"));
+  }
 }
 
 bool Drainer::emit_record(const ring_flow_record& rec) {

@@ -80,17 +80,22 @@ struct flow_counters {
 	__u8 _pad[6];	     /* 58 */
 };			     /* 64 */
 
-/* Ring records from the addon to JavaScript: fixed 128-byte slots with a type tag. */
 /*
- * One slot of the per-CPU cache of recently counted IPv4 connections (maps.h): counts
- * not yet added to the connection's entry in flows4_<generation>. The addon adds them
- * before it drains that generation.
- * 512 slots, two ways a set: 32 KiB a CPU per generation, the largest value a per-CPU
- * map holds (PCPU_MIN_UNIT_SIZE). With 16 slots, 64 ping-pong flows hit 4% of the time
- * and 1,024 flows never (BENCHMARKS.md, bench lab).
+ * One slot of the per-CPU cache of recently counted IPv4 connections (maps.h,
+ * bpf/include/flow_cache.h): counts not yet added to the connection's entry in
+ * flows4_<generation>. The addon adds them before it drains that generation.
+ * Two ways a set; FLOW_CACHE_SLOTS slots a per-CPU value (32 KiB, the largest value a
+ * per-CPU map holds, PCPU_MIN_UNIT_SIZE), FLOW_CACHE_VALUES values a generation: 2,048
+ * slots, 128 KiB a CPU per generation. With 512, 1,024 flows on one CPU (the sender's)
+ * hit 35-39% of the time; with 2,048, 86-90%; 4,096 would make that 95% but cost
+ * request/response traffic a few ns and 256 KiB a CPU per generation (BENCHMARKS.md).
  */
 #define FLOW_CACHE_SLOTS 512
 #define FLOW_CACHE_WAYS 2
+#ifndef FLOW_CACHE_VALUES   /* a bench variant may choose another */
+#define FLOW_CACHE_VALUES 4 /* per generation: keys gen * FLOW_CACHE_VALUES + 0..3 */
+#endif
+#define FLOW_CACHE_SETS (FLOW_CACHE_SLOTS * FLOW_CACHE_VALUES / FLOW_CACHE_WAYS)
 
 struct flow_cache_slot {
 	struct flow_key4 key; /*  0, ifindex 0: empty */
@@ -104,6 +109,7 @@ struct flow_cache {
 	struct flow_cache_slot slot[FLOW_CACHE_SLOTS];
 };
 
+/* Ring records from the addon to JavaScript: fixed 128-byte slots with a type tag. */
 /*
  * Packets whose connection found the flow map full (maps.h flow_overflow_*): per
  * interface, protocol and family; [FLOW_HOOK_INGRESS] and [FLOW_HOOK_EGRESS] counts.
@@ -237,7 +243,8 @@ enum flow_stat {
 	FLOW_STAT_DROP_INSERT_FAILED,
 	FLOW_STAT_CACHE_HITS, /* packets counted in the per-CPU cache (no hash lookup), added at
 				 eviction */
-	FLOW_STAT_CACHE_EVICTIONS,  /* cache slots added to their entry for another connection */
+	FLOW_STAT_CACHE_EVICTIONS,  /* cache slots added to their entry for another connection,
+				       or at their connection's FIN or RST */
 	FLOW_STAT_OVERFLOW_PACKETS, /* packets of failed inserts counted in an overflow record */
 	FLOW_STAT_OVERFLOW_BYTES,
 	FLOW_STAT_MAX,

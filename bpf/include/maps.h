@@ -37,19 +37,19 @@ FLOW_MAP_DEF(flows6_0, struct flow_key);
 FLOW_MAP_DEF(flows6_1, struct flow_key);
 
 /*
- * Per CPU and generation, the IPv4 connections this CPU counted last, direct-mapped by
- * a hash of the connection plus the interface index: a packet of one of them adds to its slot
- * (plain adds, no hash lookup, no atomics) instead of to its entry in flows4_<generation>. Bursts
- * of one connection are the common case (a TCP window, GRO trains, a UDP stream), and the hash
- * lookup is most of the program's cost (BENCHMARKS.md, datapath). A slot is claimed only after the
- * connection's entry exists (so its first packet always goes through the map: initiator,
- * first-seen), and its counts go to the entry when another connection claims it, or, before a
- * drain, by the addon.
+ * Per CPU and generation, the IPv4 connections this CPU counted last, in sets of two ways
+ * chosen by a hash of the connection plus the interface index (bpf/include/flow_cache.h): a packet
+ * of one of them adds to its slot (plain adds, no hash lookup, no atomics) instead of to its entry
+ * in flows4_<generation>. Bursts of one connection are the common case (a TCP window, GRO trains, a
+ * UDP stream), and the hash lookup is most of the program's cost (BENCHMARKS.md, datapath). A slot
+ * is claimed only after the connection's entry exists (so its first packet always goes through the
+ * map: initiator, first-seen), and its counts go to the entry when another connection claims it,
+ * or, before a drain, by the addon.
  */
 #ifndef FLOW_NO_CACHE
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2); /* generation & 1 */
+	__uint(max_entries, 2 * FLOW_CACHE_VALUES); /* (generation & 1) * FLOW_CACHE_VALUES + i */
 	__type(key, __u32);
 	__type(value, struct flow_cache);
 } flow_cache SEC(".maps");

@@ -158,13 +158,20 @@ export function peerInstalled(variant: 'pmacctd' | 'softflowd'): boolean {
 /** flowlogd's programs from a BPF object file, attached without the daemon (no drain). */
 async function startObject(path: string, ifname: string): Promise<Running> {
   const child = spawn(benchtoolPath(), ['attach', path, ifname], { stdio: ['pipe', 'pipe', 'pipe'] });
-  const { line } = await firstLine(child, `benchtool attach ${path}`);
+  const { line, lines } = await firstLine(child, `benchtool attach ${path}`);
   const m = /^ready (\d+) (\d+)$/.exec(line);
   if (!m) throw new Error(`benchtool attach: ${line}`);
   return {
     programIds: [Number(m[1]), Number(m[2])],
     pid: null,
+    // One JSON line of the object's counters (cacheHits, ctLookups, ...) per line asked.
+    kernelCounters: () =>
+      new Promise((resolve) => {
+        lines.once('line', (l) => resolve(JSON.parse(l) as Record<string, number>));
+        child.stdin!.write('\n');
+      }),
     async stop() {
+      lines.close();
       const done = exited(child);
       child.stdin!.end();
       await done;

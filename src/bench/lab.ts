@@ -130,6 +130,7 @@ class LabBench {
         if (d.runs > 0) byHook[hook] = d.runTimeNs / d.runs;
       }
       const all = statDelta(a.progs, b.progs, ids);
+      const kernel = running.kernelCounters ? await this.#kernel(running, ids) : null;
       return {
         round,
         variant,
@@ -140,7 +141,8 @@ class LabBench {
         nsPerRunByHook: byHook,
         collectorCpuSeconds: a.cpu === null || b.cpu === null ? null : b.cpu - a.cpu,
         collectorRssBytes: rss,
-        cacheHitRate: running.kernelCounters ? await this.#hitRate(running, ids) : null,
+        cacheHitRate: kernel?.hitRate ?? null,
+        ...(kernel ? { kernelCounters: kernel.counters } : {}),
         generator,
       };
     } finally {
@@ -149,16 +151,24 @@ class LabBench {
   }
 
   /**
-   * flowlogd's cache hits over its whole life (this round): the programs count hits at
-   * eviction and the addon adds the slots it merges at each drain, so after the traffic
-   * stops and one drain passes, hits ÷ program runs is exact.
+   * flowlogd's kernel counters over its whole life (this round), with its program runs:
+   * the programs count cache hits at eviction and the addon adds the slots it merges at
+   * each drain, so after the traffic stops and one drain passes, hits ÷ runs is exact.
    */
-  async #hitRate(running: Running, ids: number[]): Promise<number | null> {
-    await sleep(1200); // the daemon drains every second
+  async #kernel(
+    running: Running,
+    ids: number[],
+  ): Promise<{ hitRate: number | null; counters: Record<string, number> }> {
+    // The daemon drains every second; an --object variant has no drain (its counters
+    // include the packets its cache slots still hold).
+    if (running.pid !== null) await sleep(1200);
     const counters = await running.kernelCounters!();
     const progs: ProgramStat[] = await this.#stats.snapshot();
     const runs = statDelta([], progs, ids).runs;
-    return runs > 0 && counters.cacheHits !== undefined ? counters.cacheHits / runs : null;
+    return {
+      hitRate: runs > 0 && counters.cacheHits !== undefined ? counters.cacheHits / runs : null,
+      counters: { ...counters, programRuns: runs },
+    };
   }
 
   async tearDown(): Promise<void> {

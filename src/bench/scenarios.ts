@@ -1,5 +1,5 @@
 // The standard traffic of `flowlogd bench lab`, between two lab pods (client on CPU 0,
-// server on CPU 1), made by the bench's native generator (bpf/tools/benchtool.c): a Node
+// server on CPU 1), made by the bench's native generator (bpf/tools/benchtool_traffic.c): a Node
 // generator tops out far below what one flow of small datagrams reaches.
 
 export interface Scenario {

@@ -26,6 +26,8 @@ export const runSampleSchema = z.object({
   collectorCpuSeconds: nullableNum,
   collectorRssBytes: nullableNum,
   cacheHitRate: nullableNum,
+  /** flowlogd's kernel counters over the run (cacheHits, cacheEvictions, ctLookups, ...). */
+  kernelCounters: z.record(z.string(), num).optional(),
   generator: z.object({ sent: num, received: num, errors: num }),
 });
 

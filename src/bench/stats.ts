@@ -59,6 +59,8 @@ export interface RunSample {
   collectorRssBytes: number | null;
   /** flowlogd: packets counted in its per-CPU cache over the window / program runs. */
   cacheHitRate: number | null;
+  /** flowlogd's kernel counters over the run (cacheHits, cacheEvictions, ctLookups, ...). */
+  kernelCounters?: Record<string, number>;
   /** What the traffic generator reported (sent, received, errors). */
   generator: { sent: number; received: number; errors: number };
 }

@@ -1,4 +1,4 @@
-// The per-CPU flow cache's set logic (bpf/flow_tc.bpf.c, cache_claim), by
+// The per-CPU flow cache's set logic (bpf/include/flow_cache.h, cache_claim), by
 // BPF_PROG_TEST_RUN on five UDP flows chosen to fall in one set of two ways: the cache
 // takes an empty way, evicts the way seen longest ago (its counts go to its entry), and
 // leaves both ways alone when both were counted in this clock tick. Counts stay exact.
@@ -10,8 +10,8 @@ import { ether, ipv4, udp } from '../../src/lab/packets.ts';
 import { FlowCollector, kernelSkipReason } from './helpers.ts';
 
 const skip = kernelSkipReason();
-// FLOW_CACHE_SLOTS / FLOW_CACHE_WAYS in bpf/include/flow_record.h.
-const SETS = 256;
+// FLOW_CACHE_SETS in bpf/include/flow_record.h.
+const SETS = 1024;
 const SRC = [10, 9, 0, 1];
 const DST = [10, 9, 0, 2];
 const DPORT = 53;
