@@ -89,6 +89,9 @@ export class Daemon {
   /** /livez and /readyz on the metrics port. */
   readonly health = new Health();
   #timer: NodeJS.Timeout | null = null;
+  /** The period #timer runs at, and how many flushes ran: logged with each flush. */
+  #timerMs = 0;
+  #flushSeq = 0;
   /** Builds new connections' record keys between flushes (FlowAggregator.prepareKeys). */
   #prepareTimer: NodeJS.Timeout | null = null;
   #flushing: Promise<void> = Promise.resolve();
@@ -405,6 +408,7 @@ export class Daemon {
   #schedule(): void {
     if (this.#timer) clearInterval(this.#timer);
     // Not unref'd: this timer is what keeps the daemon running.
+    this.#timerMs = this.#config.flowLogsFlushIntervalMs;
     this.#timer = setInterval(() => {
       // Flushes never pile up: one still running (a slow drain) takes this interval's
       // records with its next run, whose interval then spans both.
@@ -428,7 +432,7 @@ export class Daemon {
       const journaled = this.#journalDir !== null;
       const segmentEnd = await this.#datapath.sync(journaled);
       this.#applyDynamic();
-      const records = await this.#writeInterval(endMs, () => this.#datapath.resume?.());
+      const { records, sinkWaitMs } = await this.#writeInterval(endMs, () => this.#datapath.resume?.());
       // Not while a sink still holds lines in memory (stalled): the next flush that writes
       // everything covers these segments too.
       if (journaled && typeof segmentEnd === 'number' && segmentEnd > 0 && !this.#sinkStalled)
@@ -438,8 +442,15 @@ export class Daemon {
       this.#metrics.flushes.inc();
       this.#metrics.flushSeconds.observe(seconds);
       const mem = process.memoryUsage();
+      // seq, endMs, intervalMs and sinkWaitMs say which interval this was and what it
+      // was allowed to wait for: tests and operators read the schedule from them, not
+      // from when the line happened to be logged.
       this.#log.debug(
         {
+          seq: ++this.#flushSeq,
+          endMs,
+          intervalMs: this.#timerMs,
+          sinkWaitMs,
           records,
           heapMB: Math.round(mem.heapUsed / 2 ** 20),
           externalMB: Math.round(mem.external / 2 ** 20),
@@ -489,7 +500,7 @@ export class Daemon {
   }
 
   /** Closes the interval and hands its lines to the sinks (src/export/write.ts). */
-  async #writeInterval(endMs: number, closed?: () => void): Promise<number> {
+  async #writeInterval(endMs: number, closed?: () => void): Promise<{ records: number; sinkWaitMs: number }> {
     let lines: IterableIterator<string>;
     try {
       lines = this.#aggregator.flushLineIterator(endMs);
@@ -506,7 +517,7 @@ export class Daemon {
       this.#log.warn({ timeoutMs }, 'a sink is not keeping up; its bounded queue takes the rest');
     this.#sinkStalled = stalled;
     this.#metrics.lines.inc(records);
-    return records;
+    return { records, sinkWaitMs: timeoutMs };
   }
 
   /**
@@ -552,7 +563,7 @@ export class Daemon {
       await this.#flushing;
       const endMs = Date.now();
       await this.#datapath.stop(); // detaches first: nothing is counted after this drain
-      const records = await this.#writeInterval(endMs);
+      const { records } = await this.#writeInterval(endMs);
       // Everything drained is in that flush (the worker has stopped): the journal goes.
       if (this.#journalDir !== null) this.#commitJournal(Number.POSITIVE_INFINITY);
       this.#datapath.close();

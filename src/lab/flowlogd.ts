@@ -76,3 +76,34 @@ export async function until(what: string, cond: () => boolean, timeoutMs = 20000
     await new Promise((r) => setTimeout(r, 50));
   }
 }
+
+/** What the daemon's `flushed` debug line says about one flush (src/daemon/daemon.ts). */
+export interface FlushLine {
+  seq: number;
+  /** The end of the interval the flush closed (the daemon's clock), ms. */
+  endMs: number;
+  /** The period of the timer that ran it, ms. */
+  intervalMs: number;
+  /** The most it was allowed to wait for the sinks, ms. */
+  sinkWaitMs: number;
+  records: number;
+}
+
+/**
+ * The flushes logged in `stderr` after its first `after` (a log message; all when
+ * omitted or not yet logged: then none), in order. Tests read the schedule from these
+ * fields, never from when a line was logged: that moves with the machine's load.
+ */
+export function flushLines(stderr: string, after?: string): FlushLine[] {
+  let from = 0;
+  if (after !== undefined) {
+    from = stderr.indexOf(after);
+    if (from < 0) return [];
+  }
+  return stderr
+    .slice(from)
+    .split('\n')
+    .slice(0, -1) // a line still arriving
+    .filter((l) => l.includes('"msg":"flushed"'))
+    .map((l) => JSON.parse(l) as FlushLine);
+}

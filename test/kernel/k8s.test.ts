@@ -11,7 +11,7 @@ import { describe, test } from 'node:test';
 import { cli } from '../../src/lab/args.ts';
 import { Cluster, type ReplicaSet } from '../../src/lab/cluster.ts';
 import { FakeApiServer } from '../../src/lab/fake-apiserver.ts';
-import { Flowlogd, type Rec, until } from '../../src/lab/flowlogd.ts';
+import { Flowlogd, flushLines, type Rec, until } from '../../src/lab/flowlogd.ts';
 import type { Lab } from '../../src/lab/lab.ts';
 import { kernelSkipReason, suiteLab } from './helpers.ts';
 
@@ -25,23 +25,35 @@ const PATHS: Record<string, string> = {
   Node: '/api/v1/nodes',
 };
 
-/** When each flush ended (the daemon's debug log), ms. */
-function flushTimes(stderr: string, sinceMs = 0): number[] {
-  const out: number[] = [];
-  for (const line of stderr.split('\n')) {
-    if (!line.includes('"msg":"flushed"')) continue;
-    const t = (JSON.parse(line) as { time: number }).time;
-    if (t >= sinceMs) out.push(t);
-  }
-  return out;
-}
-
 /**
- * The gaps between consecutive flushes in whole seconds: a flush is logged when its drain
- * cycle and write are done, which moves its time by up to a few hundred ms.
+ * Waits (generously: load only makes flushes later) for `n` flushes on the timer of
+ * `intervalMs` logged after the message `after`, and checks them: at most one flush
+ * before them (one already under way when the change landed), every later one on that
+ * timer, and the intervals they closed never shorter than its period (a timer never
+ * fires early; 250 ms allow for the daemon reading its clock a little after it fired).
+ * Read from the flushes' own fields, not from when they were logged.
  */
-function gaps(times: number[]): number[] {
-  return times.slice(1).map((t, i) => Math.round((t - times[i]!) / 1000) * 1000);
+async function expectTimer(d: Flowlogd, intervalMs: number, n: number, after?: string): Promise<void> {
+  const flushes = () => flushLines(d.stderr, after);
+  const on = () => flushes().slice(flushes().findIndex((f) => f.intervalMs === intervalMs));
+  await until(
+    `${n} flushes on the ${intervalMs} ms timer`,
+    () => flushes().some((f) => f.intervalMs === intervalMs) && on().length >= n,
+    10 * n * intervalMs,
+  );
+  const all = flushes();
+  const first = all.findIndex((f) => f.intervalMs === intervalMs);
+  assert.ok(first <= (after === undefined ? 0 : 1), `flushes on another timer: ${JSON.stringify(all)}`);
+  const mine = all.slice(first);
+  assert.deepEqual(
+    mine.map((f) => f.intervalMs),
+    mine.map(() => intervalMs),
+  );
+  for (let i = 1; i < mine.length; i++)
+    assert.ok(
+      mine[i]!.endMs - mine[i - 1]!.endMs >= intervalMs - 250,
+      `flush ${mine[i]!.seq} closed ${mine[i]!.endMs - mine[i - 1]!.endMs} ms after the one before`,
+    );
 }
 
 function freePort(): Promise<number> {
@@ -152,8 +164,7 @@ describe('flowlogd run with a kubeconfig only: metadata and FelixConfiguration f
       assert.equal(r.dest_namespace, 'web');
     }
     // The 2 s flush interval from FelixConfiguration default.
-    await until('three flushes', () => flushTimes(d!.stderr).length >= 3, 15000);
-    assert.deepEqual(gaps(flushTimes(d.stderr).slice(-3)), [2000, 2000]);
+    await expectTimer(d, 2000, 3);
 
     // 2. A pod created after start, named from its first connection.
     const late = cluster.addReplicaSet('default', 'late', 'client', 1);
@@ -168,13 +179,8 @@ describe('flowlogd run with a kubeconfig only: metadata and FelixConfiguration f
       spec: { flowLogsFlushInterval: '3s', flowLogsFileAggregationKindForAllowed: 2 },
     });
     await until('reloaded', () => d!.stderr.includes('"msg":"FelixConfiguration changed"'), 10000);
-    const changedAt = Date.now();
-    await until('three flushes after the change', () => flushTimes(d!.stderr, changedAt).length >= 3, 15000);
-    assert.deepEqual(
-      gaps(flushTimes(d.stderr, changedAt).slice(0, 3)),
-      [3000, 3000],
-      'the 3 s interval, live',
-    );
+    // The 3 s interval, live.
+    await expectTimer(d, 3000, 3, '"msg":"FelixConfiguration changed"');
     const before = d.records().length;
     await connect(access, nginx);
     await until(
@@ -198,7 +204,6 @@ describe('flowlogd run with a kubeconfig only: metadata and FelixConfiguration f
       d.stderr,
       new RegExp(`spec.flowLogsFlushInterval=never \\(FelixConfiguration node.${cluster.nodeName}\\)`),
     );
-    const badAt = Date.now();
     const afterBad = d.records().length;
     await connect(access, nginx);
     await until(
@@ -208,8 +213,10 @@ describe('flowlogd run with a kubeconfig only: metadata and FelixConfiguration f
     );
     for (const r of between(d.records().slice(afterBad), access, nginx))
       assert.equal(r.source_name, '-', 'still kind 2');
-    await until('three flushes after the bad value', () => flushTimes(d!.stderr, badAt).length >= 3, 15000);
-    assert.deepEqual(gaps(flushTimes(d.stderr, badAt).slice(0, 3)), [3000, 3000], 'still the 3 s interval');
+    // Still the 3 s interval: every flush since the bad value on the 3 s timer.
+    const bad = 'spec.flowLogsFlushInterval=never';
+    await expectTimer(d, 3000, 3, bad);
+    assert.equal(flushLines(d.stderr, bad)[0]?.intervalMs, 3000);
 
     // 4. The history is compacted under the watches (ERROR 410): a relist, then a new pod is named.
     const listsBefore = api.requests.filter((r) => r.path === PODS && !r.watch).length;

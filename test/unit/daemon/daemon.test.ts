@@ -117,9 +117,13 @@ test('flush: every interval drains the datapath and writes that interval’s rec
       num_flows_completed: 0,
     },
   ]);
+  // Each flush says which interval it closed, on which timer, and what it could wait.
   assert.deepEqual(
-    logged('flushed').map((l) => l.records),
-    [1, 1],
+    logged('flushed').map((l) => [l.seq, l.endMs, l.intervalMs, l.sinkWaitMs, l.records]),
+    [
+      [1, T0 + 10_000, 10_000, 5000, 1],
+      [2, T0 + 20_000, 10_000, 5000, 1],
+    ],
   );
   await d.stop();
 });
@@ -178,6 +182,11 @@ test('SIGHUP: flush interval and aggregation take effect at once, other settings
     'interfaces',
   ]);
   assert.deepEqual(logged('reloaded')[1]?.waitingForRestart, ['flowLogsFileMaxFiles', 'interfaces']);
+  // The flush after the first reload ran on the 5 s timer (half of it is the sink budget).
+  assert.deepEqual(
+    logged('flushed').map((l) => [l.seq, l.endMs, l.intervalMs, l.sinkWaitMs]),
+    [[1, T0 + 5_000, 5_000, 2500]],
+  );
   load = () => config('--flow-logs-flush-interval', '10ms');
   signals.emit('SIGHUP');
   await settle();
@@ -219,8 +228,17 @@ test('a stalled sink holds neither the flush nor the next one, nor the exit', as
   assert.equal(logged('flushed').length, 1);
   dp.count(upd({ ...B, origPackets: 4, origBytes: 240, firstSeenMs: T0 + 16_000, lastSeenMs: T0 + 16_000 }));
   await advance(5_000); // T0+20s: the next flush, on time
-  await advance(5_000);
+  await advance(0); // its 0 ms wait for the still stalled sink: no time at all
   assert.equal(logged('flushed').length, 2);
+  await advance(5_000);
+  // The first flush gave the stalled sink its 5 s; the next, with that sink still full, none.
+  assert.deepEqual(
+    logged('flushed').map((l) => [l.seq, l.endMs, l.sinkWaitMs]),
+    [
+      [1, T0 + 10_000, 5000],
+      [2, T0 + 20_000, 0],
+    ],
+  );
   signals.emit('SIGTERM');
   await settle();
   await advance(5_000); // the final flush does not wait for a sink still stalled

@@ -82,7 +82,9 @@ test('FileMetadataSource: a changed file is picked up by the watcher/poller with
     renameSync(join(dir, 'tmp'), path);
     const md = await Promise.race([
       next,
-      new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no reload within 3 s')), 3000)),
+      new Promise<never>((_, rej) =>
+        setTimeout(() => rej(new Error('no reload within 20 s')), 20_000).unref(),
+      ),
     ]);
     assert.deepEqual(
       md.pods.map((p) => p.name),
