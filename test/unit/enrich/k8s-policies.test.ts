@@ -23,7 +23,7 @@ before(async () => {
 });
 after(() => api.close());
 
-async function waitFor(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+async function waitFor(what: string, cond: () => boolean, ms = 20_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
