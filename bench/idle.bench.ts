@@ -1,9 +1,16 @@
 // Idle and steady cost of the whole daemon (issue 12): `bin/flowlogd run` as shipped, on
-// a lab pod's veth, default settings (5-minute flush). Idle: no traffic at all; steady:
-// UDP at a fixed rate over some flows. For each: the share of one core, resident memory,
-// and wake-ups a second by thread (context switches): a daemon with nothing to do should
-// sleep, and a timer that fires when nothing happened shows up here.
-// Needs root. Usage: node bench/idle.bench.ts [--idle S] [--seconds S] [--pps N] [--flows N]
+// a lab pod's veth, default settings (5-minute flush). Idle: no traffic at all; load: UDP
+// at a fixed rate (or as fast as one sender goes: --pps 0) over some flows. For each: the
+// share of one core, resident memory (settled: sampled every second over the window, which
+// starts after a settle period, median), and wake-ups a second by thread (context
+// switches): a daemon with nothing to do should sleep, and a timer that fires when nothing
+// happened shows up here.
+//
+// A/B: --variant NAME=PATH (repeatable) runs each PATH/bin/flowlogd (another checkout,
+// built) in the same lab, rounds interleaved with the order rotated, medians per variant.
+// --node-flags NAME='FLAGS' runs this checkout's dist under node with other flags.
+// Needs root. Usage: node dist/bench/idle.bench.js [--idle S] [--seconds S] [--pps N]
+//   [--flows N] [--rounds N] [--settle S] [--variant NAME=CHECKOUT]... [--node-flags NAME=FLAGS]...
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -20,18 +27,51 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '60' },
     pps: { type: 'string', default: '10000' },
     flows: { type: 'string', default: '100' },
+    rounds: { type: 'string', default: '1' },
+    settle: { type: 'string', default: '5' },
+    variant: { type: 'string', multiple: true, default: [] },
+    'node-flags': { type: 'string', multiple: true, default: [] },
+    json: { type: 'boolean', default: false },
   },
 });
 
-/** Context switches of every thread, by thread name. */
-function switches(pid: number): Map<string, number> {
-  const out = new Map<string, number>();
+interface Variant {
+  name: string;
+  command: string;
+  args: string[];
+  env?: Record<string, string>;
+}
+
+const variants: Variant[] = [{ name: 'this', command: projectPath('bin', 'flowlogd'), args: [] }];
+for (const v of values.variant) {
+  const [name, path] = v.split('=', 2);
+  variants.push({ name: name!, command: join(path!, 'bin', 'flowlogd'), args: [] });
+}
+for (const v of values['node-flags']) {
+  // NAME=FLAGS: node's flags, and NAME=VALUE words (MALLOC_ARENA_MAX=2) as environment.
+  const eq = v.indexOf('=');
+  const words = v
+    .slice(eq + 1)
+    .split(/\s+/)
+    .filter(Boolean);
+  const isEnv = (w: string) => /^[A-Z_][A-Z0-9_]*=/.test(w);
+  variants.push({
+    name: v.slice(0, eq),
+    command: process.execPath,
+    args: [...words.filter((w) => !isEnv(w)), projectPath('dist', 'src', 'cli', 'main.js')],
+    env: Object.fromEntries(words.filter(isEnv).map((w) => w.split('=', 2) as [string, string])),
+  });
+}
+
+/** Context switches of every thread, by thread id (and its name). */
+function switches(pid: number): Map<string, { comm: string; n: number }> {
+  const out = new Map<string, { comm: string; n: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
       const st = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
       const n = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(st)?.[1] ?? 0);
-      out.set(comm, (out.get(comm) ?? 0) + n('voluntary_ctxt_switches') + n('nonvoluntary_ctxt_switches'));
+      out.set(tid, { comm, n: n('voluntary_ctxt_switches') + n('nonvoluntary_ctxt_switches') });
     } catch {
       // thread gone
     }
@@ -39,84 +79,136 @@ function switches(pid: number): Map<string, number> {
   return out;
 }
 
-async function window(pid: number, seconds: number) {
+interface WindowResult {
+  cpuShare: number;
+  rssMedianMiB: number;
+  anonMiB: number;
+  fileMiB: number;
+  /** Wake-ups a second by thread name (threads of one name summed: V8Worker ×4). */
+  wakeups: Record<string, number>;
+}
+
+async function window(pid: number, seconds: number): Promise<WindowResult> {
   const c0 = cpuSeconds(pid)!;
   const s0 = switches(pid);
   const t0 = performance.now();
   const rss: number[] = [];
+  const anon: number[] = [];
+  const file: number[] = [];
   const end = t0 + seconds * 1000;
   while (performance.now() < end) {
     await new Promise((r) => setTimeout(r, 1000));
-    rss.push(memory(pid)!.rssBytes);
+    const m = memory(pid)!;
+    rss.push(m.rssBytes);
+    anon.push(m.rssAnonBytes);
+    file.push(m.rssFileBytes);
   }
   const s = (performance.now() - t0) / 1000;
   const s1 = switches(pid);
-  const wake = [...s1]
-    .map(([name, n]) => [name, (n - (s0.get(name) ?? 0)) / s] as const)
-    .filter(([, w]) => w > 0);
-  rss.sort((a, b) => a - b);
-  const m = memory(pid)!;
+  const wakeups: Record<string, number> = {};
+  for (const [tid, { comm, n }] of s1) {
+    const w = (n - (s0.get(tid)?.n ?? 0)) / s;
+    if (w > 0) wakeups[comm] = (wakeups[comm] ?? 0) + w;
+  }
+  const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]! / 2 ** 20;
   return {
     cpuShare: (cpuSeconds(pid)! - c0) / s,
-    rssMedianMiB: rss[rss.length >> 1]! / 2 ** 20,
-    anonMiB: m.rssAnonBytes / 2 ** 20,
-    fileMiB: m.rssFileBytes / 2 ** 20,
-    wakeups: wake.sort((a, b) => b[1] - a[1]),
+    rssMedianMiB: med(rss),
+    anonMiB: med(anon),
+    fileMiB: med(file),
+    wakeups,
   };
 }
+
+const median = (a: number[]) => {
+  const s = [...a].sort((x, y) => x - y);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
 
 const lab = new Lab();
 const dir = mkdtempSync(join(tmpdir(), 'flowlogd-idle-'));
 let daemon: ChildProcess | undefined;
+const results = new Map<string, { idle: WindowResult[]; load: WindowResult[] }>(
+  variants.map((v) => [v.name, { idle: [], load: [] }]),
+);
 try {
   const client = lab.addPod({ namespace: 'bench', name: `${lab.prefix}-c` });
   const server = lab.addPod({ namespace: 'bench', name: `${lab.prefix}-s` });
   const sink = lab.spawn(server, BENCHTOOL, ['sink', '5001']);
   await firstLine(sink, 'benchtool sink');
-  daemon = spawn(
-    projectPath('bin', 'flowlogd'),
-    ['run', '--interfaces', client.hostIf, '--flow-logs-file-directory', dir],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let log = '';
-  await new Promise<void>((resolve, reject) => {
-    daemon!.stderr!.on('data', (c) => {
-      log += c;
-      if (log.includes('"flowlogd started"')) resolve();
-    });
-    daemon!.once('exit', (code) => reject(new Error(`flowlogd exited ${code}: ${log}`)));
-  });
-  await new Promise((r) => setTimeout(r, 5000)); // start-up settles (conntrack dump, first GC)
-  const idle = await window(daemon.pid!, Number(values.idle));
-  const gen = lab.spawn(client, BENCHTOOL, [
-    'blast',
-    '-c',
-    '0',
-    server.ipv4,
-    '5001',
-    values.flows,
-    '18',
-    String(Number(values.seconds) + 10),
-    values.pps,
-  ]);
-  await new Promise((r) => setTimeout(r, 5000));
-  const steady = await window(daemon.pid!, Number(values.seconds));
-  gen.kill();
-  const row = (name: string, w: Awaited<ReturnType<typeof window>>) =>
-    `| ${name} | ${(w.cpuShare * 100).toFixed(2)}% | ${w.rssMedianMiB.toFixed(1)} (${w.anonMiB.toFixed(1)} + ${w.fileMiB.toFixed(1)}) | ${w.wakeups.map(([n, x]) => `${n} ${x.toFixed(1)}`).join(', ')} |`;
-  process.stdout.write(
-    [
-      `## Daemon idle and steady (${new Date().toISOString().slice(0, 16)} UTC)`,
+  const rounds = Number(values.rounds);
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < variants.length; i++) {
+      const v = variants[(i + round) % variants.length]!;
+      process.stderr.write(`round ${round + 1}/${rounds}: ${v.name}\n`);
+      rmSync(dir, { recursive: true, force: true });
+      daemon = spawn(
+        v.command,
+        [...v.args, 'run', '--interfaces', client.hostIf, '--flow-logs-file-directory', dir],
+        { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...v.env } },
+      );
+      let log = '';
+      await new Promise<void>((resolve, reject) => {
+        daemon!.stderr!.on('data', (c) => {
+          log += c;
+          if (log.includes('"flowlogd started"')) resolve();
+        });
+        daemon!.once('exit', (code) => reject(new Error(`flowlogd exited ${code}: ${log}`)));
+      });
+      // Start-up settles (conntrack dump, the first GCs): the figures are the settled daemon's.
+      await new Promise((r) => setTimeout(r, Number(values.settle) * 1000));
+      const idle = await window(daemon.pid!, Number(values.idle));
+      const gen = lab.spawn(client, BENCHTOOL, [
+        'blast',
+        '-c',
+        '0',
+        server.ipv4,
+        '5001',
+        values.flows,
+        '18',
+        String(Number(values.seconds) + Number(values.settle) + 5),
+        values.pps,
+      ]);
+      await new Promise((r) => setTimeout(r, Number(values.settle) * 1000));
+      const load = await window(daemon.pid!, Number(values.seconds));
+      gen.kill();
+      results.get(v.name)!.idle.push(idle);
+      results.get(v.name)!.load.push(load);
+      const d = daemon;
+      d.kill('SIGTERM');
+      await new Promise((r) => (d.exitCode !== null ? r(null) : d.once('exit', r)));
+      daemon = undefined;
+    }
+  }
+  const pps = values.pps === '0' ? 'as fast as it goes' : `${values.pps} packets/s`;
+  const row = (name: string, state: string, ws: WindowResult[]) => {
+    const names = [...new Set(ws.flatMap((w) => Object.keys(w.wakeups)))];
+    const wake = names
+      .map((n) => [n, median(ws.map((w) => w.wakeups[n] ?? 0))] as const)
+      .sort((a, b) => b[1] - a[1])
+      .map(([n, x]) => `${n} ${x.toFixed(1)}`)
+      .join(', ');
+    const m = (f: (w: WindowResult) => number) => median(ws.map(f));
+    return `| ${name} | ${state} | ${(m((w) => w.cpuShare) * 100).toFixed(2)}% | ${m((w) => w.rssMedianMiB).toFixed(1)} (${m((w) => w.anonMiB).toFixed(1)} + ${m((w) => w.fileMiB).toFixed(1)}) | ${ws.map((w) => w.rssMedianMiB.toFixed(1)).join(', ')} | ${wake} |`;
+  };
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(Object.fromEntries(results), null, 1)}\n`);
+  } else {
+    const lines = [
+      `## Daemon idle and under load (${new Date().toISOString().slice(0, 16)} UTC, ${rounds} round(s), medians)`,
       '',
-      `Command: \`npm run bench -- idle --idle ${values.idle} --seconds ${values.seconds} --pps ${values.pps} --flows ${values.flows}\``,
+      `Command: \`node dist/bench/idle.bench.js ${process.argv.slice(2).join(' ')}\``,
       '',
-      '| state | CPU (share of one core) | RSS MiB, median (anon + file) | wake-ups/s by thread |',
-      '|---|---|---|---|',
-      row(`idle, ${values.idle} s`, idle),
-      row(`${values.pps} packets/s over ${values.flows} flows, ${values.seconds} s`, steady),
-      '',
-    ].join('\n'),
-  );
+      '| variant | state | CPU (share of one core) | RSS MiB, median (anon + file) | RSS by round | wake-ups/s by thread |',
+      '|---|---|---|---|---|---|',
+    ];
+    for (const v of variants) {
+      const r = results.get(v.name)!;
+      lines.push(row(v.name, `idle, ${values.idle} s`, r.idle));
+      lines.push(row(v.name, `${pps} over ${values.flows} flows, ${values.seconds} s`, r.load));
+    }
+    process.stdout.write(`${lines.join('\n')}\n`);
+  }
 } finally {
   daemon?.kill('SIGTERM');
   if (daemon) await new Promise((r) => (daemon!.exitCode !== null ? r(null) : daemon!.once('exit', r)));

@@ -1,12 +1,10 @@
-// flowlogd's command line.
+// flowlogd's command line. Each command's code is imported when that command runs: the
+// daemon (`run`) does not carry the lab, the demo or the bench resident.
 import { readFileSync } from 'node:fs';
 import { Command, InvalidArgumentError } from 'commander';
 import { projectPath } from '../common/paths.ts';
 import { addConfigOptions } from '../daemon/config.ts';
 import { addBenchCommand } from './bench.ts';
-import { demo } from './demo.ts';
-import { dump } from './dump.ts';
-import { run } from './run.ts';
 
 function globs(value: string): string[] {
   const list = value
@@ -53,6 +51,7 @@ program
   .option('--seconds <n>', 'stop after n seconds (default: until SIGINT)', seconds)
   .option('--attach-mode <mode>', 'auto (tcx if the kernel has it), tcx or clsact', attachMode, 'auto')
   .action(async (o: { interfaces: string[]; seconds?: number; attachMode: 'auto' | 'tcx' | 'clsact' }) => {
+    const { dump } = await import('./dump.ts');
     await dump({
       interfaces: o.interfaces,
       seconds: o.seconds ?? null,
@@ -66,6 +65,7 @@ program
   .command('demo')
   .description('build a small lab of pods on this machine, run traffic, show its flow logs at kinds 0-3')
   .action(async () => {
+    const { demo } = await import('./demo.ts');
     await demo((s) => process.stdout.write(s));
   });
 
@@ -80,6 +80,7 @@ addConfigOptions(
 ).action(async () => {
   // loadConfig is the one parser of settings: hand it the raw arguments after `run`.
   const argv = process.argv.slice(process.argv.indexOf('run') + 1);
+  const { run } = await import('./run.ts');
   process.exitCode = await run(argv);
 });
 

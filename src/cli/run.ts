@@ -2,15 +2,17 @@
 // metadata and settings come from: `--metadata FILE` (no cluster), else the Kubernetes
 // API when a kubeconfig is found the way kubectl finds one (--kubeconfig, $KUBECONFIG,
 // ~/.kube/config, in-cluster), else none (host mode).
+//
+// What only a cluster needs (the Kubernetes client, the informers, the FelixConfiguration
+// watcher) is imported only when a kubeconfig was found: a daemon in host or file mode
+// never loads it (tens of MiB resident, BENCHMARKS.md "Resident memory").
 import type { KubeConfig } from '@kubernetes/client-node';
 import pino from 'pino';
-import { LiveClusterConfig } from '../daemon/cluster-config.ts';
 import { type Config, ConfigError, loadConfig } from '../daemon/config.ts';
 import { Daemon } from '../daemon/daemon.ts';
-import { FelixConfigurationWatcher, NO_CLUSTER_SETTINGS } from '../daemon/felix-configuration.ts';
+import type { FelixConfigurationWatcher } from '../daemon/felix-configuration.ts';
 import { SignalHandler } from '../daemon/signals.ts';
-import { DAEMON_RESOURCES } from '../enrich/k8s-kinds.ts';
-import { KubeMetadataSource } from '../enrich/k8s-source.ts';
+import type { KubeMetadataSource } from '../enrich/k8s-source.ts';
 import { chooseKubeConfig, loadKubeConfig } from '../enrich/kubeconfig.ts';
 
 /** Runs until SIGTERM/SIGINT; resolves with the process exit code. */
@@ -36,7 +38,7 @@ export async function run(argv: string[]): Promise<number> {
     const choice = chooseKubeConfig({ file, env });
     if (choice !== null) {
       try {
-        kc = loadKubeConfig(choice);
+        kc = await loadKubeConfig(choice);
       } catch (err) {
         log.fatal({ kubeconfig: choice.path }, `cannot load the kubeconfig: ${(err as Error).message}`);
         return 2;
@@ -51,7 +53,23 @@ export async function run(argv: string[]): Promise<number> {
   let load = (): Config => loadConfig({ argv, env });
   let watcher: FelixConfigurationWatcher | null = null;
   let daemon: Daemon | null = null;
+  let source: KubeMetadataSource | undefined;
   if (kc !== null) {
+    const [
+      { LiveClusterConfig },
+      { FelixConfigurationWatcher, NO_CLUSTER_SETTINGS },
+      { DAEMON_RESOURCES },
+      k8s,
+    ] = await Promise.all([
+      import('../daemon/cluster-config.ts'),
+      import('../daemon/felix-configuration.ts'),
+      import('../enrich/k8s-kinds.ts'),
+      import('../enrich/k8s-source.ts'),
+    ]);
+    source = new k8s.KubeMetadataSource(kc, {
+      logger: log.child({ component: 'kubernetes' }),
+      resources: DAEMON_RESOURCES,
+    });
     const live = new LiveClusterConfig(
       (cluster) => loadConfig({ argv, env, cluster, apiMetadata: true }),
       log.child({ component: 'felixconfiguration' }),
@@ -105,13 +123,6 @@ export async function run(argv: string[]): Promise<number> {
       }, 5000).unref();
     },
   });
-  const source =
-    kc !== null
-      ? new KubeMetadataSource(kc, {
-          logger: log.child({ component: 'kubernetes' }),
-          resources: DAEMON_RESOURCES,
-        })
-      : undefined;
   try {
     daemon = await Daemon.start({
       config,

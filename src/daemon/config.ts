@@ -20,9 +20,9 @@
 // half-configured.
 
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
-import { parse as parseYaml } from 'yaml';
 import { DEFAULT_WORKLOAD_INTERFACES } from '../aggregate/interfaces.ts';
 import {
   DEFAULT_IDLE_TIMEOUT_MS,
@@ -35,6 +35,15 @@ import { SHIP_DEFAULTS, SHIP_SETTINGS, type ShipConfig, type ShipSettingRow } fr
 import { convert, type LogLevel, type SourceName, type ValueRule, type ValueType } from './values.ts';
 
 export { LOG_LEVELS, type LogLevel, type SourceName } from './values.ts';
+
+/**
+ * The YAML parser (js-yaml, the one the metadata loader and the Kubernetes client use),
+ * loaded only when a --config file is read: loadConfig is synchronous, hence require().
+ */
+function parseYaml(text: string): unknown {
+  const { load } = createRequire(import.meta.url)('js-yaml') as typeof import('js-yaml');
+  return load(text);
+}
 
 /** Interfaces attached by default: the host's usual uplinks and common CNIs' pod veths. */
 export const DEFAULT_INTERFACES: readonly string[] = Object.freeze([

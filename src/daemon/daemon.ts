@@ -6,7 +6,6 @@ import type { Server } from 'node:http';
 import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { Registry } from 'prom-client';
 import { FlowAggregator } from '../aggregate/aggregator.ts';
 import { makeDirectory } from '../common/make-directory.ts';
 import { returnFreedMemory } from '../common/memory.ts';
@@ -18,7 +17,6 @@ import { LineBatchBuilder } from '../export/batch.ts';
 import { DynamicAggregation, positionFileBacklog } from '../export/dynamic.ts';
 import { FileSink } from '../export/file.ts';
 import { NetworkSink } from '../export/network.ts';
-import { openShippingSinks } from '../export/shipping.ts';
 import { FanoutSink, type Sink } from '../export/sink.ts';
 import { StreamSink } from '../export/stdout.ts';
 import { within, writeInBatches } from '../export/write.ts';
@@ -27,6 +25,7 @@ import { aggregationSettings, type Config, LIVE_SETTINGS } from './config.ts';
 import { type DaemonDatapath, type DatapathFactory, kernelDatapath, openDatapath } from './datapath.ts';
 import { Health } from './health.ts';
 import { type FlushMetrics, type MetricSources, registerMetrics, serveMetrics } from './metrics.ts';
+import { Registry } from './prom.ts';
 import { shippingOptions } from './ship-config.ts';
 import { registerShipMetrics } from './ship-metrics.ts';
 
@@ -314,6 +313,10 @@ export class Daemon {
     d.#schedule();
     newWork = () => d.#armPrepare();
     d.#armPrepare();
+    // The start's garbage (settings, module loading, libbpf's parse of the kernel's BTF,
+    // freed by malloc but kept by it) given back once: otherwise it stays resident until
+    // the first flush that writes something, 5 minutes away by default.
+    void returnFreedMemory(d.#releaseFreeMemory);
     return d;
   }
 
@@ -351,7 +354,13 @@ export class Daemon {
     }
     if (c.stdout) sinks.push(new StreamSink({ stream: process.stdout }));
     // Fluent Forward, NATS, OTLP as configured: each replays its spool from the start.
-    sinks.push(...(await openShippingSinks(shippingOptions(c), sinkLog)));
+    // Their clients (msgpackr, NATS, OpenTelemetry's protobuf) are imported only when one
+    // is configured: a daemon that writes flows.log alone never carries them.
+    const ship = shippingOptions(c);
+    if (ship.forward.address !== null || ship.nats.url !== null || ship.otlp.endpoint !== null) {
+      const { openShippingSinks } = await import('../export/shipping.ts');
+      sinks.push(...(await openShippingSinks(ship, sinkLog)));
+    }
     return sinks;
   }
 

@@ -1,12 +1,19 @@
 // The daemon's Prometheus metrics: gauges read the datapath, aggregator and sinks at each
 // scrape (nothing is copied between scrapes); counters are bumped by the flush.
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:http';
+import { createRequire } from 'node:module';
 import type { Logger } from 'pino';
-import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry } from 'prom-client';
 import type { InformerStats } from '../enrich/informers.ts';
 import type { SinkStats } from '../export/sink.ts';
 import type { Health } from './health.ts';
 import { registerNativeMetrics } from './native-metrics.ts';
+import { Counter, Gauge, Histogram, type Registry, registerDefaultMetrics } from './prom.ts';
+
+// `import … from 'node:http'` builds http's ES module namespace, which reads every export,
+// the lazy ones too (WebSocket, CloseEvent, MessageEvent): that loads Node's bundled undici
+// and web streams, ~12 MiB resident that the daemon never uses. require() reads only
+// createServer.
+const { createServer } = createRequire(import.meta.url)('node:http') as typeof import('node:http');
 
 /** What the gauges read at a scrape. */
 export interface MetricSources {
@@ -90,8 +97,8 @@ export function registerMetrics(
   { datapath: dp, aggregator: agg, sink, kubernetes }: MetricSources,
 ): FlushMetrics {
   registerNativeMetrics(r, dp);
-  // process_* and nodejs_* (CPU, resident memory, heap, event loop lag, GC, handles).
-  collectDefaultMetrics({ register: r });
+  // process_* and nodejs_* (CPU, resident memory, heap, event loop lag, GC, handles): prom.ts.
+  registerDefaultMetrics(r);
   readCounter(
     r,
     'flowlogd_datapath_kernel_events_total',

@@ -4,7 +4,7 @@
 // scrape, by name, so a counter the addon adds is exported without a change here
 // (test/kernel/metrics.test.ts checks that nothing is missing). The kernel-side counters
 // and drop reasons have their own metrics in metrics.ts.
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from './prom.ts';
 
 /** A datapath whose stats() has numeric fields and an optional `conntrack` group. */
 export interface NativeStatsSource {

@@ -1,8 +1,9 @@
 // Metrics of the network sinks, per sink (label `sink`): queued, in flight, acknowledged,
 // retried, duplicates, spool bytes, dropped by reason, last success time; and the
 // dynamic aggregation level in force. Read from the sinks at each scrape.
-import { Gauge, type Registry } from 'prom-client';
+
 import type { NetworkSink } from '../export/network.ts';
+import { Gauge, type Registry } from './prom.ts';
 
 export function registerShipMetrics(r: Registry, sinks: readonly NetworkSink[], level: () => number): void {
   new Gauge({

@@ -7,7 +7,7 @@
 
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import type { KubeConfig } from '@kubernetes/client-node';
 
 export const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
 
@@ -38,8 +38,13 @@ export function chooseKubeConfig(input: ChooseInput = {}): KubeConfigChoice | nu
   return null;
 }
 
-/** Loads the chosen configuration (token, client certificate, exec plugin, http or https). */
-export function loadKubeConfig(choice: KubeConfigChoice): KubeConfig {
+/**
+ * Loads the chosen configuration (token, client certificate, exec plugin, http or https).
+ * The client library is imported here, only once a cluster was chosen: it is ~900 modules
+ * and tens of MiB resident that a daemon without a cluster never uses (BENCHMARKS.md).
+ */
+export async function loadKubeConfig(choice: KubeConfigChoice): Promise<KubeConfig> {
+  const { KubeConfig } = await import('@kubernetes/client-node');
   const kc = new KubeConfig();
   if (choice.how === 'flag') kc.loadFromFile(choice.path);
   else kc.loadFromDefault(); // the same order as chooseKubeConfig, on process.env

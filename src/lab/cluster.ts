@@ -3,7 +3,7 @@
 // prints, plus pods the metadata does not know (unknown peers).
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { stringify } from 'yaml';
+import { dump } from 'js-yaml';
 import type { Lab, Pod } from './lab.ts';
 
 export interface ReplicaSet {
@@ -100,6 +100,6 @@ export class Cluster {
   }
 
   writeMetadata(path: string): void {
-    writeFileSync(path, stringify(this.metadata()));
+    writeFileSync(path, dump(this.metadata(), { skipInvalid: true }));
   }
 }

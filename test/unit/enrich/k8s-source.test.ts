@@ -326,7 +326,7 @@ test('kubeconfig from a file: the CA in it is what the client trusts', async () 
     { how: 'in-cluster', path: '/var/run/secrets/kubernetes.io/serviceaccount/token' },
   );
   api.put(PODS, pod('x', '10.1.0.1'));
-  const src = new KubeMetadataSource(loadKubeConfig({ how: 'flag', path: api.kubeconfigPath }), {
+  const src = new KubeMetadataSource(await loadKubeConfig({ how: 'flag', path: api.kubeconfigPath }), {
     coalesceMs: 5,
   });
   const seen: ClusterMetadata[] = [];
