@@ -17,6 +17,7 @@
 #include "flow_record.h"
 #include "maps.h"
 #include "parse.h"
+#include "drain_wake.h"
 #include "flow_entry.h"
 #include "flow_cache.h"
 

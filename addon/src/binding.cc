@@ -251,6 +251,8 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
     Napi::Object o = Napi::Object::New(env);
     o.Set("kernel", kernel);
     o.Set("drainCycles", Napi::Number::New(env, double(s.drain_cycles)));
+    o.Set("drainSleeps", Napi::Number::New(env, double(s.drain_sleeps)));
+    o.Set("drainAsleep", Napi::Boolean::New(env, s.drain_asleep));
     o.Set("recordsDrained", Napi::Number::New(env, double(s.drain.records_drained)));
     o.Set("drainNs", Napi::Number::New(env, double(s.drain.drain_ns_total)));
     o.Set("ringFullWaits", Napi::Number::New(env, double(s.drain.ring_full_waits)));

@@ -7,6 +7,7 @@
 #include <linux/netfilter/nfnetlink_conntrack.h>
 #include <linux/netlink.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
@@ -370,6 +371,7 @@ bool ConntrackListener::dump() {
 }
 
 void ConntrackListener::run() {
+  pthread_setname_np(pthread_self(), "flowlogd-ct");  // in top, /proc/PID/task/*/comm
   // Subscribed before the dump: an entry created meanwhile is in one or the other.
   bool ok = dump();
   if (pushed_) notify_(Notice::Records, 0, "");

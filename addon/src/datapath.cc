@@ -210,6 +210,8 @@ DatapathStats Datapath::stats() const {
   if (!bpf_) return s;
   s.drain = drainer_->counters();
   s.drain_cycles = worker_->drain_cycles();
+  s.drain_sleeps = worker_->sleeps();
+  s.drain_asleep = worker_->asleep();
   read_kernel_stats(*bpf_, s);
   if (ct_) {
     s.conntrack = true;

@@ -15,6 +15,8 @@ namespace flowlogd {
 struct DatapathStats {
   uint64_t kernel[FLOW_STAT_MAX] = {};
   uint64_t drain_cycles = 0;
+  uint64_t drain_sleeps = 0;  // times the drain thread went to sleep (nothing to drain)
+  bool drain_asleep = false;
   DrainCounters drain;
   uint64_t attach_failures = 0;
   bool conntrack = false;  // the listener runs

@@ -1,8 +1,11 @@
 // Worker. See worker.h.
 #include "worker.h"
 
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <linux/membarrier.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
@@ -40,11 +43,49 @@ Worker::Worker(uint32_t drain_interval_ms) {
     ::close(wake_fd_);
     throw sys_error("ERR_TIMERFD", e, "creating timerfd");
   }
+  drain_interval_ms_ = drain_interval_ms;
+  arm_timer(true);
+}
+
+void Worker::arm_timer(bool on) {
   itimerspec its{};
-  its.it_interval.tv_sec = drain_interval_ms / 1000;
-  its.it_interval.tv_nsec = (drain_interval_ms % 1000) * 1000000L;
-  its.it_value = its.it_interval;
-  timerfd_settime(timer_fd_, 0, &its, nullptr);
+  if (on) {
+    its.it_interval.tv_sec = drain_interval_ms_ / 1000;
+    its.it_interval.tv_nsec = (drain_interval_ms_ % 1000) * 1000000L;
+    its.it_value = its.it_interval;
+  }
+  timerfd_settime(timer_fd_, 0, &its, nullptr);  // all zero: disarmed
+}
+
+namespace {
+
+bool map_empty(const bpf_map* m) {
+  flow_key key;  // the larger of the two key types
+  return bpf_map_get_next_key(bpf_map__fd(m), nullptr, &key) != 0;
+}
+
+}  // namespace
+
+// A drain that found nothing: the node has no traffic on the watched interfaces. Rather
+// than waking every interval to drain nothing, the thread disarms its timer and sleeps
+// until the programs insert an entry (bpf/include/drain_wake.h), then drains one interval
+// after that, as it would have. The flag is set before the current generation is looked
+// at (both sequentially consistent), so an entry inserted meanwhile is seen here or sees
+// the flag. A program can still read the flag just before this store becomes visible while
+// its insert is not yet visible to the check (the store-load order x86 allows): that entry
+// is then drained by the next insert's wake-up or by the flush's own drain request, its
+// counts intact.
+void Worker::try_sleep(flow_tc_bpf* flows, uint32_t current) {
+  __atomic_store_n(&flows->bss->drain_asleep, 1, __ATOMIC_SEQ_CST);
+  bool empty = current ? map_empty(flows->maps.flows4_1) && map_empty(flows->maps.flows6_1)
+                       : map_empty(flows->maps.flows4_0) && map_empty(flows->maps.flows6_0);
+  if (!empty) {
+    __atomic_store_n(&flows->bss->drain_asleep, 0, __ATOMIC_SEQ_CST);
+    return;
+  }
+  arm_timer(false);
+  asleep_.store(true);
+  sleeps_.fetch_add(1);
 }
 
 Worker::~Worker() {
@@ -96,7 +137,7 @@ void Worker::wake() {
 }
 
 void Worker::run(Parts p, const std::atomic<bool>& closed) {
-  pollfd fds[3] = {{p.links.fd(), POLLIN, 0}, {wake_fd_, POLLIN, 0}, {timer_fd_, POLLIN, 0}};
+  pthread_setname_np(pthread_self(), "flowlogd-drain");  // in top, /proc/PID/task/*/comm
   flow_tc_bpf* flows = p.bpf.flows();
   drop_trace_bpf* drops = p.bpf.drops();
   Pins* pins = p.bpf.pins();
@@ -109,8 +150,19 @@ void Worker::run(Parts p, const std::atomic<bool>& closed) {
     else
       p.drainer.drain(gen - 1, 0, false);  // counts nobody journaled: drained as they are
   }
+  // The programs' wake-ups (drain_wake.h); without it the thread never sleeps.
+  ring_buffer* wakes = ring_buffer__new(
+      bpf_map__fd(flows->maps.flow_wake), [](void*, void*, size_t) { return 0; }, nullptr, nullptr);
+  pollfd fds[4] = {{p.links.fd(), POLLIN, 0},
+                   {wake_fd_, POLLIN, 0},
+                   {timer_fd_, POLLIN, 0},
+                   {wakes ? ring_buffer__epoll_fd(wakes) : -1, POLLIN, 0}};
+  struct FreeWakes {
+    ring_buffer* rb;
+    ~FreeWakes() { ring_buffer__free(rb); }
+  } free_wakes{wakes};
   for (;;) {
-    if (poll(fds, 3, -1) < 0 && errno != EINTR) {
+    if (poll(fds, 4, -1) < 0 && errno != EINTR) {
       p.emit(error_event(errno, "datapath worker: poll"));
       p.emit(DatapathEvent{DatapathEvent::Stopped});  // nothing will drain any more: release waiters
       return;
@@ -120,6 +172,13 @@ void Worker::run(Parts p, const std::atomic<bool>& closed) {
     uint64_t v;
     bool timer = (fds[2].revents & POLLIN) && read(timer_fd_, &v, sizeof(v)) > 0;
     if (fds[1].revents & POLLIN) read(wake_fd_, &v, sizeof(v));
+    if (fds[3].revents & POLLIN) {
+      ring_buffer__consume(wakes);
+      if (asleep_.load()) {
+        asleep_.store(false);
+        arm_timer(true);  // the first drain one interval after the first entry
+      }
+    }
 
     bool stopping = stopping_.load();
     uint64_t target;
@@ -146,8 +205,13 @@ void Worker::run(Parts p, const std::atomic<bool>& closed) {
       __atomic_store_n(&drops->bss->generation, gen + 1, __ATOMIC_SEQ_CST);
     }
     wait_for_running_programs();  // tracing programs run under RCU too
+    DrainCounters before = p.drainer.counters();
     p.drainer.drain(gen, target, rotate && !stopping);
+    DrainCounters after = p.drainer.counters();
     gen++;
+    if (wakes && !stopping && !asleep_.load() && after.records_drained == before.records_drained &&
+        after.overflow_records == before.overflow_records && after.cache_merged == before.cache_merged)
+      try_sleep(flows, gen & 1);
     if (stopping) {
       // Nothing writes to either one now. The programs' generation stays, so a later
       // start on these pinned maps finds this one drained (its cycle's number).

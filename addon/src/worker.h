@@ -15,6 +15,8 @@
 #include "link_watcher.h"
 #include "loader.h"
 
+struct flow_tc_bpf;
+
 namespace flowlogd {
 
 class Worker {
@@ -48,12 +50,22 @@ class Worker {
   void wake();
   void join();
   uint64_t drain_cycles() const;
+  // The thread sleeps (no drain timer) until the programs insert an entry; and how many
+  // times it went to sleep.
+  bool asleep() const { return asleep_.load(); }
+  uint64_t sleeps() const { return sleeps_.load(); }
 
  private:
   void run(Parts parts, const std::atomic<bool>& closed);
+  // After a drain that found nothing: sleeps if the current generation is empty too.
+  void try_sleep(flow_tc_bpf* flows, uint32_t current);
+  void arm_timer(bool on);
 
   int wake_fd_ = -1;
   int timer_fd_ = -1;
+  uint32_t drain_interval_ms_ = 0;
+  std::atomic<bool> asleep_{false};
+  std::atomic<uint64_t> sleeps_{0};
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   bool stop_requested_ = false;

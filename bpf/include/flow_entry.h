@@ -11,6 +11,7 @@
 #include "flow_record.h"
 #include "maps.h"
 #include "parse.h"
+#include "drain_wake.h"
 
 #define TCP_FIN 0x01
 #define TCP_SYN 0x02
@@ -273,8 +274,10 @@ static __always_inline int account(struct __sk_buff *skb, void *flows, __u32 gen
 
 		init_entry(skb, p, dir | (__u32)hook << 8, bytes, &init);
 		err = bpf_map_update_elem(flows, key, &init, BPF_NOEXIST);
-		if (!err)
+		if (!err) {
+			DRAIN_WAKE_ON_INSERT(); /* drain_wake.h: the drain thread may sleep */
 			return ACCOUNT_ENTRY;
+		}
 		if (err != -EEXIST_) {
 			count_failed_insert(err, bytes);
 			count_overflow(skb, p, gen | (__u32)hook << 8, bytes);

@@ -286,6 +286,7 @@ export class Daemon {
       log.warn({ errno: e.errno }, e.message ?? 'conntrack events lost: resyncing'),
     );
     datapath.on('cycle', () => d.health.cycle());
+    d.health.drainMaySleep(() => datapath.stats().drainAsleep === true);
     d.health.readyWhen('datapath', () =>
       datapath.interfaces().length > 0 ? null : 'attached to no interface yet',
     );

@@ -14,7 +14,12 @@ import type { ConnectionUpdate, ConntrackEvent } from '../datapath/types.ts';
 export interface DaemonDatapath {
   readonly attachMode: 'tcx' | 'clsact';
   interfaces(): readonly { readonly name: string }[];
-  stats(): { kernel: Record<string, number>; dropReasons?: Record<string, number> };
+  stats(): {
+    kernel: Record<string, number>;
+    dropReasons?: Record<string, number>;
+    /** The drain thread sleeps until traffic comes: no drain cycles meanwhile, by design. */
+    drainAsleep?: boolean;
+  };
   /**
    * Resolves once every packet counted before the call has reached `onUpdate`; with
    * `hold` (a drain journal), delivers nothing more until resume() and gives the number

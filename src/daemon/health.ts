@@ -1,10 +1,13 @@
 // /livez and /readyz, the Kubernetes convention, on the metrics port.
 //
-// Live: the event loop answers (it is serving this request, and a timer that should fire
-// every second has fired recently: a loop blocked for long is not live even if it
-// catches up to answer one probe), and the addon's drain thread completes drain cycles
-// (the last one is recent). A failed liveness probe restarts the pod: only a daemon
-// that is stuck fails it, never one that is merely not ready yet.
+// Live: the event loop answers (it is serving this request, and while the datapath
+// drains, a timer that should fire every second has fired recently: a loop blocked for
+// long is not live even if it catches up to answer one probe), and the addon's drain
+// thread completes drain cycles (the last one is recent) or sleeps because there is
+// nothing to drain. A failed liveness probe restarts the pod: only a daemon that is stuck
+// fails it, never one that is merely not ready yet. An idle daemon runs neither: the
+// heartbeat stops once no drain cycle came for two beats and starts again with the next
+// cycle (nothing else runs on an idle loop that could block it).
 // Ready: attached to at least one interface, and every informer (metadata, and
 // FelixConfiguration) has synced once; until then flow logs would name nobody.
 
@@ -33,6 +36,9 @@ export class Health {
   #lastBeatMs: number;
   #maxLagMs = 0;
   #timer: NodeJS.Timeout | null = null;
+  #started = false;
+  /** The drain thread sleeps (no cycles by design); default: it never does. */
+  #drainAsleep: () => boolean = () => false;
 
   constructor(opts: HealthOptions = {}) {
     this.#now = opts.now ?? Date.now;
@@ -42,25 +48,48 @@ export class Health {
     this.#lastBeatMs = this.#now();
   }
 
-  /** Starts the event loop heartbeat. */
+  /** Starts the event loop heartbeat (it runs while drain cycles come). */
   start(): void {
+    this.#started = true;
+    this.#beat();
+  }
+
+  #beat(): void {
     if (this.#timer !== null) return;
+    this.#lastBeatMs = this.#now();
     this.#timer = setInterval(() => {
       const now = this.#now();
       this.#maxLagMs = Math.max(this.#maxLagMs, now - this.#lastBeatMs - 1000);
       this.#lastBeatMs = now;
+      if (now - this.#lastCycleMs > 2000) this.#pause(); // the datapath went quiet
     }, 1000);
     this.#timer.unref();
   }
 
-  stop(): void {
+  #pause(): void {
     if (this.#timer !== null) clearInterval(this.#timer);
     this.#timer = null;
+  }
+
+  stop(): void {
+    this.#started = false;
+    this.#pause();
   }
 
   /** A drain cycle completed (the datapath's 'cycle' event). */
   cycle(): void {
     this.#lastCycleMs = this.#now();
+    if (this.#started) this.#beat();
+  }
+
+  /** How to tell that the drain thread sleeps for want of traffic (no cycles, not stuck). */
+  drainMaySleep(asleep: () => boolean): void {
+    this.#drainAsleep = asleep;
+  }
+
+  /** The heartbeat runs (tests). */
+  get beating(): boolean {
+    return this.#timer !== null;
   }
 
   /** Adds a readiness condition. */
@@ -72,7 +101,8 @@ export class Health {
     const now = this.#now();
     const problems: string[] = [];
     const cycleAge = now - this.#lastCycleMs;
-    if (cycleAge > this.#maxCycleAgeMs) problems.push(`no drain cycle for ${Math.round(cycleAge / 1000)} s`);
+    if (cycleAge > this.#maxCycleAgeMs && !this.#drainAsleep())
+      problems.push(`no drain cycle for ${Math.round(cycleAge / 1000)} s`);
     const lag = Math.max(this.#maxLagMs, now - this.#lastBeatMs - 1000);
     if (this.#timer !== null && lag > this.#maxLoopLagMs) {
       problems.push(`event loop blocked for ${Math.round(lag / 1000)} s`);

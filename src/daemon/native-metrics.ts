@@ -50,7 +50,7 @@ export function registerNativeMetrics(r: Registry, dp: NativeStatsSource): void 
   nativeCounter(
     r,
     'flowlogd_datapath_total',
-    'Datapath drain counters from the addon: drainCycles, recordsDrained, drainNs, ringFullWaits, cacheMerged, cacheMergeLost, journalBytes, journalErrors, restartDiscarded, attachFailures',
+    'Datapath drain counters from the addon: drainCycles, drainSleeps (the drain thread went to sleep: nothing to drain), recordsDrained, drainNs, ringFullWaits, cacheMerged, cacheMergeLost, journalBytes, journalErrors, restartDiscarded, attachFailures',
     (set) => numbers(dp.stats(), set),
   );
   nativeCounter(

@@ -56,6 +56,10 @@ export interface NativeConntrackStats {
 export interface NativeStats {
   kernel: Record<string, number>;
   drainCycles: number;
+  /** Times the drain thread went to sleep: a drain found nothing and the generation was empty. */
+  drainSleeps: number;
+  /** The drain thread sleeps, with no timer, until the programs insert an entry. */
+  drainAsleep: boolean;
   recordsDrained: number;
   drainNs: number;
   ringFullWaits: number;

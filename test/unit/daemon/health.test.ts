@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { test } from 'node:test';
+import { mock, test } from 'node:test';
 import { Health } from '../../../src/daemon/health.ts';
 
 test('health: /readyz follows its conditions, /livez the drain cycles; other paths are not answered', async () => {
@@ -54,5 +54,40 @@ test('health: a blocked event loop fails /livez once its heartbeat is late', asy
     assert.deepEqual(h.live(), ['event loop blocked for 11 s']);
   } finally {
     h.stop();
+  }
+});
+
+test('health: the heartbeat runs only while drain cycles come; a sleeping drain thread is live', () => {
+  mock.timers.enable({ apis: ['setInterval'] });
+  let now = 0;
+  let asleep = false;
+  const h = new Health({ now: () => now, maxCycleAgeMs: 30_000 });
+  h.drainMaySleep(() => asleep);
+  const tick = (ms: number) => {
+    for (let i = 0; i < ms / 1000; i++) {
+      now += 1000;
+      mock.timers.tick(1000);
+    }
+  };
+  try {
+    h.start();
+    assert.equal(h.beating, true);
+    h.cycle();
+    tick(2000);
+    assert.equal(h.beating, true, 'a cycle 2 s ago');
+    tick(1000);
+    assert.equal(h.beating, false, 'no cycle for 3 s: the datapath went quiet, no more beats');
+    tick(60_000);
+    asleep = true;
+    assert.deepEqual(h.live(), [], 'no cycle for a minute, but the drain thread sleeps');
+    asleep = false;
+    assert.deepEqual(h.live(), ['no drain cycle for 63 s']);
+    h.cycle();
+    assert.equal(h.beating, true, 'the next cycle starts it again');
+    tick(1000);
+    assert.deepEqual(h.live(), []);
+  } finally {
+    h.stop();
+    mock.timers.reset();
   }
 });
