@@ -6,7 +6,8 @@
 //   udp    --host H[,H...] --port P --flows N --datagrams D --size S
 //   spray  --host H --flows N --every S   one 8-byte datagram on each of N UDP 5-tuples
 //          (16 source sockets × destination ports from --port), again every S seconds,
-//          until stdin closes or a line arrives: N connections kept active (benchmarks)
+//          until stdin closes or a line arrives: N connections kept active (benchmarks);
+//          its line comes once the kernel has taken the whole first round
 // (one JSON line per host)
 //
 // TCP protocol: the client sends an 8-byte header (u32 bytes it will send, u32 bytes it
@@ -210,14 +211,26 @@ async function spray(): Promise<void> {
   while (!stop) {
     const t = Date.now();
     let sent = 0;
+    // The first round is announced once the kernel has taken every datagram of it (each
+    // send's callback ran), so a test can stop the spray then instead of sleeping on it.
+    let pending = 0;
+    let handedOver: () => void = () => {};
+    const allHandedOver = new Promise<void>((r) => (handedOver = r));
+    const done = () => {
+      if (--pending === 0) handedOver();
+    };
     for (let j = 0; j < perSocket && sent < flows; j++)
       for (let i = 0; i < SOCKETS && sent < flows; i++, sent++) {
         // Paced a little: the socket's send queue holds the rest.
         if (sent % 4096 === 0) await new Promise((r) => setImmediate(r));
-        socks[i]!.send(payload, port + j, host);
+        if (rounds === 0) pending++;
+        socks[i]!.send(payload, port + j, host, rounds === 0 ? done : undefined);
       }
     rounds++;
-    if (rounds === 1) process.stdout.write(`${JSON.stringify({ spraying: flows, ms: Date.now() - t })}\n`);
+    if (rounds === 1) {
+      if (pending > 0) await allHandedOver;
+      process.stdout.write(`${JSON.stringify({ spraying: flows, ms: Date.now() - t })}\n`);
+    }
     await new Promise((r) => setTimeout(r, Math.max(0, every - (Date.now() - t))));
   }
   rl.close();

@@ -7,6 +7,7 @@ import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FlowDatapath, type InterfaceEvent } from '../../src/datapath/datapath.ts';
 import { cli } from '../../src/lab/args.ts';
+import { until } from '../../src/lab/flowlogd.ts';
 import { attachForeignProgram, conntrackEntries, type Lab, run } from '../../src/lab/lab.ts';
 import { FlowCollector, kernelSkipReason, suiteLab } from './helpers.ts';
 
@@ -104,8 +105,8 @@ describe('attach, follow, detach', { skip }, () => {
       run('ip', ['netns', 'del', late.netns]);
       lab.pods.splice(lab.pods.indexOf(late), 1);
       await dp.sync();
-      await new Promise((r) => setTimeout(r, 200));
-      assert.ok(events.includes(`-${late.hostIf}`), 'detach event for the deleted pod');
+      // The link watcher hears of the deletion on its own thread: waited for, not slept on.
+      await until('a detach event for the deleted pod', () => events.includes(`-${late.hostIf}`), 10_000);
       assert.equal(
         dp.interfaces().some((i) => i.name === late.hostIf),
         false,
