@@ -128,7 +128,12 @@ function startReceiver(kind: string): Promise<{ proc: ChildProcess; port: number
 /** User + system CPU of a process so far (ms), from /proc (clock ticks of 10 ms). */
 function procCpuMs(pid: number | undefined): number {
   if (pid === undefined) return 0;
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  let f: string;
+  try {
+    f = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return Number.NaN; // gone (the outage run kills and restarts nats-server)
+  }
   const after = f.slice(f.lastIndexOf(')') + 2).split(' ');
   return (Number(after[11]) + Number(after[12])) * 10;
 }
