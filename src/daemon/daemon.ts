@@ -1,45 +1,37 @@
 // `flowlogd run`: datapath -> enrichment -> policy -> aggregation -> sinks, every flush interval.
 // Flushes never overlap; SIGTERM/SIGINT detach, drain the kernel and write a final flush;
 // SIGHUP re-reads the settings and the metadata.
-import { appendFile } from 'node:fs/promises';
 import type { Server } from 'node:http';
-import { networkInterfaces } from 'node:os';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { FlowAggregator } from '../aggregate/aggregator.ts';
-import { makeDirectory } from '../common/make-directory.ts';
+import type { FlowAggregator } from '../aggregate/aggregator.ts';
 import { returnFreedMemory } from '../common/memory.ts';
-import { DEFAULT_DRAIN_INTERVAL_MS } from '../datapath/datapath.ts';
-import { type JournalReplay, readJournal, removeSegments } from '../datapath/journal.ts';
-import { EndpointResolver } from '../enrich/resolver.ts';
-import { EmptyMetadataSource, FileMetadataSource, type MetadataSource } from '../enrich/source.ts';
+import { removeSegments } from '../datapath/journal.ts';
+import type { MetadataSource } from '../enrich/source.ts';
 import { LineBatchBuilder } from '../export/batch.ts';
 import { DynamicAggregation, positionFileBacklog } from '../export/dynamic.ts';
-import { FileSink } from '../export/file.ts';
 import { NetworkSink } from '../export/network.ts';
 import { FanoutSink, type Sink } from '../export/sink.ts';
-import { StreamSink } from '../export/stdout.ts';
 import { within, writeInBatches } from '../export/write.ts';
-import { PolicyEngine } from '../policy/engine.ts';
 import { aggregationSettings, type Config, LIVE_SETTINGS } from './config.ts';
-import { type DaemonDatapath, type DatapathFactory, kernelDatapath, openDatapath } from './datapath.ts';
+import { type DaemonDatapath, type DatapathFactory, kernelDatapath } from './datapath.ts';
 import { Health } from './health.ts';
 import { type FlushMetrics, type MetricSources, registerMetrics, serveMetrics } from './metrics.ts';
 import { Registry } from './prom.ts';
-import { shippingOptions } from './ship-config.ts';
 import { registerShipMetrics } from './ship-metrics.ts';
+import { dynamicSettings, openSinks } from './sinks-open.ts';
+import {
+  type JournalState,
+  logDatapathEvents,
+  openDaemonDatapath,
+  openState,
+  replayJournal,
+  startPipeline,
+} from './start.ts';
 
 /** How often the daemon builds new connections' record keys between flushes, and for how long at most. */
 const PREPARE_EVERY_MS = 250;
 const PREPARE_BUDGET_MS = 20;
-
-/** Every address of this host, for host-endpoint resolution. */
-function hostAddresses(): string[] {
-  return Object.values(networkInterfaces())
-    .flat()
-    .filter((a) => a !== undefined)
-    .map((a) => a.address);
-}
 
 /** Longest wait for the sinks per chunk of an interval before moving on. */
 const SINK_FLUSH_TIMEOUT_MS = 5000;
@@ -126,165 +118,49 @@ export class Daemon {
     });
   }
 
-  /** Loads metadata, attaches the datapath, opens the sinks and starts flushing. */
+  /** Loads metadata, attaches the datapath, opens the sinks and starts flushing (steps in start.ts). */
   static async start(opts: DaemonOptions): Promise<Daemon> {
     const { config: c, logger: log } = opts;
     const startMs = Date.now();
-    const source: MetadataSource & { readonly synced?: boolean } =
-      opts.metadataSource ??
-      (c.metadata
-        ? new FileMetadataSource(c.metadata, { logger: log.child({ component: 'metadata' }) })
-        : new EmptyMetadataSource());
-    const resolver = new EndpointResolver({
-      nodeName: c.nodeName,
-      nodeIps: hostAddresses(),
-      hostEndpoints: c.flowLogsEnableHostEndpoint,
-      networkSets: c.flowLogsEnableNetworkSets,
-      historyMs: 2 * c.flowLogsFlushIntervalMs,
-    });
-    // Policies come with the same metadata; one snapshot updates endpoints and policies together.
-    const policy = new PolicyEngine({ nodeName: c.nodeName });
-    const policyLog = log.child({ component: 'policy' });
-    // A stop during the start: the metadata source stops waiting for its file.
+    const { source, aggregator } = await startPipeline(opts, startMs);
     const abort = opts.signal;
-    abort?.addEventListener('abort', () => source.close(), { once: true });
-    // A batching source says when its first change happened: the IP history records when
-    // an IP changed hands, not when the batch arrived.
-    await source.start((md, atMs) => {
-      resolver.update(md, atMs ?? Date.now());
-      const warnings = policy.update(md, c.metadata ?? 'metadata');
-      if (warnings.length > 0)
-        policyLog.warn({ warnings: warnings.slice(0, 20), count: warnings.length }, 'policy warnings');
-      policyLog.debug(
-        { policies: policy.model.policyCount, staged: policy.model.stagedCount },
-        'policies loaded',
-      );
-    });
-    const aggregator = new FlowAggregator({
-      nodeName: c.nodeName,
-      resolver,
-      policy,
-      startTimeMs: startMs,
-      ...aggregationSettings(c),
-      hostEndpoints: c.flowLogsEnableHostEndpoint,
-      workloadInterfaces: c.workloadInterfaces,
-      onLifecycleSource: (source) =>
-        log.info(
-          { lifecycle: source },
-          source === 'conntrack'
-            ? 'connection lifecycle from conntrack NEW/DESTROY events'
-            : 'connection lifecycle from TCP flags and idle timeouts (until conntrack events arrive, if they do)',
-        ),
-    });
     abort?.throwIfAborted();
-    const sinks = opts.sinks ?? (await Daemon.openSinks(c, log));
+    const sinks = opts.sinks ?? (await openSinks(c, log));
     const sink = new FanoutSink(sinks);
     if (abort?.aborted) {
       source.close();
       await sink.close();
       abort.throwIfAborted();
     }
-    // A previous run's drained but unflushed counts (README, "Restarts"): read before the
-    // datapath opens, which needs to know the last cycle they hold.
-    let journalDir: string | null = null;
-    let journal: JournalReplay | null = null;
-    let setting = 'BpfPinDirectory';
+    let state: JournalState;
     try {
-      if (c.bpfPinDirectory !== null) await makeDirectory(c.bpfPinDirectory);
-      setting = 'StateDirectory';
-      if (c.stateDirectory !== null) {
-        journalDir = join(c.stateDirectory, 'journal');
-        await makeDirectory(journalDir);
-        journal = readJournal(journalDir);
-      }
-    } catch (err) {
-      source.close();
-      await sink.close();
-      const e = err as NodeJS.ErrnoException;
-      throw Object.assign(new Error(`${setting}: ${e.message}`, { cause: err }), {
-        code: e.code,
-        errno: e.errno,
-      });
-    }
-    let datapath: DaemonDatapath;
-    // Arms the key-building timer once the daemon exists (updates can come before).
-    let newWork = () => {};
-    try {
-      datapath = openDatapath(
-        opts.datapath ?? kernelDatapath,
-        {
-          interfaces: [...c.interfaces],
-          drainIntervalMs: Math.min(
-            opts.drainIntervalMs ?? DEFAULT_DRAIN_INTERVAL_MS,
-            c.flowLogsFlushIntervalMs,
-          ),
-          conntrackEvents: c.conntrack,
-          conntrackNetns: c.conntrackNetns ?? '',
-          conntrackResyncMs: c.conntrackResyncIntervalMs,
-          dropTracing: c.dropTracing,
-          maxFlows: c.flowMapSize,
-          pinDirectory: c.bpfPinDirectory ?? '',
-          journalDirectory: journalDir ?? '',
-          journalLastGeneration: journal?.lastGeneration ?? -1,
-        },
-        (u) => {
-          aggregator.observe(u);
-          newWork();
-        },
-        (e) => aggregator.observeConntrack(e),
-        log,
-      );
+      state = await openState(c);
     } catch (err) {
       source.close();
       await sink.close();
       throw err;
     }
-    // The journal first: before this run's own drains (the addon's first is a second away).
-    const replayed = journal !== null ? (datapath.replay?.(journal.records) ?? 0) : 0;
-    for (const note of datapath.pinNotes?.() ?? [])
-      (note.startsWith('made new') ? log.warn.bind(log) : log.info.bind(log))(
-        { pinDirectory: c.bpfPinDirectory },
-        note,
-      );
-    if (journal !== null && (journal.segments.length > 0 || replayed > 0)) {
-      const { cycles, corrupt, truncatedBytes, missing, incomplete, segments } = journal;
-      (corrupt + missing + truncatedBytes > 0 ? log.warn.bind(log) : log.info.bind(log))(
-        {
-          journal: journalDir,
-          replayed,
-          cycles,
-          corrupt,
-          missing,
-          truncatedBytes,
-          incomplete,
-          segments: segments.length,
-        },
-        'replayed the drain journal of the previous run (counts it drained but never flushed)',
-      );
+    let datapath: DaemonDatapath;
+    // Arms the key-building timer once the daemon exists (updates can come before).
+    let newWork = () => {};
+    try {
+      datapath = openDaemonDatapath(opts, aggregator, state, () => newWork());
+    } catch (err) {
+      source.close();
+      await sink.close();
+      throw err;
     }
+    replayJournal(datapath, state, c, log);
     const d = new Daemon(opts, source, aggregator, datapath, sink);
-    d.#journalDir = journalDir;
+    d.#journalDir = state.journalDir;
     if (abort?.aborted) {
       await d.stop(); // detaches, and writes what was counted meanwhile
       abort.throwIfAborted();
     }
     d.#network = sinks.filter((s) => s instanceof NetworkSink);
-    d.#dynamic = c.flowLogsDynamicAggregationEnabled
-      ? new DynamicAggregation(Daemon.dynamicSettings(c))
-      : null;
+    d.#dynamic = c.flowLogsDynamicAggregationEnabled ? new DynamicAggregation(dynamicSettings(c)) : null;
     registerShipMetrics(d.#registry, d.#network, () => d.#dynamic?.level ?? 0);
-    datapath.on('attached', (e) => log.info({ interface: e.name, mode: e.mode }, 'attached'));
-    datapath.on('detached', (e) => log.info({ interface: e.name }, 'detached'));
-    datapath.on('attach-failed', (e) =>
-      log.warn({ interface: e.name, errno: e.errno }, e.message ?? 'attach failed'),
-    );
-    datapath.on('leftover-unchecked', (e) =>
-      log.warn({ interface: e.name }, e.message ?? 'leftover filters could not be checked'),
-    );
-    datapath.on('datapath-error', (e) => log.error({ errno: e.errno }, e.message ?? 'datapath error'));
-    datapath.on('conntrack-overrun', (e) =>
-      log.warn({ errno: e.errno }, e.message ?? 'conntrack events lost: resyncing'),
-    );
+    logDatapathEvents(datapath, log);
     datapath.on('cycle', () => d.health.cycle());
     d.health.drainMaySleep(() => datapath.stats().drainAsleep === true);
     d.health.readyWhen('datapath', () =>
@@ -319,58 +195,6 @@ export class Daemon {
     // the first flush that writes something, 5 minutes away by default.
     void returnFreedMemory(d.#releaseFreeMemory);
     return d;
-  }
-
-  /** flows.log (created now) and stdout, as the config says. */
-  static async openSinks(c: Config, log: Logger): Promise<Sink[]> {
-    const sinks: Sink[] = [];
-    const sinkLog = log.child({ component: 'sink' });
-    if (c.flowLogsFileEnabled) {
-      // flows.log exists from the start, so log shippers can tail it. A directory that
-      // cannot be made or written now (ENOENT under /proc, ENOTDIR, EROFS, EACCES) is a
-      // setting that cannot work: the start fails, naming it and the errno, instead of
-      // running on writing nothing. A disk that fails later is retried (the sink's
-      // healthy gauge and error counts say so).
-      try {
-        await makeDirectory(c.flowLogsFileDirectory);
-        await appendFile(join(c.flowLogsFileDirectory, 'flows.log'), '');
-      } catch (err) {
-        const e = err as NodeJS.ErrnoException;
-        throw Object.assign(
-          new Error(
-            `FlowLogsFileDirectory ${c.flowLogsFileDirectory}: cannot create flows.log (${e.code ?? 'error'}): ${e.message}`,
-            { cause: err },
-          ),
-          { code: e.code, errno: e.errno },
-        );
-      }
-      sinks.push(
-        new FileSink({
-          directory: c.flowLogsFileDirectory,
-          maxFileBytes: c.flowLogsFileMaxFileSizeMB * 1024 * 1024,
-          maxFiles: c.flowLogsFileMaxFiles,
-          logger: sinkLog,
-        }),
-      );
-    }
-    if (c.stdout) sinks.push(new StreamSink({ stream: process.stdout }));
-    // Fluent Forward, NATS, OTLP as configured: each replays its spool from the start.
-    // Their clients (msgpackr, NATS, OpenTelemetry's protobuf) are imported only when one
-    // is configured: a daemon that writes flows.log alone never carries them.
-    const ship = shippingOptions(c);
-    if (ship.forward.address !== null || ship.nats.url !== null || ship.otlp.endpoint !== null) {
-      const { openShippingSinks } = await import('../export/shipping.ts');
-      sinks.push(...(await openShippingSinks(ship, sinkLog)));
-    }
-    return sinks;
-  }
-
-  static dynamicSettings(c: Config) {
-    return {
-      thresholdBytes: c.flowLogsAggregationThresholdBytes,
-      kindForAllowed: c.flowLogsFileAggregationKindForAllowed,
-      kindForDenied: c.flowLogsFileAggregationKindForDenied,
-    };
   }
 
   /**
@@ -547,7 +371,7 @@ export class Daemon {
     if (later.length) this.#log.warn({ settings: later }, 'these settings take effect at the next start');
     // The kinds reload; the threshold waits for the next start like the other shipping settings.
     this.#dynamic?.reconfigure({
-      ...Daemon.dynamicSettings(config),
+      ...dynamicSettings(config),
       thresholdBytes: this.#config.flowLogsAggregationThresholdBytes,
     });
     this.#aggregator.reconfigure({ ...aggregationSettings(config), ...this.#dynamic?.kinds() });
