@@ -93,6 +93,31 @@ function sysctl(key: string, value?: string): string {
   return value;
 }
 
+/**
+ * Labs not yet destroyed. A `flowlogd bench lab` or `demo` stopped with Ctrl-C or SIGTERM
+ * (or a test runner cancelling a file) would otherwise leave its netns, veths, nft table,
+ * iptables rules and sysctls behind: the handlers destroy every live lab, then exit with
+ * the signal's status. Installed only while a lab lives, so a process without one keeps
+ * Node's default signal behaviour. (SIGKILL cannot be caught: the next lab avoids what it
+ * left, see the constructor.)
+ */
+const liveLabs = new Set<Lab>();
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const;
+
+function onSignal(signal: keyof typeof SIGNAL_EXIT): void {
+  for (const lab of [...liveLabs]) void lab.destroy();
+  process.exit(SIGNAL_EXIT[signal]);
+}
+
+function trackLab(lab: Lab, live: boolean): void {
+  if (live) liveLabs.add(lab);
+  else liveLabs.delete(lab);
+  for (const signal of Object.keys(SIGNAL_EXIT) as (keyof typeof SIGNAL_EXIT)[]) {
+    process.removeListener(signal, onSignal);
+    if (liveLabs.size > 0) process.on(signal, onSignal);
+  }
+}
+
 export class Lab {
   readonly prefix: string;
   readonly subnet4: string;
@@ -130,6 +155,7 @@ export class Lab {
     // it crossed the wire (and TC counted it). Liberal tracking, as kube-proxy sets it,
     // makes conntrack's accounting the packets that really passed.
     this.setHostSysctl('net.netfilter.nf_conntrack_tcp_be_liberal', '1');
+    trackLab(this, true);
     this.acceptForwarding();
   }
 
@@ -289,10 +315,13 @@ export class Lab {
     ]);
   }
 
+  /** Removes what the lab made; synchronous inside, so the signal handler can run it. */
   async destroy(): Promise<void> {
+    trackLab(this, false);
     for (const child of this.children) child.kill('SIGKILL');
     for (const pod of this.pods) tryRun('ip', ['netns', 'del', pod.netns]); // takes its veth pair along
     if (this.nftTable) tryRun('nft', ['delete', 'table', 'inet', this.nftTable]);
+    this.nftTable = null;
     for (const [tool, rule] of this.forwardRules.splice(0)) tryRun(tool, ['-D', ...rule]);
     // The lab's own conntrack entries (its subnets are its alone): a UDP entry outlives
     // its lab by 30 s, and a daemon started meanwhile would dump it.
@@ -307,6 +336,7 @@ export class Lab {
           // none left (conntrack exits 1 when nothing matched)
         }
     for (const [k, v] of this.savedSysctls) sysctl(k, v);
+    this.savedSysctls.clear(); // a second destroy() must not restore them over a later lab's
     this.pods.length = 0;
   }
 }
