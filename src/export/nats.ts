@@ -44,6 +44,7 @@ export class NatsTransport implements Transport {
   #js: JetStreamClient | null = null;
   #connecting: Promise<JetStreamClient> | null = null;
   #streamReady = false;
+  #streamChecking: Promise<void> | null = null;
 
   constructor(o: NatsOptions) {
     this.#o = o;
@@ -75,20 +76,32 @@ export class NatsTransport implements Transport {
     return this.#connecting;
   }
 
-  async #ensureStream(nc: NatsConnection): Promise<void> {
-    if (this.#streamReady || !this.#o.createStream) return;
-    const jsm: JetStreamManager = await jetstreamManager(nc);
-    const name = this.#o.stream ?? DEFAULT_NATS_STREAM;
-    try {
-      await jsm.streams.info(name);
-    } catch {
-      await jsm.streams.add({
-        name,
-        subjects: [this.subject.startsWith('flowlogs.') ? 'flowlogs.>' : this.subject],
-        duplicate_window: (this.#o.duplicateWindowMs ?? 120_000) * 1_000_000,
-      });
-    }
-    this.#streamReady = true;
+  /**
+   * One check-or-create for every concurrent send. Each send running its own would let
+   * their round trips finish in any order, and the publishes behind them would leave
+   * out of sequence (seen as batch 3 stored before batch 2 on a loaded machine).
+   */
+  #ensureStream(nc: NatsConnection): Promise<void> {
+    if (this.#streamReady || !this.#o.createStream) return Promise.resolve();
+    this.#streamChecking ??= (async () => {
+      try {
+        const jsm: JetStreamManager = await jetstreamManager(nc);
+        const name = this.#o.stream ?? DEFAULT_NATS_STREAM;
+        try {
+          await jsm.streams.info(name);
+        } catch {
+          await jsm.streams.add({
+            name,
+            subjects: [this.subject.startsWith('flowlogs.') ? 'flowlogs.>' : this.subject],
+            duplicate_window: (this.#o.duplicateWindowMs ?? 120_000) * 1_000_000,
+          });
+        }
+        this.#streamReady = true;
+      } finally {
+        this.#streamChecking = null;
+      }
+    })();
+    return this.#streamChecking;
   }
 
   async send(batch: ShipBatch, deadline: number): Promise<SendResult> {

@@ -15,11 +15,15 @@ import { NatsServer, natsSkip } from '../../../src/lab/nats-server.ts';
 
 let dir = '';
 let server: NatsServer;
+// Every sink a test opens is closed after it, pass or fail: a sink left open keeps
+// reconnecting to the killed server and holds the test process alive for ever.
+const opened: NetworkSink[] = [];
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'flowlogd-nats-'));
   server = new NatsServer(join(dir, 'store'));
 });
 afterEach(async () => {
+  for (const s of opened.splice(0)) await s.close();
   await server?.kill();
   rmSync(dir, { recursive: true, force: true });
 });
@@ -30,7 +34,7 @@ const numbers = (msgs: { lines: string[] }[]) =>
   msgs.flatMap((m) => m.lines.map((l) => (JSON.parse(l) as { n: number }).n));
 
 async function natsSink(spoolDir = join(dir, 'spool')): Promise<NetworkSink> {
-  return new NetworkSink({
+  const sink = new NetworkSink({
     name: 'nats',
     transport: new NatsTransport({ url: server.url, node: 'node-a', createStream: true }),
     spool: await Spool.open({ directory: spoolDir }),
@@ -38,6 +42,8 @@ async function natsSink(spoolDir = join(dir, 'spool')): Promise<NetworkSink> {
     maxBatchLines: 100,
     retry: { minBackoffMs: 50, maxBackoffMs: 200, timeoutMs: 2000 },
   });
+  opened.push(sink);
+  return sink;
 }
 
 async function until(cond: () => boolean, ms = 20_000): Promise<void> {
