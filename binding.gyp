@@ -14,6 +14,7 @@
         "addon/src/stats.cc",
         "addon/src/datapath.cc",
         "addon/src/conntrack.cc",
+        "addon/src/json_msgpack.cc",
         "addon/src/binding.cc"
       ],
       "include_dirs": [

@@ -109,6 +109,19 @@ export interface NativeModule {
   dropReasonNames: Record<string, string>;
   /** glibc malloc_trim(0): gives the malloc heaps' free pages back; true if it released any. */
   releaseFreeMemory(): boolean;
+  /**
+   * Fluent Forward entries of data's JSON lines from `from`, into out from `o`
+   * (addon/src/json_msgpack.h): 0 done, 1 a line declined (state[0]..state[3]), 2 out is
+   * full; state = [next, out's length, entries written, declined line's end].
+   */
+  forwardEntries(
+    data: Buffer,
+    from: number,
+    out: Buffer,
+    o: number,
+    nowSec: number,
+    state: Float64Array,
+  ): 0 | 1 | 2;
   /** Whether `name` matches one of `globs`, by the fnmatch(3) the addon attaches with. */
   matchInterface(globs: readonly string[], name: string): boolean;
 }

@@ -108,6 +108,17 @@ export class JsonMsgpack {
     this.#o += b.length;
   }
 
+  /** Makes room for `n` more bytes after length (the buffer may be replaced: read `buffer` again). */
+  reserve(n: number): void {
+    this.#reserve(n);
+  }
+
+  /** Sets the bytes in use after someone else (the addon's transcoder) wrote into `buffer`. */
+  setLength(n: number): void {
+    if (n < 0 || n > this.#out.length) throw new RangeError(`length ${n} is outside the buffer`);
+    this.#o = n;
+  }
+
   #reserve(n: number): void {
     if (this.#o + n <= this.#out.length) return;
     let size = this.#out.length * 2;

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Packr, unpack } from 'msgpackr';
-import { encodeEntries } from '../../../src/export/forward.ts';
+import { defaultTranscoder, encodeEntries, type Transcoder } from '../../../src/export/forward.ts';
 import { JsonMsgpack } from '../../../src/export/json-msgpack.ts';
 import { AT_SRC, BACKEND, CIP, CLIENT, F1, k0, md, resolverWith, upd } from '../aggregate/helpers.ts';
 
@@ -168,8 +168,104 @@ test('encodeEntries: real flowlogd lines are msgpackr bytes; declined lines fall
   const all = [...lines, '{"0":"integer-like key","end_time":3}', '[1,{"b":null}]'];
   for (const l of all.slice(0, lines.length)) assert.ok(transcode(l) !== null, l);
   const data = Buffer.from(`${all.join('\n')}\n`);
-  const { entries, size } = encodeEntries(data, NOW);
-  assert.equal(size, all.length);
-  assert.deepStrictEqual(Buffer.from(entries), Buffer.concat(all.map((l) => reference(l))));
-  assert.throws(() => encodeEntries(Buffer.from('{"a":1}\n{"a":\n')), SyntaxError);
+  for (const using of ['js', 'native'] as const) {
+    const { entries, size } = encodeEntries(data, NOW, undefined, using);
+    assert.equal(size, all.length, using);
+    assert.deepStrictEqual(Buffer.from(entries), Buffer.concat(all.map((l) => reference(l))), using);
+    assert.throws(() => encodeEntries(Buffer.from('{"a":1}\n{"a":\n'), NOW, undefined, using), SyntaxError);
+  }
+});
+
+// The addon's transcoder (addon/src/json_msgpack.cc) against this one, through
+// encodeEntries: the same bytes and entry count for any input, or the same error.
+function both(text: string, out?: () => Buffer): void {
+  const data = Buffer.from(text);
+  const run = (using: Transcoder) => {
+    try {
+      const { entries, size } = encodeEntries(data, NOW, out?.(), using);
+      return { bytes: Buffer.from(entries).toString('hex'), size };
+    } catch (err) {
+      return { error: (err as Error).name };
+    }
+  };
+  assert.deepStrictEqual(run('native'), run('js'), text.slice(0, 120));
+}
+
+test('the addon is built here, so Forward ships with its transcoder', () => {
+  assert.equal(defaultTranscoder, 'native');
+});
+
+test('the addon transcoder writes what the TypeScript one writes: generated JSON lines (fast-check)', () => {
+  const key = fc.string({ unit: 'grapheme', maxLength: 12 });
+  const value = fc.letrec((tie) => ({
+    v: fc.oneof(
+      { depthSize: 'small' },
+      fc.constantFrom(null, true, false),
+      fc.integer({ min: -(2 ** 40), max: 2 ** 40 }),
+      fc.double(),
+      fc.string({ unit: 'binary', maxLength: 300 }),
+      fc.array(tie('v'), { maxLength: 20 }),
+      fc.dictionary(key, tie('v'), { maxKeys: 20 }),
+    ),
+  })).v;
+  const line = fc.oneof(
+    fc.jsonValue({ maxDepth: 6 }).map((x) => JSON.stringify(x)),
+    fc
+      .tuple(
+        fc.dictionary(key, value, { maxKeys: 30 }),
+        fc.option(fc.integer({ min: -(2 ** 53), max: 2 ** 53 })),
+      )
+      .map(([o, t]) => JSON.stringify(t === null ? o : { ...o, end_time: t })),
+    fc.string({ unit: 'binary', maxLength: 40 }).map((x) => JSON.stringify(x).replace(/\\\\/g, '\\')),
+  );
+  fc.assert(
+    fc.property(fc.array(line, { minLength: 1, maxLength: 8 }), (lines) => {
+      both(`${lines.join('\n')}\n`);
+      // A small out buffer: the addon stops for room and the caller grows it.
+      both(lines.join('\n'), () => Buffer.alloc(8));
+    }),
+    { numRuns: 2000 },
+  );
+});
+
+test('the addon transcoder on the edge cases: escapes, numbers, declines, bad UTF-8, nesting', () => {
+  const cases = [
+    '{"a":"\\"\\\\\\/\\b\\f\\n\\r\\t","b":"\\u00e9\\u20ac\\ud83d\\ude00x","c":"\\ud800","d":"\\udc00\\ud800z"}',
+    '{"n":[0,-0,1,-1,127,128,255,256,65535,65536,4294967295,4294967296,-32,-33,-128,-129,-32768,-32769,-2147483648,-2147483649]}',
+    '{"f":[1.5,-0.25,1e3,1E-7,2.5e+10,123456789012345678,9007199254740993,1e400,-1e400,1e-400,5e-324,0.1,-0.0]}',
+    ' { "a" : [ true , false , null ] , "s" : "é€😀" , "e" : { } , "l" : [ ] }\r',
+    `[${Array.from({ length: 70_000 }, (_, i) => i % 7).join(',')}]`,
+    `{"long":"${'x'.repeat(70_000)}","mid":"${'é'.repeat(200)}","esc":"${'\\n'.repeat(40_000)}"}`,
+    '{"end_time":1700000300}\n{"end_time":4294967296,"a":1}\n{"end_time":1.5}\n{"x":{"end_time":7}}\n{"end_\\u0074ime":9}',
+    '{"end_time":1,"end_time":"x"}\n{"end_time":9007199254740992}\n{"end_time":-7}',
+    '"just a string"\n42\nnull\n\n\n{"0":1}\n[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17]',
+    `${'['.repeat(512)}${']'.repeat(512)}`,
+    `${'['.repeat(513)}${']'.repeat(513)}`,
+    `${'{"a":'.repeat(512)}1${'}'.repeat(512)}`,
+    '{"a":1,}',
+    '[1,]',
+    '{"a":01}',
+    '{"a":1.}',
+    '{"a":-}',
+    '{"a":1e}',
+    '{"a":tru}',
+    '{"a":"\\x"}',
+    '{"a":"\\u12"}',
+    '{"a":"unterminated}',
+    '{"a":1} x',
+    '{',
+    '',
+  ];
+  for (const c of cases) {
+    both(c);
+    both(`${c}\n${c}\n`, () => Buffer.alloc(1));
+  }
+  for (const bytes of [
+    [0x22, 0xff, 0x22],
+    [0x22, 0xc3, 0x22],
+    [0x22, 0xed, 0xa0, 0x80, 0x22],
+    [0x22, 0xc0, 0x80, 0x22],
+    [0x22, 0xf0, 0x9f, 0x98],
+  ])
+    both(Buffer.from(bytes).toString('latin1'));
 });
