@@ -32,6 +32,15 @@ inline uint64_t special_bytes(uint64_t x) {
   return (control | quote | backslash | x) & high;
 }
 
+inline void put16(uint8_t* p, uint16_t v) {
+  p[0] = v >> 8;
+  p[1] = v & 0xff;
+}
+inline void put32(uint8_t* p, uint32_t v) {
+  put16(p, v >> 16);
+  put16(p + 2, v & 0xffff);
+}
+
 struct Scanner {
   const uint8_t* src;
   size_t i;
@@ -52,14 +61,12 @@ struct Scanner {
   }
 
   void be16(uint16_t v) {
-    out[o++] = v >> 8;
-    out[o++] = v & 0xff;
+    put16(out + o, v);
+    o += 2;
   }
   void be32(uint32_t v) {
-    out[o++] = v >> 24;
-    out[o++] = (v >> 16) & 0xff;
-    out[o++] = (v >> 8) & 0xff;
-    out[o++] = v & 0xff;
+    put32(out + o, v);
+    o += 4;
   }
 
   // As msgpackr writes a number: an integer in [0, 2^32) or [-2^31, 0) in its smallest
@@ -420,16 +427,11 @@ struct Scanner {
     size_t grow = n < 0x10000 ? 2 : 4;
     std::memmove(out + head + 1 + grow, out + head + 1, o - head - 1);
     o += grow;
-    size_t save = o;
-    o = head;
-    if (grow == 2) {
-      out[o++] = 0xdc;
-      be16(n);
-    } else {
-      out[o++] = 0xdd;
-      be32(n);
-    }
-    o = save;
+    out[head] = grow == 2 ? 0xdc : 0xdd;
+    if (grow == 2)
+      put16(out + head + 1, n);
+    else
+      put32(out + head + 1, n);
     return true;
   }
 };

@@ -12,7 +12,8 @@
 namespace flowlogd {
 
 // Worst-case bytes forward_entry writes for `n` bytes of JSON ("9e9": 3 bytes, a
-// float 64 of 9; the entry's header and time).
+// float 64 of 9; the entry's header and time); entryRoom in src/export/json-msgpack.ts
+// is the same bound, which TypeScript grows the output by when this one says no room.
 inline size_t forward_entry_room(size_t n) { return 3 * n + 32; }
 
 // Writes the entry `[time, record]` of the JSON text src[0, n) into `out` (which has

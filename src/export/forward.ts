@@ -20,7 +20,7 @@ import { gzipSync } from 'node:zlib';
 import { Packr, UnpackrStream } from 'msgpackr';
 import { loadNative, type NativeModule } from '../datapath/native.ts';
 import { BufferPool } from './buffer-pool.ts';
-import { JsonMsgpack } from './json-msgpack.ts';
+import { entryRoom, JsonMsgpack } from './json-msgpack.ts';
 import { errorCode } from './sink.ts';
 import {
   fatal,
@@ -71,7 +71,7 @@ export function chunkId(b: ShipBatch): string {
 
 /**
  * The addon's transcoder (addon/src/json_msgpack.cc: the same bytes as JsonMsgpack, at
- * ~0.5 µs a ~1 KB line instead of 4-6 µs, BENCHMARKS.md), or null where the addon is not
+ * ~2 µs a ~1 KB line instead of 4-6 µs, BENCHMARKS.md), or null where the addon is not
  * built (a checkout without scripts/setup.sh): then the TypeScript one does the work.
  */
 const nativeEntries: NativeModule['forwardEntries'] | null = (() => {
@@ -126,19 +126,23 @@ export function encodeEntries(
       size += st[2]!;
       start = st[0]!;
       if (status === 0) break;
-      let end = status === 1 ? st[3]! : data.indexOf(0x0a, start);
-      if (end < 0) end = data.length;
       if (status === 1) {
-        fallback(end);
-        start = end + 1;
-      } else tc.reserve(3 * (end - start) + 32); // the addon's forward_entry_room
+        fallback(st[3]!);
+        start = st[3]! + 1;
+      } else {
+        // No room for the line at `start`: grow by the bound the addon checked against.
+        const end = data.indexOf(0x0a, start);
+        tc.reserve(entryRoom((end < 0 ? data.length : end) - start));
+      }
     }
   } else {
     while (start < data.length) {
       let end = data.indexOf(0x0a, start);
       if (end < 0) end = data.length;
-      if (end > start && !tc.entry(data, start, end, nowSec)) fallback(end);
-      else if (end > start) size++;
+      if (end > start) {
+        if (tc.entry(data, start, end, nowSec)) size++;
+        else fallback(end);
+      }
       start = end + 1;
     }
   }

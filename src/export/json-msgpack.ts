@@ -19,6 +19,14 @@
 import { ESCAPES, hex4, isDigit, PLAIN, utf8Length } from './json-lex.ts';
 
 const MAX_DEPTH = 512;
+
+/**
+ * Bytes an entry of `n` bytes of JSON may take at most: "9e9" (3 bytes) is a float 64
+ * (9); the entry header and time. The addon's forward_entry_room is the same bound.
+ */
+export function entryRoom(n: number): number {
+  return 3 * n + 32;
+}
 const END_TIME = Buffer.from('end_time');
 
 export class JsonMsgpack {
@@ -67,8 +75,7 @@ export class JsonMsgpack {
    */
   entry(src: Buffer, start: number, end: number, nowSec: number): boolean {
     const at = this.#o;
-    // The worst growth: "9e9" (3 bytes) is a float 64 (9); the entry header and time, 6.
-    this.#reserve(3 * (end - start) + 32);
+    this.#reserve(entryRoom(end - start));
     this.#src = src;
     this.#i = start;
     this.#end = end;
