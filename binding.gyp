@@ -15,6 +15,7 @@
         "addon/src/datapath.cc",
         "addon/src/conntrack.cc",
         "addon/src/json_msgpack.cc",
+        "addon/src/crc32c.cc",
         "addon/src/binding.cc"
       ],
       "include_dirs": [

@@ -1,5 +1,5 @@
 // The Node-API layer: the addon's exports (the Datapath class, matchInterface, the record
-// layout, stat and drop reason names, releaseFreeMemory) over the plain C++ core.
+// layout, stat and drop reason names, releaseFreeMemory, forwardEntries, crc32c) over the plain C++ core.
 // It converts types and errors and nothing else: options arrive validated, with their
 // defaults, from src/datapath/datapath.ts, and one missing or mistyped is a TypeError.
 #include <napi.h>
@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 
+#include "crc32c.h"
 #include "datapath.h"
 #include "json_msgpack.h"
 
@@ -472,11 +473,30 @@ Napi::Value ForwardEntries(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, status);
 }
 
+// crc32c(data, crc = 0) and crc32cTable(data, crc = 0): the spool frames' checksum
+// (crc32c.h), continued from crc; crc32cTable is the portable path, for the tests to hold
+// the hardware one to.
+template <uint32_t (*Fn)(const uint8_t*, size_t, uint32_t)>
+Napi::Value Crc32c(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray()) throw Napi::TypeError::New(env, "crc32c: data must be a typed array");
+  auto data = info[0].As<Napi::TypedArray>();
+  uint32_t crc = 0;
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!info[1].IsNumber()) throw Napi::TypeError::New(env, "crc32c: crc must be a number");
+    crc = info[1].As<Napi::Number>().Uint32Value();
+  }
+  const auto* p = static_cast<const uint8_t*>(data.ArrayBuffer().Data()) + data.ByteOffset();
+  return Napi::Number::New(env, Fn(p, data.ByteLength(), crc));
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("Datapath", DatapathHandle::Define(env));
   exports.Set("releaseFreeMemory", Napi::Function::New(env, ReleaseFreeMemory, "releaseFreeMemory"));
   exports.Set("matchInterface", Napi::Function::New(env, MatchInterface, "matchInterface"));
   exports.Set("forwardEntries", Napi::Function::New(env, ForwardEntries, "forwardEntries"));
+  exports.Set("crc32c", Napi::Function::New(env, Crc32c<flowlogd::crc32c>, "crc32c"));
+  exports.Set("crc32cTable", Napi::Function::New(env, Crc32c<flowlogd::crc32c_table>, "crc32cTable"));
   exports.Set("layout", Layout(env));
   Napi::Array names = Napi::Array::New(env, FLOW_STAT_MAX);
   for (uint32_t i = 0; i < FLOW_STAT_MAX; i++) names.Set(i, kStatNames[i]);

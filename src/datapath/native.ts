@@ -122,6 +122,10 @@ export interface NativeModule {
     nowSec: number,
     state: Float64Array,
   ): 0 | 1 | 2;
+  /** CRC-32C (Castagnoli) of data continued from crc (0 to start): the spool's frame check. */
+  crc32c(data: Uint8Array, crc?: number): number;
+  /** The same by the portable byte table (what runs without SSE 4.2), for the tests. */
+  crc32cTable(data: Uint8Array, crc?: number): number;
   /** Whether `name` matches one of `globs`, by the fnmatch(3) the addon attaches with. */
   matchInterface(globs: readonly string[], name: string): boolean;
 }
