@@ -7,6 +7,7 @@
 
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection, type NodeConnectionOptions } from '@nats-io/transport-node';
+import './nats-outbound.ts';
 import { fatal, retryable, type SendResult, type ShipBatch, type Transport, tlsReason } from './transport.ts';
 
 export interface NatsOptions {

@@ -3,12 +3,15 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import { promisify } from 'node:util';
+import { DataBuffer, ProtocolHandler } from '@nats-io/nats-core/internal';
 import { LineBatch } from '../../../src/export/batch.ts';
 import { NatsTransport } from '../../../src/export/nats.ts';
+import { DIRECT_WRITE_BYTES, installed } from '../../../src/export/nats-outbound.ts';
 import { NetworkSink, type ShipStats } from '../../../src/export/network.ts';
 import { Spool } from '../../../src/export/spool.ts';
 import { NatsServer, natsSkip } from '../../../src/lab/nats-server.ts';
@@ -33,13 +36,13 @@ const range = (from: number, n: number) => Array.from({ length: n }, (_, i) => f
 const numbers = (msgs: { lines: string[] }[]) =>
   msgs.flatMap((m) => m.lines.map((l) => (JSON.parse(l) as { n: number }).n));
 
-async function natsSink(spoolDir = join(dir, 'spool')): Promise<NetworkSink> {
+async function natsSink(spoolDir = join(dir, 'spool'), maxBatchLines = 100): Promise<NetworkSink> {
   const sink = new NetworkSink({
     name: 'nats',
     transport: new NatsTransport({ url: server.url, node: 'node-a', createStream: true }),
     spool: await Spool.open({ directory: spoolDir }),
     node: 'node-a',
-    maxBatchLines: 100,
+    maxBatchLines,
     retry: { minBackoffMs: 50, maxBackoffMs: 200, timeoutMs: 2000 },
   });
   opened.push(sink);
@@ -76,6 +79,47 @@ test('records arrive complete and in order, one message per batch, with sequence
   assert.equal(msgs[3]!.headers['Nats-Msg-Id'], `node-a:${bootId}:3`);
   assert.equal(msgs[0]!.lines[0], line(0)); // the very bytes flows.log gets
   assert.equal(s.shipStats().ackedLines, 2000);
+  await s.close();
+});
+
+test('large messages reach the server byte for byte, written as their parts, never joined into one copy', {
+  skip: natsSkip,
+}, async (t) => {
+  assert.equal((ProtocolHandler.prototype as unknown as { flushPending: unknown }).flushPending, installed);
+  // The transport's nats-core is the one patched (a second copy would escape the patch).
+  const fromTransport = createRequire(createRequire(import.meta.url).resolve('@nats-io/transport-node'));
+  assert.equal(
+    fromTransport.resolve('@nats-io/nats-core/internal'),
+    createRequire(import.meta.url).resolve('@nats-io/nats-core/internal'),
+  );
+  // Every join the client makes of queued bytes, by size: the client's pack() allocates
+  // and copies a buffer that big. Ours must leave large publishes unjoined.
+  const joins: number[] = [];
+  const pack = DataBuffer.prototype.pack;
+  t.mock.method(DataBuffer.prototype, 'pack', function (this: DataBuffer) {
+    if (this.buffers.length > 1) joins.push(this.byteLength);
+    return pack.call(this);
+  });
+  await server.start();
+  const s = await natsSink(join(dir, 'spool'), 400);
+  // ~1 KB lines with bytes of every kind a record may hold, 400 a batch: ~410 KB messages.
+  const big = (i: number) =>
+    JSON.stringify({ n: i, pad: `${'x'.repeat(900 + (i % 97))}é"\\\t${String.fromCharCode(i % 128)}` });
+  const want = range(0, 2000).map(big);
+  for (let i = 0; i < 2000; i += 500) s.write(LineBatch.fromLines(want.slice(i, i + 500)));
+  await s.flush();
+  await until(() => s.stats().queuedLines === 0);
+  const msgs = await server.messages('FLOWLOGS');
+  assert.equal(msgs.length, 8); // 4 writes of 500 lines: 400 + 100 each
+  assert.deepEqual(
+    msgs.flatMap((m) => m.lines),
+    want,
+  );
+  assert.equal(s.shipStats().ackedLines, 2000);
+  assert.deepEqual(
+    joins.filter((n) => n >= DIRECT_WRITE_BYTES),
+    [],
+  );
   await s.close();
 });
 
