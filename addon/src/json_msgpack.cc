@@ -6,6 +6,9 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 namespace flowlogd {
 namespace {
@@ -151,8 +154,23 @@ struct Scanner {
   bool string() {
     size_t s = i + 1, j = s;
     for (;;) {
-      // Eight bytes at a time up to the first that does not stand for itself (most of a
-      // flow log line is plain ASCII in strings: this loop is where the time goes).
+      // Sixteen (SSE2) or eight bytes at a time up to the first that does not stand for
+      // itself (most of a flow log line is plain ASCII in strings: this loop is where the
+      // time goes). A signed byte below 0x20 is a control or not ASCII (>= 0x80).
+#ifdef __SSE2__
+      const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
+      while (j + 16 <= end) {
+        __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j));
+        __m128i m =
+            _mm_or_si128(_mm_cmplt_epi8(x, space), _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)));
+        unsigned bits = static_cast<unsigned>(_mm_movemask_epi8(m));
+        if (bits != 0) {
+          j += __builtin_ctz(bits);
+          goto found;
+        }
+        j += 16;
+      }
+#endif
       while (j + 8 <= end) {
         uint64_t x;
         std::memcpy(&x, src + j, 8);
@@ -168,6 +186,9 @@ struct Scanner {
         if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
         j++;
       }
+#ifdef __SSE2__
+    found:
+#endif
       if (j >= end) return false;
       uint8_t c = src[j];
       if (c == '"') break;

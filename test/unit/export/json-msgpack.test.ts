@@ -260,3 +260,42 @@ test('the addon transcoder on the edge cases: escapes, numbers, declines, bad UT
     both(Buffer.concat([b, Buffer.from('\n'), b]), () => Buffer.alloc(1));
   }
 });
+
+test('the addon transcoder finds a string byte that does not stand for itself at every offset of its 16- and 8-byte scans', () => {
+  // Each byte the scans must stop at (or pass: 0x7f and ' ' stand for themselves), in a
+  // string of plain ASCII at offsets 0..40 and followed by 0..20 more: a missed stop
+  // would copy a quote, an escape, a control or bad UTF-8 into the string.
+  const stops: number[][] = [
+    [0x5c, 0x6e],
+    [0x5c, 0x22],
+    [0x01],
+    [0x1f],
+    [0xc3, 0xa9],
+    [0xff],
+    [0xe2, 0x82, 0xac],
+    [0x7f],
+    [0x20],
+  ];
+  let accepted = 0;
+  for (const stop of stops)
+    for (let at = 0; at <= 40; at++)
+      for (const after of [0, 1, 7, 8, 15, 16, 20]) {
+        const b = Buffer.from([
+          0x7b,
+          0x22,
+          0x61,
+          0x22,
+          0x3a,
+          0x22,
+          ...Buffer.alloc(at, 0x78),
+          ...stop,
+          ...Buffer.alloc(after, 0x79),
+          0x22,
+          0x7d,
+        ]);
+        both(b);
+        if (new JsonMsgpack(16).entry(b, 0, b.length, NOW)) accepted++;
+      }
+  // Accepted: the escapes, é, € and the two plain bytes; declined: the controls and 0xff.
+  assert.equal(accepted, 6 * 41 * 7);
+});
