@@ -1,7 +1,8 @@
 // CRC-32C (Castagnoli, iSCSI's polynomial 0x1EDC6F41, reflected 0x82F63B78) for the
 // spool's frames. The spool checks every byte it writes and replays; zlib's CRC-32 cost
-// a fifth of a Forward flush's main thread (BENCHMARKS.md, shipping fifth pass), and
-// x86's SSE 4.2 crc32 instruction computes this polynomial at several bytes a cycle.
+// ~50 ms of a 100k-record Forward flush's main thread (BENCHMARKS.md, shipping fifth
+// pass), and x86's SSE 4.2 crc32 instruction computes this polynomial at several bytes
+// a cycle.
 #pragma once
 
 #include <cstddef>

@@ -3,8 +3,9 @@
 // The client queues a publish as its parts (the PUB/HPUB line, the headers, our payload)
 // and, to send them, `DataBuffer.pack()` joins every queued part into one new zeroed
 // Uint8Array. For a ~512 KiB batch that is a 512 KiB allocation and copy per publish:
-// over a 100k-record flush these external megabytes set off 10–11 V8 mark-compacts, and
-// JetStream shipped 101–110k records/s on one core (BENCHMARKS.md, shipping fifth pass).
+// over a 100k-record flush these external megabytes set off 14 V8 mark-compacts (4
+// without them), and JetStream shipped ~121k records/s on one core against ~214k
+// without (BENCHMARKS.md, shipping fifth pass).
 // Here, when at least DIRECT_WRITE_BYTES are queued, the parts are written in one corked
 // writev instead; smaller writes (pings, acks, subscriptions, small publishes) keep the
 // client's own path, where joining costs less than a syscall's iovec.
