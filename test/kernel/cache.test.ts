@@ -1,12 +1,14 @@
 // The per-CPU flow cache's set logic (bpf/include/flow_cache.h, cache_claim), by
 // BPF_PROG_TEST_RUN on five UDP flows chosen to fall in one set of two ways: the cache
 // takes an empty way, evicts the way seen longest ago (its counts go to its entry), and
-// leaves both ways alone when both were counted within FLOW_CACHE_KEEP_NS. Counts stay exact.
+// leaves both ways alone when both were counted within FLOW_CACHE_KEEP_NS; and on one TCP
+// 4-tuple used twice, a FIN's slot goes to its entry, an ending connection's last packets
+// take none, and the next connection's SYN claims one again. Counts stay exact.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { FlowDatapath } from '../../src/datapath/datapath.ts';
-import { ether, ipv4, udp } from '../../src/lab/packets.ts';
+import { ether, ipv4, tcp, udp } from '../../src/lab/packets.ts';
 import { FlowCollector, kernelSkipReason } from './helpers.ts';
 
 const skip = kernelSkipReason();
@@ -80,5 +82,47 @@ describe('flow cache sets (BPF_PROG_TEST_RUN)', { skip }, () => {
       ports.map((p) => packets.get(p)),
       [2, 2, 1, 1, 1],
     );
+  });
+
+  test("one 4-tuple twice: released at its FIN, no slot for the last packets, the reused tuple's SYN claims again", async () => {
+    const [FIN, SYN, ACK] = [0x01, 0x02, 0x10];
+    const C = [10, 9, 1, 1];
+    const S = [10, 9, 1, 2];
+    const up = (flags: number, n = 0) =>
+      dp.testRun(ether(0x0800, ipv4(6, C, S, tcp(40000, 80, flags, n))), true);
+    const down = (flags: number, n = 0) =>
+      dp.testRun(ether(0x0800, ipv4(6, S, C, tcp(80, 40000, flags, n))), true);
+    const connection = () => {
+      up(SYN); // to the entry (a SYN decides the initiator there), then claims a slot
+      down(SYN | ACK); // hits from here ...
+      up(ACK);
+      up(ACK, 64);
+      down(ACK, 64);
+      up(FIN | ACK); // ... to this FIN: the slot's 5 to the entry, the slot emptied
+      down(FIN | ACK); // the connection is ending: to the entry, no slot
+      up(ACK);
+    };
+    await dp.sync();
+    const before = dp.stats().kernel;
+    connection();
+    // The same tuple again (a client's tcp_tw_reuse, or a close by RST): the entry still
+    // carries the first connection's FIN, and this SYN starts a connection all the same.
+    connection();
+    await dp.sync();
+    const s = dp.stats().kernel;
+    assert.equal(
+      s.cacheHits! - before.cacheHits!,
+      10,
+      "each connection's 5 packets from its SYN+ACK to its FIN",
+    );
+    assert.equal(
+      s.cacheEvictions! - before.cacheEvictions!,
+      2,
+      'the two FINs release; nothing else is evicted',
+    );
+    assert.equal(s.lostPackets! - before.lostPackets!, 0);
+    const t = [...flows.flows.values()].filter((f) => f.srcPort === 40000 || f.dstPort === 40000);
+    assert.equal(t.length, 1);
+    assert.equal(t[0]!.origPackets + t[0]!.replyPackets, 16);
   });
 });
