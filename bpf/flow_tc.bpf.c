@@ -6,9 +6,10 @@
  * Observe only: every path returns "next", so the packet's fate is decided by whatever
  * else is attached.
  *
- * This file is the path every packet takes (parse, key, the per-CPU cache's hit) and
- * the rare paths' entry points; include/flow_entry.h holds the map entry (insert,
- * initiator, overflow), include/flow_cache.h the cache.
+ * This file is the path every packet takes (parse, key) and the families' entry points;
+ * include/flow_entry.h holds the map entry (insert, initiator, overflow),
+ * include/flow_cache.h the per-CPU caches, and include/flow_cache_ops.h their
+ * operations, the hit path among them, written once for IPv4 and IPv6.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -29,92 +30,14 @@ volatile __u32 generation;
 char LICENSE[] SEC("license") = "GPL";
 
 /*
- * An IPv4 packet its cache set does not hold: to its entry, then a slot of the set if
- * it has none. Out of line, one copy per map generation (the map helpers stay direct
- * calls: a helper call reached with more than one map goes through the map's ops, a
- * retpoline, measured +30 ns a run): the code a cache hit runs stays short and
- * contiguous. `dir_hook`: dir | hook << 8 (a BPF call takes five arguments).
+ * A packet of family 4 or 6: through its per-CPU cache (flow_cache_ops.h,
+ * account_cached4/6), or with the cache compiled out straight to its generation's map.
  */
-#ifndef FLOW_NO_CACHE
-static __always_inline void account4_miss(void *flows, __u32 gen, struct __sk_buff *skb,
-					  const struct packet *p, const struct flow_key4 *key,
-					  __u32 dir_hook, struct flow_cache_slot *set)
-{
-	__u64 now = bpf_ktime_get_coarse_ns();
-	__u8 dir = dir_hook & 1, hook = dir_hook >> 8;
-	int counted = account(skb, flows, gen, p, key, dir, hook, ip_bytes(skb, p), now);
-
-	/*
-	 * An ending connection's last packets take no slot: nobody would use it. A SYN (or
-	 * SYN+ACK) without FIN or RST starts a connection whatever its entry carries: a
-	 * 4-tuple used again in one generation (a client's tcp_tw_reuse, a close by RST)
-	 * finds the last connection's FIN there, and without this its whole life would go
-	 * to the map on every CPU (measured: tcp-rr's hit rate 38% instead of ~70%).
-	 */
-	int starting = (p->tcp_flags & (TCP_SYN | TCP_FIN | TCP_RST)) == TCP_SYN;
-
-	if ((counted == ACCOUNT_ENTRY || (counted == ACCOUNT_ENDING && starting)) && set &&
-	    !cache_find(set, key))
-		cache_claim(flows, set, key, now);
-}
-
-static __noinline void account4_miss_0(struct __sk_buff *skb, const struct packet *p,
-				       const struct flow_key4 *key, __u32 dir_hook,
-				       struct flow_cache_slot *set)
-{
-	account4_miss(&flows4_0, 0, skb, p, key, dir_hook, set);
-}
-
-static __noinline void account4_miss_1(struct __sk_buff *skb, const struct packet *p,
-				       const struct flow_key4 *key, __u32 dir_hook,
-				       struct flow_cache_slot *set)
-{
-	account4_miss(&flows4_1, 1, skb, p, key, dir_hook, set);
-}
-
-/* A FIN or RST hit: the slot to its entry (flow_cache.h, cache_release). */
-static __noinline void cache_release_0(struct flow_cache_slot *s)
-{
-	cache_release(&flows4_0, s);
-}
-
-static __noinline void cache_release_1(struct flow_cache_slot *s)
-{
-	cache_release(&flows4_1, s);
-}
-#endif
-
-/* An IPv4 packet: to its cache slot when the slot holds its connection, else to the map. */
 static __always_inline void account4(struct __sk_buff *skb, __u32 gen, const struct packet *p,
 				     const struct flow_key4 *key, __u8 dir, __u8 hook)
 {
 #ifndef FLOW_NO_CACHE
-	struct flow_cache_slot *set = cache_set(gen, key);
-
-#ifdef FLOW_BENCH_SLOT_ONLY
-	/* Benchmark variant only: parse, key, the cache set's lookup and compare, no count. */
-	struct flow_cache_slot *hit = cache_find(set, key);
-	if (hit)
-		hit->packets[dir] += 1;
-	return;
-#endif
-	struct flow_cache_slot *s =
-		cache_hit(set, key, p, dir, ip_bytes(skb, p), bpf_ktime_get_coarse_ns());
-	if (s) {
-#ifndef FLOW_NO_RELEASE /* benchmark variant only: what the release at a FIN saves */
-		if (p->tcp_flags & (TCP_FIN | TCP_RST)) {
-			if (gen)
-				cache_release_1(s);
-			else
-				cache_release_0(s);
-		}
-#endif
-		return;
-	}
-	if (gen)
-		account4_miss_1(skb, p, key, dir | (__u32)hook << 8, set);
-	else
-		account4_miss_0(skb, p, key, dir | (__u32)hook << 8, set);
+	account_cached4(skb, gen, p, key, dir, hook);
 #else
 	__u64 now = bpf_ktime_get_coarse_ns();
 
@@ -122,6 +45,21 @@ static __always_inline void account4(struct __sk_buff *skb, __u32 gen, const str
 		account(skb, &flows4_1, 1, p, key, dir, hook, ip_bytes(skb, p), now);
 	else
 		account(skb, &flows4_0, 0, p, key, dir, hook, ip_bytes(skb, p), now);
+#endif
+}
+
+static __always_inline void account6(struct __sk_buff *skb, __u32 gen, const struct packet *p,
+				     const struct flow_key *key, __u8 dir, __u8 hook)
+{
+#ifndef FLOW_NO_CACHE
+	account_cached6(skb, gen, p, key, dir, hook);
+#else
+	__u64 now = bpf_ktime_get_coarse_ns();
+
+	if (gen)
+		account(skb, &flows6_1, 1, p, key, dir, hook, ip_bytes(skb, p), now);
+	else
+		account(skb, &flows6_0, 0, p, key, dir, hook, ip_bytes(skb, p), now);
 #endif
 }
 
@@ -146,11 +84,17 @@ static __noinline void fragment_ports(struct packet *p)
 	}
 }
 
-/* An IPv6 packet, to the map under the full key (no cache: its key does not fit a slot). */
-static __noinline void observe6(struct __sk_buff *skb, const struct packet *p, __u32 dir_hook)
+/*
+ * An IPv6 packet: its full key, then as an IPv4 one. Out of line, one copy per map
+ * generation (`gen` a constant in each, so each calls one generation's maps directly,
+ * as account_miss4_0/_1 do): the IPv4 path's frame and code stay as they were (inline,
+ * this frame cost tcp-rr over IPv4 ~25 ns a run), and the miss path inside it is
+ * inline (CACHE_OUTLINE), so the deepest chain stays within the 512-byte stack.
+ */
+static __always_inline void observe6(struct __sk_buff *skb, __u32 gen, const struct packet *p,
+				     __u32 dir_hook)
 {
 	__u8 dir = dir_hook & 1, hook = dir_hook >> 8;
-	__u64 bytes = ip_bytes(skb, p), now = bpf_ktime_get_coarse_ns();
 	struct flow_key key = {};
 
 	key.ifindex = skb->ifindex;
@@ -160,10 +104,17 @@ static __noinline void observe6(struct __sk_buff *skb, const struct packet *p, _
 	__builtin_memcpy(key.addr_b, dir == FLOW_DIR_AB ? p->daddr : p->saddr, 16);
 	key.port_a = dir == FLOW_DIR_AB ? p->sport : p->dport;
 	key.port_b = dir == FLOW_DIR_AB ? p->dport : p->sport;
-	if (generation & 1)
-		account(skb, &flows6_1, 1, p, &key, dir, hook, bytes, now);
-	else
-		account(skb, &flows6_0, 0, p, &key, dir, hook, bytes, now);
+	account6(skb, gen, p, &key, dir, hook);
+}
+
+static __noinline void observe6_0(struct __sk_buff *skb, const struct packet *p, __u32 dir_hook)
+{
+	observe6(skb, 0, p, dir_hook);
+}
+
+static __noinline void observe6_1(struct __sk_buff *skb, const struct packet *p, __u32 dir_hook)
+{
+	observe6(skb, 1, p, dir_hook);
 }
 
 static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
@@ -222,7 +173,11 @@ static __always_inline int observe(struct __sk_buff *skb, __u8 hook)
 		account4(skb, gen, &p, &key4, dir, hook);
 		return TC_NEXT;
 	}
-	observe6(skb, &p, dir | (__u32)hook << 8);
+	/* One read: the cache and the map must be of the same generation. */
+	if (generation & 1)
+		observe6_1(skb, &p, dir | (__u32)hook << 8);
+	else
+		observe6_0(skb, &p, dir | (__u32)hook << 8);
 	return TC_NEXT;
 }
 

@@ -25,6 +25,9 @@ static_assert(sizeof(ring_cycle_record) == RING_RECORD_SIZE && offsetof(ring_cyc
               "ring_cycle_record layout changed: update src/datapath/layout.ts");
 static_assert(sizeof(flow_cache_slot) == 64 && offsetof(flow_cache_slot, packets) == 24 && sizeof(flow_cache) % 8 == 0,
               "flow_cache_slot layout changed (per-CPU values are read as an array of these)");
+static_assert(sizeof(flow_cache_slot6) == 88 && offsetof(flow_cache_slot6, packets) == 48 &&
+                  sizeof(flow_cache6) % 8 == 0,
+              "flow_cache_slot6 layout changed (per-CPU values are read as an array of these)");
 
 Datapath::Datapath(const DatapathOptions& opts, EventSink sink) : sink_(std::move(sink)), ring_(opts.ring_records) {
   auto emit = [this](DatapathEvent&& ev) { this->emit(std::move(ev)); };

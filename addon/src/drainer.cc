@@ -31,7 +31,10 @@ void widen(const flow_key4& k4, flow_key& k) {
   k.family = 4;
 }
 
-std::string key_bytes(const flow_key4& k) { return std::string(reinterpret_cast<const char*>(&k), sizeof(k)); }
+template <typename Key>
+std::string key_bytes(const Key& k) {
+  return std::string(reinterpret_cast<const char*>(&k), sizeof(k));
+}
 
 }  // namespace
 
@@ -45,6 +48,7 @@ Drainer::Drainer(const BpfObjects& bpf, RecordRing& ring, const std::atomic<bool
   int ncpus = libbpf_num_possible_cpus();
   if (ncpus <= 0) throw sys_error("ERR_BPF_CPUS", -ncpus, "counting possible CPUs for per-CPU maps");
   cache_values_.resize(size_t(ncpus));
+  cache6_values_.resize(size_t(ncpus));
   ncpus_ = size_t(ncpus);
   overflow_keys_.resize(kOverflowBatch);
   overflow_values_.resize(kOverflowBatch * ncpus_);
@@ -141,20 +145,27 @@ uint64_t Drainer::clear_map(int fd, void* keys, void* values, uint32_t batch) {
   return n;
 }
 
-// The generation's per-CPU cache slots (its FLOW_CACHE_VALUES values of the per-CPU
-// array), summed by connection: added to their entries as the map is read (the kernel's
-// copy is not touched until the cycle is complete).
+// The generation's per-CPU cache slots (its values of each family's per-CPU array),
+// summed by connection: added to their entries as the maps are read (the kernel's copy
+// is not touched until the cycle is complete).
 void Drainer::read_cache(int gen) {
   cache_.clear();
-  int fd = bpf_map__fd(bpf_.flows()->maps.flow_cache);
-  for (uint32_t value = 0; value < FLOW_CACHE_VALUES; value++) {
-    uint32_t idx = uint32_t(gen) * FLOW_CACHE_VALUES + value;
-    if (bpf_map_lookup_elem(fd, &idx, cache_values_.data()) != 0) {
+  const flow_tc_bpf* s = bpf_.flows();
+  read_cache_family(bpf_map__fd(s->maps.flow_cache), uint32_t(gen) * FLOW_CACHE_VALUES, FLOW_CACHE_VALUES,
+                    cache_values_);
+  read_cache_family(bpf_map__fd(s->maps.flow_cache6), uint32_t(gen) * FLOW_CACHE6_VALUES, FLOW_CACHE6_VALUES,
+                    cache6_values_);
+}
+
+template <typename Cache>
+void Drainer::read_cache_family(int fd, uint32_t first, uint32_t values, std::vector<Cache>& per_cpu) {
+  for (uint32_t idx = first; idx < first + values; idx++) {
+    if (bpf_map_lookup_elem(fd, &idx, per_cpu.data()) != 0) {
       emit_(error_event(errno, "reading the flow cache (its counts for this drain are lost)"));
       continue;
     }
-    for (const flow_cache& cpu : cache_values_)
-      for (const flow_cache_slot& slot : cpu.slot) {
+    for (const Cache& cpu : per_cpu)
+      for (const auto& slot : cpu.slot) {
         if (slot.key.ifindex == 0 || (slot.packets[0] | slot.packets[1]) == 0) continue;
         Slot& acc = cache_[key_bytes(slot.key)];
         for (int d = 0; d < 2; d++) {
@@ -167,15 +178,22 @@ void Drainer::read_cache(int gen) {
   }
 }
 
-// Empties the generation's cache: a slot left holding a key would take that connection's
+// Empties the generation's caches: a slot left holding a key would take that connection's
 // packets two flips from now without its map entry existing.
 void Drainer::clear_cache(int gen) {
-  int fd = bpf_map__fd(bpf_.flows()->maps.flow_cache);
-  std::memset(cache_values_.data(), 0, cache_values_.size() * sizeof(flow_cache));
-  for (uint32_t value = 0; value < FLOW_CACHE_VALUES; value++) {
-    uint32_t idx = uint32_t(gen) * FLOW_CACHE_VALUES + value;
-    if (bpf_map_update_elem(fd, &idx, cache_values_.data(), BPF_ANY) != 0 &&
-        bpf_map_update_elem(fd, &idx, cache_values_.data(), BPF_ANY) != 0)
+  const flow_tc_bpf* s = bpf_.flows();
+  clear_cache_family(bpf_map__fd(s->maps.flow_cache), uint32_t(gen) * FLOW_CACHE_VALUES, FLOW_CACHE_VALUES,
+                     cache_values_);
+  clear_cache_family(bpf_map__fd(s->maps.flow_cache6), uint32_t(gen) * FLOW_CACHE6_VALUES, FLOW_CACHE6_VALUES,
+                     cache6_values_);
+}
+
+template <typename Cache>
+void Drainer::clear_cache_family(int fd, uint32_t first, uint32_t values, std::vector<Cache>& per_cpu) {
+  std::memset(static_cast<void*>(per_cpu.data()), 0, per_cpu.size() * sizeof(Cache));
+  for (uint32_t idx = first; idx < first + values; idx++) {
+    if (bpf_map_update_elem(fd, &idx, per_cpu.data(), BPF_ANY) != 0 &&
+        bpf_map_update_elem(fd, &idx, per_cpu.data(), BPF_ANY) != 0)
       emit_(error_event(errno, "emptying the flow cache"));
   }
 }
@@ -201,25 +219,24 @@ bool Drainer::read_flows(int fd, bool ipv4, bool del) {
     ring_flow_record rec{};
     rec.hdr.type = RING_RECORD_FLOW;
     rec.counters = batch_values_[i];
-    if (ipv4) {
+    if (ipv4)
       widen(batch_keys4_[i], rec.key);
-      if (!cache_.empty()) {
-        auto it = cache_.find(key_bytes(batch_keys4_[i]));
-        if (it != cache_.end()) {
-          const Slot& slot = it->second;
-          for (int d = 0; d < 2; d++) {
-            rec.counters.packets[d] += slot.packets[d];
-            rec.counters.bytes[d] += slot.bytes[d];
-          }
-          rec.counters.last_seen_ns = std::max<uint64_t>(rec.counters.last_seen_ns, slot.last_seen_ns);
-          rec.counters.tcp_flags |= slot.tcp_flags;
-          merged++;
-          merged_packets += slot.packets[0] + slot.packets[1];
-          cache_.erase(it);
-        }
-      }
-    } else {
+    else
       rec.key = batch_keys_[i];
+    if (!cache_.empty()) {
+      auto it = cache_.find(ipv4 ? key_bytes(batch_keys4_[i]) : key_bytes(batch_keys_[i]));
+      if (it != cache_.end()) {
+        const Slot& slot = it->second;
+        for (int d = 0; d < 2; d++) {
+          rec.counters.packets[d] += slot.packets[d];
+          rec.counters.bytes[d] += slot.bytes[d];
+        }
+        rec.counters.last_seen_ns = std::max<uint64_t>(rec.counters.last_seen_ns, slot.last_seen_ns);
+        rec.counters.tcp_flags |= slot.tcp_flags;
+        merged++;
+        merged_packets += slot.packets[0] + slot.packets[1];
+        cache_.erase(it);
+      }
     }
     rec.counters.first_seen_ns += mono_to_unix_ns_;
     rec.counters.last_seen_ns += mono_to_unix_ns_;

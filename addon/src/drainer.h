@@ -59,7 +59,11 @@ class Drainer {
     uint32_t tcp_flags;
   };
   void read_cache(int gen);
+  template <typename Cache>
+  void read_cache_family(int fd, uint32_t first, uint32_t values, std::vector<Cache>& per_cpu);
   void clear_cache(int gen);
+  template <typename Cache>
+  void clear_cache_family(int fd, uint32_t first, uint32_t values, std::vector<Cache>& per_cpu);
   uint64_t clear_generation(int gen);  // every map of it emptied; returns the entries there were
   bool read_flows(int fd, bool ipv4, bool del);
   template <typename Fill>
@@ -81,8 +85,11 @@ class Drainer {
   std::vector<flow_key4> batch_keys4_;
   std::vector<flow_counters> batch_values_;
   std::vector<drop_key> drop_keys_;
-  std::vector<flow_cache> cache_values_;         // one per possible CPU
-  std::unordered_map<std::string, Slot> cache_;  // the generation's cache, by flow_key4 bytes
+  std::vector<flow_cache> cache_values_;    // one per possible CPU
+  std::vector<flow_cache6> cache6_values_;  // one per possible CPU
+  // The generation's caches, by key bytes: a flow_key4's 20 or a flow_key's 44, so the
+  // two families never collide.
+  std::unordered_map<std::string, Slot> cache_;
   std::vector<overflow_key> overflow_keys_;
   std::vector<overflow_counters> overflow_values_;  // per CPU: ncpus per key
   size_t ncpus_ = 0;

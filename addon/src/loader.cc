@@ -55,6 +55,7 @@ BpfObjects::BpfObjects(const LoadOptions& opts) {
                                                             {m.flows6_0, "flows6_0"},
                                                             {m.flows6_1, "flows6_1"},
                                                             {m.flow_cache, "flow_cache"},
+                                                            {m.flow_cache6, "flow_cache6"},
                                                             {m.flow_overflow_0, "flow_overflow_0"},
                                                             {m.flow_overflow_1, "flow_overflow_1"}},
                                      true);

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The per-CPU cache of recently counted IPv4 connections in front of flows4_<generation>
- * (maps.h flow_cache, flow_record.h struct flow_cache_slot): a packet of a connection its
- * set holds adds to the slot with plain adds; a slot is claimed only after the
+ * The per-CPU caches of recently counted connections in front of flows4_<generation>
+ * and flows6_<generation> (maps.h flow_cache and flow_cache6, flow_record.h struct
+ * flow_cache_slot and flow_cache_slot6; the operations in flow_cache_ops.h): a packet of a
+ * connection its set holds adds to the slot with plain adds; a slot is claimed only after the
  * connection's entry exists, and its counts go to the entry when another connection
  * takes the slot, or from the addon before it drains the generation. Included by
  * flow_tc.bpf.c only.
@@ -22,7 +23,7 @@
  * set h lives in value gen * FLOW_CACHE_VALUES + h / sets-a-value of the per-CPU array
  * (a per-CPU value holds at most 32 KiB).
  */
-static __always_inline struct flow_cache_slot *cache_set(__u32 gen, const struct flow_key4 *k)
+static __always_inline struct flow_cache_slot *cache_set4(__u32 gen, const struct flow_key4 *k)
 {
 	const __u32 per_value = FLOW_CACHE_SLOTS / FLOW_CACHE_WAYS;
 	struct flow_cache *cache;
@@ -51,119 +52,65 @@ static __always_inline int same_key4(const struct flow_key4 *a, const struct flo
 	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4];
 }
 
-/* The slot of `set` holding `key`, or 0. */
-static __always_inline struct flow_cache_slot *cache_find(struct flow_cache_slot *set,
-							  const struct flow_key4 *key)
+/* The IPv6 set of `k`, as cache_set4 (the four words of each address folded in). */
+static __always_inline struct flow_cache_slot6 *cache_set6(__u32 gen, const struct flow_key *k)
 {
-	if (!set)
+	const __u32 per_value = FLOW_CACHE6_SLOTS / FLOW_CACHE_WAYS;
+	const __u32 *a = (const __u32 *)k->addr_a, *b = (const __u32 *)k->addr_b;
+	struct flow_cache6 *cache;
+	__u32 h, idx;
+
+	h = (a[0] ^ a[1] ^ a[2] ^ a[3]) * 0x85ebca77u;
+	h ^= (b[0] ^ b[1] ^ b[2] ^ b[3]) * 0xc2b2ae3du;
+	h ^= (((__u32)k->port_a << 16) | k->port_b) * 0x27d4eb2fu;
+	h ^= k->proto;
+	h = ((h ^ (h >> 16)) + k->ifindex) & (FLOW_CACHE6_SETS - 1);
+	idx = gen * FLOW_CACHE6_VALUES + h / per_value;
+	cache = bpf_map_lookup_elem(&flow_cache6, &idx);
+	if (!cache)
 		return 0;
-	if (same_key4(&set[0].key, key))
-		return &set[0];
-	if (same_key4(&set[1].key, key))
-		return &set[1];
-	return 0;
+	return &cache->slot[(h % per_value) * FLOW_CACHE_WAYS];
 }
 
-/*
- * The packet counted in its slot, if `set` holds its connection: the slot; else 0 and it
- * goes to the entry. A SYN may make its sender the initiator, a decision made at the
- * entry, so a pure SYN always goes there. (A SYN+ACK changes nothing there but flags: it
- * is counted in the slot, which the SYN claimed, so a new connection costs its insert.)
- */
-static __always_inline struct flow_cache_slot *cache_hit(struct flow_cache_slot *set,
-							 const struct flow_key4 *key,
-							 const struct packet *p, __u8 dir,
-							 __u64 bytes, __u64 now)
+/* The whole 44-byte key, pads included (keys are built zeroed). */
+static __always_inline int same_key6(const struct flow_key *a, const struct flow_key *b)
 {
-	struct flow_cache_slot *s = cache_find(set, key);
+	const __u32 *x = (const __u32 *)a, *y = (const __u32 *)b;
+	__u32 d = 0;
 
-	if (!s || (p->tcp_flags & (TCP_SYN | TCP_ACK)) == TCP_SYN)
-		return 0;
-	s->packets[dir] += 1;
-	s->bytes[dir] += bytes;
-	s->last_seen_ns = now;
-	s->tcp_flags |= (__u32)p->tcp_flags << (dir * 8);
-	return s;
+#pragma unroll
+	for (int i = 0; i < 11; i++)
+		d |= x[i] ^ y[i];
+	return d == 0;
 }
 
-/* Adds what a slot holds to its connection's entry `c`. */
-static __always_inline void cache_merge(struct flow_counters *c, const struct flow_cache_slot *s)
-{
-	/* Counted here, not per hit: the hit path stays two memory writes shorter. */
-	stat_add(FLOW_STAT_CACHE_HITS, s->packets[0] + s->packets[1]);
-	COUNTER_ADD(&c->packets[0], s->packets[0]);
-	COUNTER_ADD(&c->packets[1], s->packets[1]);
-	COUNTER_ADD(&c->bytes[0], s->bytes[0]);
-	COUNTER_ADD(&c->bytes[1], s->bytes[1]);
-	if (c->last_seen_ns < s->last_seen_ns)
-		c->last_seen_ns = s->last_seen_ns;
-	if ((c->tcp_flags & s->tcp_flags) != s->tcp_flags)
-		__sync_fetch_and_or(&c->tcp_flags, s->tcp_flags);
-}
+#define CACHE_SLOT flow_cache_slot
+#define CACHE_KEY flow_key4
+#define CACHE_FN(name) name##4
+#define CACHE_FLOWS_0 flows4_0
+#define CACHE_FLOWS_1 flows4_1
+#define CACHE_OUTLINE __noinline
+#include "flow_cache_ops.h"
+#undef CACHE_SLOT
+#undef CACHE_KEY
+#undef CACHE_FN
+#undef CACHE_FLOWS_0
+#undef CACHE_FLOWS_1
+#undef CACHE_OUTLINE
 
-/* A slot's counts to its connection's entry `c` (looked up by the caller), before
- * another connection takes the slot. */
-static __noinline void cache_evict(struct flow_counters *c, struct flow_cache_slot *s)
-{
-	stat_add(FLOW_STAT_CACHE_EVICTIONS, 1);
-	if (c) {
-		cache_merge(c, s);
-	} else {
-		/* Entries are only deleted by the drain, which never overlaps: not reached. */
-		stat_add(FLOW_STAT_LOST_PACKETS, s->packets[0] + s->packets[1]);
-		stat_add(FLOW_STAT_LOST_BYTES, s->bytes[0] + s->bytes[1]);
-	}
-}
-
-static __always_inline void cache_clear(struct flow_cache_slot *s)
-{
-	s->tcp_flags = 0;
-	s->packets[0] = s->packets[1] = 0;
-	s->bytes[0] = s->bytes[1] = 0;
-}
-
-/*
- * A FIN or RST counted in slot `s`: its counts to the entry now, and the slot empty.
- * The connection is ending, and its entry was touched a few packets ago (still in the
- * CPU's caches); left in the slot, they would go to the entry when another connection
- * needs the way, by then a lookup of cold memory (measured: most of what a short
- * connection cost). The connection's last packets go to its entry (a free way: no
- * eviction for whoever takes it).
- */
-static __always_inline void cache_release(void *flows, struct flow_cache_slot *s)
-{
-	cache_evict(bpf_map_lookup_elem(flows, &s->key), s);
-	cache_clear(s);
-	s->key.ifindex = 0; /* empty: no packet has interface 0 */
-}
-
-/*
- * Gives a slot of the set to `key` (whose entry exists): an empty way; else the way
- * seen longest ago, its counts added to its entry first, unless it was counted in the
- * last FLOW_CACHE_KEEP_NS: more live connections than ways, and taking a busy slot
- * would cost a lookup for the evicted connection on every packet (thrashing) where
- * leaving it costs nothing. (Measured: 20 ms took 1,024 flows on one CPU from 82% to
- * 90% hits; keeping only the current clock tick's made them thrash.)
- */
-static __always_inline void cache_claim(void *flows, struct flow_cache_slot *set,
-					const struct flow_key4 *key, __u64 now)
-{
-	struct flow_cache_slot *s = &set[0];
-
-	if (set[0].key.ifindex != 0) {
-		s = &set[1];
-		if (set[1].key.ifindex != 0) {
-			s = set[0].last_seen_ns <= set[1].last_seen_ns ? &set[0] : &set[1];
-			if (now - s->last_seen_ns < FLOW_CACHE_KEEP_NS)
-				return;
-		}
-	}
-	if (s->packets[0] | s->packets[1])
-		cache_evict(bpf_map_lookup_elem(flows, &s->key), s);
-	__builtin_memcpy(&s->key, key, sizeof(*key));
-	cache_clear(s);
-	s->last_seen_ns = now;
-}
+#define CACHE_SLOT flow_cache_slot6
+#define CACHE_KEY flow_key
+#define CACHE_FN(name) name##6
+#define CACHE_FLOWS_0 flows6_0
+#define CACHE_FLOWS_1 flows6_1
+#define CACHE_OUTLINE __always_inline
+#include "flow_cache_ops.h"
+#undef CACHE_SLOT
+#undef CACHE_KEY
+#undef CACHE_FN
+#undef CACHE_FLOWS_0
+#undef CACHE_FLOWS_1
+#undef CACHE_OUTLINE
 #endif
 
 #endif

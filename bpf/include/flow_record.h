@@ -109,6 +109,30 @@ struct flow_cache {
 	struct flow_cache_slot slot[FLOW_CACHE_SLOTS];
 };
 
+/*
+ * The same cache for IPv6 connections, under the full key (maps.h flow_cache6): an
+ * 88-byte slot, 256 a per-CPU value (22 KiB), FLOW_CACHE6_VALUES values a generation:
+ * 1,024 slots, 88 KiB a CPU per generation. The fields are flow_cache_slot's, by name:
+ * flow_cache.h's operations are written once for both (flow_cache_ops.h).
+ */
+#define FLOW_CACHE6_SLOTS 256
+#ifndef FLOW_CACHE6_VALUES
+#define FLOW_CACHE6_VALUES 4
+#endif
+#define FLOW_CACHE6_SETS (FLOW_CACHE6_SLOTS * FLOW_CACHE6_VALUES / FLOW_CACHE_WAYS)
+
+struct flow_cache_slot6 {
+	struct flow_key key; /*  0, ifindex 0: empty */
+	__u32 tcp_flags;     /* 44, as flow_counters.tcp_flags */
+	__u64 packets[2];    /* 48 */
+	__u64 bytes[2];	     /* 64 */
+	__u64 last_seen_ns;  /* 80 */
+};			     /* 88 */
+
+struct flow_cache6 {
+	struct flow_cache_slot6 slot[FLOW_CACHE6_SLOTS];
+};
+
 /* Ring records from the addon to JavaScript: fixed 128-byte slots with a type tag. */
 /*
  * Packets whose connection found the flow map full (maps.h flow_overflow_*): per

@@ -53,6 +53,14 @@ struct {
 	__type(key, __u32);
 	__type(value, struct flow_cache);
 } flow_cache SEC(".maps");
+
+/* The same for IPv6 connections, in front of flows6_<generation>. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2 * FLOW_CACHE6_VALUES); /* (generation & 1) * FLOW_CACHE6_VALUES + i */
+	__type(key, __u32);
+	__type(value, struct flow_cache6);
+} flow_cache6 SEC(".maps");
 #endif
 
 /*

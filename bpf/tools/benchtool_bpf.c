@@ -127,6 +127,27 @@ static int sum_percpu(struct bpf_object *obj, const char *map, uint32_t key, siz
 	return ok;
 }
 
+// The packets a cache map's slots hold (packets[0] and packets[1] of every slot of
+// every value, per CPU): hits no eviction has counted yet. 0 for a map the object lacks.
+static uint64_t cache_live(struct bpf_object *obj, const char *map, uint32_t values,
+			   size_t value_size, size_t packets_at, size_t slot_size, size_t slots)
+{
+	uint64_t *live = calloc(slots, sizeof(uint64_t)), total = 0;
+
+	if (!live)
+		return 0;
+	for (uint32_t value = 0; value < values; value++)
+		for (int d = 0; d < 2; d++) {
+			memset(live, 0, slots * sizeof(uint64_t));
+			sum_percpu(obj, map, value, value_size, packets_at + (size_t)d * 8,
+				   slot_size, slots, live);
+			for (size_t i = 0; i < slots; i++)
+				total += live[i];
+		}
+	free(live);
+	return total;
+}
+
 // The object's kernel counters under the daemon's names (addon/src/binding.cc), so the
 // bench reads a variant's cache hit rate as it reads flowlogd's. A variant has no drain:
 // the packets still in its cache slots are hits that no eviction has counted yet.
@@ -149,18 +170,14 @@ static void print_counters(struct bpf_object *obj)
 
 	for (uint32_t i = 0; i < FLOW_STAT_MAX; i++)
 		sum_percpu(obj, "flow_stats", i, sizeof(uint64_t), 0, 0, 1, &stats[i]);
-	for (uint32_t value = 0; value < 2 * FLOW_CACHE_VALUES; value++) {
-		uint64_t live[2 * FLOW_CACHE_SLOTS] = {0}, total = 0;
-		// packets[0] and packets[1] of every slot: 2 counters a slot, 8 bytes apart.
-		for (int d = 0; d < 2; d++)
-			sum_percpu(obj, "flow_cache", value, sizeof(struct flow_cache),
-				   offsetof(struct flow_cache_slot, packets) + (size_t)d * 8,
-				   sizeof(struct flow_cache_slot), FLOW_CACHE_SLOTS,
-				   &live[(size_t)d * FLOW_CACHE_SLOTS]);
-		for (size_t i = 0; i < 2 * FLOW_CACHE_SLOTS; i++)
-			total += live[i];
-		stats[FLOW_STAT_CACHE_HITS] += total;
-	}
+	stats[FLOW_STAT_CACHE_HITS] +=
+		cache_live(obj, "flow_cache", 2 * FLOW_CACHE_VALUES, sizeof(struct flow_cache),
+			   offsetof(struct flow_cache_slot, packets),
+			   sizeof(struct flow_cache_slot), FLOW_CACHE_SLOTS);
+	stats[FLOW_STAT_CACHE_HITS] +=
+		cache_live(obj, "flow_cache6", 2 * FLOW_CACHE6_VALUES, sizeof(struct flow_cache6),
+			   offsetof(struct flow_cache_slot6, packets),
+			   sizeof(struct flow_cache_slot6), FLOW_CACHE6_SLOTS);
 	printf("{");
 	for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++, first = 0)
 		printf("%s\"%s\":%llu", first ? "" : ",", shown[i].name,

@@ -103,7 +103,10 @@ class LabBench {
       const gen = this.#lab.spawn(
         this.client,
         BENCHTOOL,
-        scenario.client(this.server.ipv4, seconds + TAIL_S + LEAD_MS / 1000),
+        scenario.client(
+          scenario.family === 6 ? this.server.ipv6 : this.server.ipv4,
+          seconds + TAIL_S + LEAD_MS / 1000,
+        ),
       );
       const report = firstLine(gen, `benchtool ${scenario.client('', 0)[0]}`);
       await sleep(LEAD_MS);

@@ -72,7 +72,11 @@ export function addBenchCommand(program: Command): void {
     .option('--peers', 'also pmacctd and softflowd capturing on the same interface', false)
     .option(
       '--scenarios <names>',
-      `comma-separated, of ${SCENARIOS.map((s) => s.name).join(', ')}`,
+      `comma-separated, of ${SCENARIOS.map((s) => s.name).join(', ')} (default: all but ${SCENARIOS.filter(
+        (s) => s.optional,
+      )
+        .map((s) => s.name)
+        .join(', ')})`,
       scenarioList,
     )
     .option(

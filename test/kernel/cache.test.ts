@@ -3,12 +3,13 @@
 // takes an empty way, evicts the way seen longest ago (its counts go to its entry), and
 // leaves both ways alone when both were counted within FLOW_CACHE_KEEP_NS; and on one TCP
 // 4-tuple used twice, a FIN's slot goes to its entry, an ending connection's last packets
-// take none, and the next connection's SYN claims one again. Counts stay exact.
+// take none, and the next connection's SYN claims one again; IPv6 connections go
+// through their own cache (flow_cache6) by the same rules. Counts stay exact.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { FlowDatapath } from '../../src/datapath/datapath.ts';
-import { ether, ipv4, tcp, udp } from '../../src/lab/packets.ts';
+import { ether, ipv4, ipv6, tcp, udp } from '../../src/lab/packets.ts';
 import { FlowCollector, kernelSkipReason } from './helpers.ts';
 
 const skip = kernelSkipReason();
@@ -124,5 +125,35 @@ describe('flow cache sets (BPF_PROG_TEST_RUN)', { skip }, () => {
     const t = [...flows.flows.values()].filter((f) => f.srcPort === 40000 || f.dstPort === 40000);
     assert.equal(t.length, 1);
     assert.equal(t[0]!.origPackets + t[0]!.replyPackets, 16);
+  });
+
+  test('IPv6 through its cache: a UDP flow after its first packet, a TCP 4-tuple twice as IPv4; exact counts', async () => {
+    const [FIN, SYN, ACK] = [0x01, 0x02, 0x10];
+    const A = [0xfd, 0, ...new Array(13).fill(0), 0x0a];
+    const B = [0xfd, 0, ...new Array(13).fill(0), 0x0b];
+    const up = (l4: number[], next = 6) => dp.testRun(ether(0x86dd, ipv6(next, A, B, l4)), true);
+    const down = (l4: number[]) => dp.testRun(ether(0x86dd, ipv6(6, B, A, l4)), true);
+    await dp.sync();
+    const before = dp.stats().kernel;
+    for (let i = 0; i < 4; i++) up(udp(41000, 53, 20), 17); // the first makes the entry, 3 hits
+    for (let round = 0; round < 2; round++) {
+      up(tcp(42000, 80, SYN));
+      down(tcp(80, 42000, SYN | ACK));
+      up(tcp(42000, 80, ACK));
+      up(tcp(42000, 80, ACK, 64));
+      down(tcp(80, 42000, ACK, 64));
+      up(tcp(42000, 80, FIN | ACK));
+      down(tcp(80, 42000, FIN | ACK));
+      up(tcp(42000, 80, ACK));
+    }
+    await dp.sync();
+    const s = dp.stats().kernel;
+    // UDP: 3 hits, added by the drain from the slot; TCP: 5 per connection, at its FIN.
+    assert.equal(s.cacheHits! - before.cacheHits!, 3 + 10);
+    assert.equal(s.cacheEvictions! - before.cacheEvictions!, 2, 'the two FINs release');
+    assert.equal(s.lostPackets! - before.lostPackets!, 0);
+    const v6 = [...flows.flows.values()].filter((f) => f.srcIp.includes(':'));
+    const byPort = new Map(v6.map((f) => [Math.max(f.srcPort, f.dstPort), f.origPackets + f.replyPackets]));
+    assert.deepEqual(Object.fromEntries(byPort), { 41000: 4, 42000: 16 });
   });
 });
