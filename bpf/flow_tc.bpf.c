@@ -85,11 +85,11 @@ static __noinline void fragment_ports(struct packet *p)
 }
 
 /*
- * An IPv6 packet: its full key, then as an IPv4 one. Out of line, one copy per map
- * generation (`gen` a constant in each, so each calls one generation's maps directly,
- * as account_miss4_0/_1 do): the IPv4 path's frame and code stay as they were (inline,
- * this frame cost tcp-rr over IPv4 ~25 ns a run), and the miss path inside it is
- * inline (CACHE_OUTLINE), so the deepest chain stays within the 512-byte stack.
+ * An IPv6 packet: its full key, then through its cache as an IPv4 packet goes through
+ * its own. Out of line, one copy per map generation (`gen` a constant in each, so each
+ * calls one generation's maps directly, as account_miss_04/_14 do): the IPv4 path's frame and code
+ * stay as they were (inline, this frame cost tcp-rr over IPv4 ~25 ns a run), and the miss path
+ * inside it is inline (CACHE_OUTLINE), so the deepest chain stays within the 512-byte stack.
  */
 static __always_inline void observe6(struct __sk_buff *skb, __u32 gen, const struct packet *p,
 				     __u32 dir_hook)

@@ -128,9 +128,10 @@ static __always_inline void CACHE_FN(cache_claim)(void *flows, struct CACHE_SLOT
 
 /*
  * A packet its cache set does not hold: to its entry, then a slot of the set if it has
- * none. Out of line, one copy per map generation (the map helpers stay direct calls: a
- * helper call reached with more than one map goes through the map's ops, a retpoline,
- * measured +30 ns a run): the code a cache hit runs stays short and contiguous.
+ * none. One copy per map generation (the map helpers stay direct calls: a helper call
+ * reached with more than one map goes through the map's ops, a retpoline, measured +30
+ * ns a run), out of line or not as CACHE_OUTLINE says: for IPv4 out of line, so the code
+ * a cache hit runs stays short and contiguous; for IPv6 inline in observe6_0/_1.
  * `dir_hook`: dir | hook << 8 (a BPF call takes five arguments).
  */
 static __always_inline void CACHE_FN(account_miss)(void *flows, __u32 gen, struct __sk_buff *skb,

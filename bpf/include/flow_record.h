@@ -205,10 +205,13 @@ struct ring_cycle_record {
 };				       /* 128 */
 
 /*
- * Bumped when a pinned map's value changes meaning at the same sizes: a restart adopts
- * pinned maps only with this tag (addon/src/pins.cc).
+ * Bumped when a pinned map's value changes meaning at the same sizes, or the set changes:
+ * a restart adopts pinned maps only with this tag (addon/src/pins.cc). 2: flow_cache6
+ * joined the set. An older build never pins it and, after a downgrade, would leave one
+ * behind holding slots its own run never merges; with the tag, either way the set is
+ * made anew (and the older build's leftover unpinned with the rest).
  */
-#define FLOWLOGD_PIN_LAYOUT 1
+#define FLOWLOGD_PIN_LAYOUT 2
 
 /* Conntrack events (addon/src/conntrack.cc), from the host's or a chosen netns. */
 #define CT_EVENT_NEW 1

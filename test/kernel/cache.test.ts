@@ -1,4 +1,4 @@
-// The per-CPU flow cache's set logic (bpf/include/flow_cache.h, cache_claim), by
+// The per-CPU flow cache's set logic (bpf/include/flow_cache_ops.h, cache_claim4), by
 // BPF_PROG_TEST_RUN on five UDP flows chosen to fall in one set of two ways: the cache
 // takes an empty way, evicts the way seen longest ago (its counts go to its entry), and
 // leaves both ways alone when both were counted within FLOW_CACHE_KEEP_NS; and on one TCP
@@ -22,7 +22,7 @@ const LOOPBACK = 1; // test runs see the loopback device
 
 const le32 = (b: number[]) => (b[0]! | (b[1]! << 8) | (b[2]! << 16) | (b[3]! << 24)) >>> 0;
 
-/** cache_set()'s set for SRC:sport -> DST:53 (SRC sorts first: it is side a). */
+/** cache_set4()'s set for SRC:sport -> DST:53 (SRC sorts first: it is side a). */
 function setOf(sport: number): number {
   let h = Math.imul(le32(SRC), 0x85ebca77);
   h ^= Math.imul(le32(DST), 0xc2b2ae3d);
