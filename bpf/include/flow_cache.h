@@ -2,11 +2,11 @@
 /*
  * The per-CPU caches of recently counted connections in front of flows4_<generation>
  * and flows6_<generation> (maps.h flow_cache and flow_cache6, flow_record.h struct
- * flow_cache_slot and flow_cache_slot6; the operations in flow_cache_ops.h): a packet of a
- * connection its set holds adds to the slot with plain adds; a slot is claimed only after the
- * connection's entry exists, and its counts go to the entry when another connection
- * takes the slot, or from the addon before it drains the generation. Included by
- * flow_tc.bpf.c only.
+ * flow_cache_slot and flow_cache_slot6; the operations in flow_cache_ops.h): a packet
+ * of a connection its set holds adds to the slot with plain adds; a slot is claimed
+ * only after the connection's entry exists, and its counts go to the entry when another
+ * connection takes the slot, or from the addon before it drains the generation.
+ * Included by flow_tc.bpf.c only.
  */
 #ifndef FLOWLOGD_FLOW_CACHE_H
 #define FLOWLOGD_FLOW_CACHE_H
