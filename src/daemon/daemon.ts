@@ -8,7 +8,7 @@ import type { FlowAggregator } from '../aggregate/aggregator.ts';
 import { returnFreedMemory } from '../common/memory.ts';
 import { removeSegments } from '../datapath/journal.ts';
 import type { MetadataSource } from '../enrich/source.ts';
-import { LineBatchBuilder } from '../export/batch.ts';
+import { LINE_BATCH_BYTES, LINE_BATCH_LINES, LineBatchBuilder } from '../export/batch.ts';
 import { DynamicAggregation, positionFileBacklog } from '../export/dynamic.ts';
 import { NetworkSink } from '../export/network.ts';
 import { FanoutSink, type Sink } from '../export/sink.ts';
@@ -69,7 +69,7 @@ export class Daemon {
   readonly #releaseFreeMemory: () => unknown;
   readonly #sink: FanoutSink;
   /** Encodes each flush's lines; its working buffer is reused from flush to flush. */
-  readonly #batches = new LineBatchBuilder(1 << 20, 8192);
+  readonly #batches = new LineBatchBuilder(LINE_BATCH_BYTES, LINE_BATCH_LINES);
   readonly #registry = new Registry();
   #inFlush = false;
   #skippedFlushes = 0;

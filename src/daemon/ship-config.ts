@@ -5,6 +5,7 @@
 // `--nats-subject`, `--nats-stream`, `--nats-create-stream`), `--otlp-endpoint URL`,
 // `--spool-directory DIR`, each also `FLOWLOGD_<NAME>` and `spec.<name>`.
 
+import { LINE_BATCH_LINES } from '../export/batch.ts';
 import type { ShippingOptions } from '../export/shipping.ts';
 
 export interface ShipConfig {
@@ -115,7 +116,7 @@ export const SHIP_DEFAULTS: Readonly<Record<keyof ShipConfig, unknown>> = {
   fluentForwardUsername: null,
   fluentForwardPassword: null,
   fluentForwardCompress: false,
-  fluentForwardBatchRecords: 1000,
+  fluentForwardBatchRecords: LINE_BATCH_LINES,
   fluentForwardBatchBytes: MB,
   fluentForwardTimeoutMs: 10_000,
   natsUrl: null,
@@ -126,13 +127,13 @@ export const SHIP_DEFAULTS: Readonly<Record<keyof ShipConfig, unknown>> = {
   natsPassword: null,
   natsToken: null,
   natsTlsCa: null,
-  natsBatchRecords: 1000,
+  natsBatchRecords: LINE_BATCH_LINES,
   natsBatchBytes: 512 << 10, // under nats-server's default 1 MiB max_payload, headers included
   natsTimeoutMs: 10_000,
   otlpEndpoint: null,
   otlpHeaders: null,
   otlpTlsCa: null,
-  otlpBatchRecords: 1000,
+  otlpBatchRecords: LINE_BATCH_LINES,
   otlpBatchBytes: MB,
   otlpTimeoutMs: 10_000,
   spoolDirectory: '/var/lib/flowlogd/spool',

@@ -46,7 +46,23 @@ export class LineBatch {
   }
 }
 
-/** Encodes lines into a batch until it holds `maxBytes` (at least one line) or `maxLines`. */
+/**
+ * The lines and bytes of the daemon's line batches (daemon.ts), and the network sinks'
+ * default batch size in records: a line batch then goes out as one network batch when
+ * its bytes fit the sink's. With a smaller record bound (it was 1,000) a MiB of ~1 KB
+ * lines was cut into a full batch and a tail of a few lines, twice the messages, acks and
+ * spool frames per flush (BENCHMARKS.md, shipping, sixth pass). 8,192 is also the record
+ * bound of OpenTelemetry's batch processor.
+ */
+export const LINE_BATCH_BYTES = 1 << 20;
+export const LINE_BATCH_LINES = 8192;
+
+/**
+ * Encodes lines into batches of at most `maxBytes` (a line longer than that alone) and
+ * `maxLines`. A line that would cross maxBytes is carried into the next batch: a batch
+ * that overshot by one line was cut by a network sink of the same byte bound into the
+ * batch and a one-line tail.
+ */
 export class LineBatchBuilder {
   readonly #maxBytes: number;
   readonly #maxLines: number;
@@ -56,8 +72,10 @@ export class LineBatchBuilder {
   #ends: Uint32Array;
   #used = 0;
   #count = 0;
+  /** Lines from this index on crossed maxBytes: they start the next batch (-1: none). */
+  #carry = -1;
 
-  constructor(maxBytes = 1 << 20, maxLines = 8192) {
+  constructor(maxBytes = LINE_BATCH_BYTES, maxLines = LINE_BATCH_LINES) {
     this.#maxBytes = maxBytes;
     this.#maxLines = Math.max(1, maxLines);
     this.#buf = Buffer.allocUnsafe(this.#capacity());
@@ -70,7 +88,7 @@ export class LineBatchBuilder {
 
   /** True once another line may not fit: finish() the batch and start another. */
   get full(): boolean {
-    return this.#count >= this.#maxLines || (this.#count > 0 && this.#used >= this.#maxBytes);
+    return this.#carry >= 0 || this.#count >= this.#maxLines || (this.#count > 0 && this.#used >= this.#maxBytes);
   }
 
   /** Appends `line` and its newline. A line never straddles two batches. */
@@ -86,6 +104,7 @@ export class LineBatchBuilder {
       this.#ends = bigger;
     }
     this.#ends[this.#count++] = this.#used;
+    if (this.#carry < 0 && this.#count > 1 && this.#used > this.#maxBytes) this.#carry = this.#count - 1;
   }
 
   #grow(need: number): void {
@@ -104,18 +123,36 @@ export class LineBatchBuilder {
    * hold at most a third more than their lines).
    */
   finish(): LineBatch {
+    const count = this.#carry < 0 ? this.#count : this.#carry;
+    const used = count === 0 ? 0 : this.#ends[count - 1]!;
+    const old = this.#buf;
     let buf: Buffer;
-    if (this.#used >= this.#buf.length * 0.75) {
-      buf = this.#buf.subarray(0, this.#used);
+    if (used >= old.length * 0.75) {
+      buf = old.subarray(0, used);
       this.#buf = this.#spare ?? Buffer.allocUnsafe(this.#capacity());
       this.#spare = null;
     } else {
-      buf = Buffer.allocUnsafe(this.#used);
-      this.#buf.copy(buf, 0, 0, this.#used);
+      buf = Buffer.allocUnsafe(used);
+      old.copy(buf, 0, 0, used);
     }
-    const batch = new LineBatch(buf, this.#ends.slice(0, this.#count), this.#count);
-    this.#used = 0;
-    this.#count = 0;
+    const batch = new LineBatch(buf, this.#ends.slice(0, count), count);
+    // The carried lines (a line or so) move to the front of the working buffer.
+    const carried = this.#count - count;
+    this.#carry = -1;
+    if (carried > 0) {
+      if (this.#buf === old) old.copyWithin(0, used, this.#used);
+      else {
+        if (this.#used - used > this.#buf.length) this.#buf = Buffer.allocUnsafe(this.#used - used);
+        old.copy(this.#buf, 0, used, this.#used);
+      }
+      for (let i = 0; i < carried; i++) {
+        this.#ends[i] = this.#ends[count + i]! - used;
+        // Lines added past full() without a finish() may cross maxBytes again.
+        if (this.#carry < 0 && i > 0 && this.#ends[i]! > this.#maxBytes) this.#carry = i;
+      }
+    }
+    this.#used -= used;
+    this.#count = carried;
     return batch;
   }
 

@@ -36,7 +36,7 @@ test('the shipping endpoints by flag, FLOWLOGD_* and the YAML, with one preceden
   assert.equal(c.flowLogsDynamicAggregationEnabled, true);
   const o = shippingOptions(c);
   assert.equal(o.forward.tag, 'flows');
-  assert.deepEqual(o.nats.batch, { records: 1000, bytes: 512 << 10, timeoutMs: 10_000 });
+  assert.deepEqual(o.nats.batch, { records: 8192, bytes: 512 << 10, timeoutMs: 10_000 });
   assert.equal(o.spoolMaxBytes, 256 << 20);
   assert.equal(o.node, 'node-a');
 });

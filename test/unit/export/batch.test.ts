@@ -105,6 +105,34 @@ test('a full batch keeps its bytes when the builder goes on (its buffer was hand
   assert.equal(second.line(255), 'b'.repeat(1023));
 });
 
+test('a line that would cross maxBytes starts the next batch; a line longer than maxBytes goes alone', () => {
+  const b = new LineBatchBuilder(20, 100);
+  const seen: string[][] = [];
+  // 8, 8, then 8 more would be 24 > 20: 'cccccc' is carried; then 30 bytes alone; then 'd'.
+  for (const l of ['aaaaaaa', 'bbbbbbb', 'ccccccc', 'x'.repeat(29), 'd']) {
+    b.add(l);
+    if (b.full) seen.push(b.finish().lines());
+  }
+  seen.push(b.finish().lines());
+  assert.deepEqual(seen, [['aaaaaaa', 'bbbbbbb'], ['ccccccc'], ['x'.repeat(29)], ['d']]);
+  // Lines added past full() without finish() are cut at the byte bound too.
+  const c = new LineBatchBuilder(10, 100);
+  for (const l of ['aaaa', 'bbbb', 'cccc', 'dddd', 'eeee']) c.add(l); // 5 bytes each
+  const got: string[][] = [];
+  while (c.count > 0) got.push(c.finish().lines());
+  assert.deepEqual(got, [['aaaa', 'bbbb'], ['cccc', 'dddd'], ['eeee']]);
+  // A full batch handed over whole (>= 3/4 of the buffer) leaves the carried line intact.
+  const d = new LineBatchBuilder(256 << 10, 100_000);
+  const a = 'a'.repeat(1000);
+  let n = 0;
+  while (!d.full) d.add(`${String(n++).padStart(5, '0')}${a}`);
+  const first = d.finish();
+  assert.equal(first.count, 260); // 1,006 bytes a line: 260 fit 262,144, the 261st is carried
+  assert.ok(first.bytes <= 256 << 10);
+  assert.equal(d.count, 1);
+  assert.equal(d.finish().line(0), `00260${a}`);
+});
+
 test('inBatches yields each batch as it fills and the rest at the end', () => {
   const lines = Array.from({ length: 7 }, (_, i) => `{"n":${i}}`);
   const batches = [...inBatches(lines, new LineBatchBuilder(1 << 20, 3))];

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
-import { LineBatch } from '../../../src/export/batch.ts';
+import { LINE_BATCH_BYTES, LINE_BATCH_LINES, LineBatch, LineBatchBuilder } from '../../../src/export/batch.ts';
 import { NetworkSink } from '../../../src/export/network.ts';
 import { Spool } from '../../../src/export/spool.ts';
 import {
@@ -147,6 +147,25 @@ test('byte bound: a batch never exceeds maxBatchBytes unless one line does', asy
   assert.deepEqual(
     t.sent.map((b) => b.count),
     [3, 3],
+  );
+  await sink.close();
+});
+
+test("by default the daemon's full line batch of ~1 KB lines goes out as one network batch, not a batch and a tail", async () => {
+  const t = new FakeTransport();
+  const spool = await Spool.open({ directory: null });
+  const sink = new NetworkSink({ name: 'fake', transport: t, spool, node: 'n1' });
+  const b = new LineBatchBuilder(LINE_BATCH_BYTES, LINE_BATCH_LINES);
+  const pad = 'x'.repeat(1000);
+  let n = 0;
+  while (!b.full) b.add(JSON.stringify({ n: n++, pad }));
+  const full = b.finish();
+  assert.equal(full.count, 1029); // ~1,018 bytes a line: more than the old 1,000-record bound
+  sink.write(full);
+  await sink.delivered();
+  assert.deepEqual(
+    t.sent.map((x) => x.count),
+    [1029],
   );
   await sink.close();
 });
