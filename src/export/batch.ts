@@ -88,7 +88,9 @@ export class LineBatchBuilder {
 
   /** True once another line may not fit: finish() the batch and start another. */
   get full(): boolean {
-    return this.#carry >= 0 || this.#count >= this.#maxLines || (this.#count > 0 && this.#used >= this.#maxBytes);
+    return (
+      this.#carry >= 0 || this.#count >= this.#maxLines || (this.#count > 0 && this.#used >= this.#maxBytes)
+    );
   }
 
   /** Appends `line` and its newline. A line never straddles two batches. */

@@ -3,7 +3,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
-import { LINE_BATCH_BYTES, LINE_BATCH_LINES, LineBatch, LineBatchBuilder } from '../../../src/export/batch.ts';
+import {
+  LINE_BATCH_BYTES,
+  LINE_BATCH_LINES,
+  LineBatch,
+  LineBatchBuilder,
+} from '../../../src/export/batch.ts';
 import { NetworkSink } from '../../../src/export/network.ts';
 import { Spool } from '../../../src/export/spool.ts';
 import {
