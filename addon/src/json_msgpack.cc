@@ -44,6 +44,39 @@ inline void put32(uint8_t* p, uint32_t v) {
   put16(p + 2, v & 0xffff);
 }
 
+// The keys of the last lines by their place in the line (the k-th key of the document,
+// at any depth): flow log lines of one flush share their keys in one order, so the k-th
+// key of this line is most likely the k-th key of the last. A key found again as the
+// same plain bytes (its quotes included, so the string ends where the cached one does)
+// is written from the cache: one compare instead of a scan whose end the branch
+// predictor cannot know. A key that differs is scanned and takes the slot.
+constexpr size_t kKeySlots = 128;
+constexpr size_t kKeyBytes = 32;  // a key's JSON, quotes included: flow log keys are at most 26
+
+struct KeySlot {
+  uint8_t len;  // JSON bytes, quotes included; 0 = empty
+  uint8_t json[kKeyBytes];
+  uint8_t mp[kKeyBytes];  // its msgpack: fixstr header and bytes (len - 1 of them)
+};
+
+thread_local KeySlot key_cache[kKeySlots];
+
+// The first `len` bytes of p and k are equal; both have kKeyBytes readable.
+inline bool same_key(const uint8_t* p, const uint8_t* k, unsigned len) {
+#ifdef __SSE2__
+  __m128i a0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  __m128i a1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16));
+  __m128i b0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(k));
+  __m128i b1 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(k + 16));
+  uint32_t eq = static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(a0, b0))) |
+                (static_cast<uint32_t>(_mm_movemask_epi8(_mm_cmpeq_epi8(a1, b1))) << 16);
+  uint32_t need = len >= 32 ? 0xffffffffu : (1u << len) - 1;
+  return (eq & need) == need;
+#else
+  return std::memcmp(p, k, len) == 0;
+#endif
+}
+
 struct Scanner {
   const uint8_t* src;
   size_t i;
@@ -51,11 +84,15 @@ struct Scanner {
   uint8_t* out;
   size_t o;
   double end_time;
+  KeySlot* keys;  // this thread's key_cache (looked up once a line: TLS costs a call here)
+  size_t key_no = 0;
 
   // Bytes past the text read as 0, as the TypeScript scanner's `?? 0`.
   uint8_t at(size_t k) const { return k < end ? src[k] : 0; }
 
   void ws() {
+    // JSON.stringify writes no whitespace: most calls find a token at once.
+    if (i < end && src[i] > ' ') return;
     while (i < end) {
       uint8_t c = src[i];
       if (c != ' ' && c != '\t' && c != '\r' && c != '\n') break;
@@ -151,8 +188,13 @@ struct Scanner {
     return a < 0 || b < 0 || c < 0 || d < 0 ? -1 : (a << 12) | (b << 8) | (c << 4) | d;
   }
 
+  // The string's bytes are copied behind a 1-byte (fixstr) header while they are scanned,
+  // 16 at a time; a string of 32 bytes or more is moved up behind its longer header at
+  // the end. A store may run up to 15 bytes past the string: the line's room bound
+  // (3 bytes a byte of JSON) leaves more than that while 16 bytes of the line remain.
   bool string() {
     size_t s = i + 1, j = s;
+    uint8_t* dst = out + o + 1 - s;  // dst[j] is where src[j] goes
     for (;;) {
       // Sixteen (SSE2) or eight bytes at a time up to the first that does not stand for
       // itself (most of a flow log line is plain ASCII in strings: this loop is where the
@@ -161,6 +203,7 @@ struct Scanner {
       const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\');
       while (j + 16 <= end) {
         __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + j));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + j), x);
         __m128i m =
             _mm_or_si128(_mm_cmplt_epi8(x, space), _mm_or_si128(_mm_cmpeq_epi8(x, quote), _mm_cmpeq_epi8(x, bslash)));
         unsigned bits = static_cast<unsigned>(_mm_movemask_epi8(m));
@@ -174,6 +217,7 @@ struct Scanner {
       while (j + 8 <= end) {
         uint64_t x;
         std::memcpy(&x, src + j, 8);
+        std::memcpy(dst + j, &x, 8);
         uint64_t m = special_bytes(x);
         if (m != 0) {
           j += __builtin_ctzll(m) >> 3;
@@ -184,7 +228,7 @@ struct Scanner {
       while (j < end) {
         uint8_t c = src[j];
         if (c < 0x20 || c == '"' || c == '\\' || c >= 0x80) break;
-        j++;
+        dst[j++] = c;
       }
 #ifdef __SSE2__
     found:
@@ -196,12 +240,20 @@ struct Scanner {
       if (c < 0x20) return false;
       size_t n = utf8_length(j);
       if (n == 0) return false;
+      std::memcpy(dst + j, src + j, n);
       j += n;
     }
     size_t len = j - s;
-    str_header(len);
-    std::memcpy(out + o, src + s, len);
-    o += len;
+    if (len < 0x20) {
+      out[o] = 0xa0 | len;
+      o += 1 + len;
+    } else {
+      size_t body = o + 1;
+      size_t head = len < 0x100 ? 2 : len < 0x10000 ? 3 : 5;
+      std::memmove(out + o + head, out + body, len);
+      str_header(len);
+      o += len;
+    }
     i = j + 1;
     return true;
   }
@@ -310,15 +362,25 @@ struct Scanner {
     if (neg) k++;
     if (k >= end) return false;
     uint8_t c = src[k];
-    double v = 0;
+    uint64_t u = 0;
     if (c == '0') {
       k++;
     } else if (c >= '1' && c <= '9') {
-      while (k < end && is_digit(src[k])) v = v * 10 + (src[k++] - '0');
+      // An integer's digits as an integer (exact to 19 digits; past 15 it is not used).
+      while (k < end && is_digit(src[k])) u = u * 10 + (src[k++] - '0');
     } else {
       return false;
     }
     bool simple = k - s - (neg ? 1 : 0) <= 15;  // exact as a double
+    if (simple && !neg && u < 0x80 && (k >= end || (src[k] != '.' && (src[k] | 0x20) != 'e'))) {
+      // A small non-negative integer, the most common number of a flow log line: its
+      // msgpack is its own byte.
+      i = k;
+      if (is_end_time) end_time = static_cast<double>(u);
+      out[o++] = static_cast<uint8_t>(u);
+      return true;
+    }
+    double v = static_cast<double>(u);
     if (k < end && src[k] == '.') {
       simple = false;
       k++;
@@ -383,14 +445,34 @@ struct Scanner {
       for (;;) {
         ws();
         if (i >= end || src[i] != '"') return false;
-        if (is_digit(at(i + 1))) return false;  // maybe integer-like: JS orders those first
-        size_t key_at = o;
-        if (!string()) return false;
-        bool is_end_time = depth == 1 && o - key_at == 9 &&
-                           std::memcmp(out + key_at,
-                                       "\xa8"
-                                       "end_time",
-                                       9) == 0;
+        bool is_end_time;
+        KeySlot* slot = key_no < kKeySlots ? &keys[key_no] : nullptr;
+        key_no++;
+        if (slot != nullptr && slot->len != 0 && i + kKeyBytes <= end && same_key(src + i, slot->json, slot->len)) {
+          // The 32-byte copy may run past the key: 32 bytes of the line remain, and the
+          // line's room bound (3 a byte) leaves more than that.
+          std::memcpy(out + o, slot->mp, kKeyBytes);
+          o += slot->len - 1;
+          i += slot->len;
+          is_end_time = depth == 1 && slot->len == 10 && std::memcmp(slot->json, "\"end_time\"", 10) == 0;
+        } else {
+          if (is_digit(at(i + 1))) return false;  // maybe integer-like: JS orders those first
+          size_t key_at = o, key_src = i;
+          if (!string()) return false;
+          is_end_time = depth == 1 && o - key_at == 9 &&
+                        std::memcmp(out + key_at,
+                                    "\xa8"
+                                    "end_time",
+                                    9) == 0;
+          size_t json_len = i - key_src;
+          // Only a plain key (its msgpack is its JSON's bytes: no escapes) is kept.
+          if (slot != nullptr && json_len <= kKeyBytes && o - key_at == json_len - 1) {
+            slot->len = static_cast<uint8_t>(json_len);
+            std::memset(slot->json, 0, kKeyBytes);
+            std::memcpy(slot->json, src + key_src, json_len);
+            std::memcpy(slot->mp, out + key_at, json_len - 1);
+          }
+        }
         ws();
         if (i >= end || src[i] != ':') return false;
         i++;
@@ -468,7 +550,7 @@ bool is_safe_integer(double v) { return std::isfinite(v) && v == std::floor(v) &
 }  // namespace
 
 size_t forward_entry(const uint8_t* src, size_t n, double now_sec, uint8_t* out) {
-  Scanner sc{src, 0, n, out, 6, NAN};
+  Scanner sc{src, 0, n, out, 6, NAN, key_cache};
   out[0] = 0x92;
   // The time goes before the record but is known after it: the record is written after
   // a 5-byte slot (an integer time of this century is a uint 32) and moved if need be.

@@ -261,6 +261,56 @@ test('the addon transcoder on the edge cases: escapes, numbers, declines, bad UT
   }
 });
 
+test('the addon transcoder keeps the keys of the last line by place: lines of one shape, then keys that differ by a byte, an escape, a depth or their length (fast-check)', () => {
+  // Keys as raw JSON: near misses of each other ("a" and "ab" share a prefix, the quote
+  // decides), end_time written plainly, escaped and at another depth, and keys around the
+  // cache's 32-byte bound (30 and 31 letters: 32 and 33 bytes with quotes).
+  const keys = [
+    '"end_time"',
+    '"end\\u005ftime"',
+    '"end_tim"',
+    '"end_timee"',
+    '"a"',
+    '"ab"',
+    '"b\\"c"',
+    '"é"',
+    `"${'x'.repeat(30)}"`,
+    `"${'x'.repeat(31)}"`,
+    `"${'x'.repeat(29)}y"`,
+  ];
+  const scalar = fc.oneof(
+    fc.integer({ min: -200, max: 300 }).map(String),
+    fc.constantFrom('1700000300', '-0', '0', '127', '128', '1e2', '1.5', '"v"', 'null', '""'),
+  );
+  const object = (depth: number): fc.Arbitrary<string> =>
+    fc
+      .array(fc.tuple(fc.constantFrom(...keys), depth < 2 ? fc.oneof(scalar, fc.constant(null)) : scalar), {
+        maxLength: 6,
+      })
+      .chain((entries) =>
+        fc
+          .tuple(
+            ...entries.map(([k, v]) =>
+              (v === null ? object(depth + 1) : fc.constant(v)).map((x) => `${k}:${x}`),
+            ),
+          )
+          .map((parts) => `{${parts.join(',')}}`),
+      );
+  fc.assert(
+    fc.property(object(0), fc.array(object(0), { maxLength: 3 }), fc.nat(4), (base, others, repeats) => {
+      // The same shape again and again (cache hits), then others (misses), then the first.
+      const lines = [...Array.from({ length: repeats + 1 }, () => base), ...others, base];
+      both(`${lines.join('\n')}\n`);
+      both(lines.join('\n'), () => Buffer.alloc(8));
+    }),
+    { numRuns: 3000 },
+  );
+  // A line that ends within 32 bytes of a cached key is scanned, not compared past its end.
+  both(
+    '{"source_namespace":1,"dest_namespace":2}\n{"source_namespace":1,"dest_namespace":2}\n{"source_namespace":1}',
+  );
+});
+
 test('the addon transcoder finds a string byte that does not stand for itself at every offset of its 16- and 8-byte scans', () => {
   // Each byte the scans must stop at (or pass: 0x7f and ' ' stand for themselves), in a
   // string of plain ASCII at offsets 0..40 and followed by 0..20 more: a missed stop
