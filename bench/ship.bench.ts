@@ -16,7 +16,10 @@
 // under `taskset -c 0` and its remote is moved to CPU 1 (`--one-core false` to let the
 // scheduler place them), so the sink's figures are one core's and the remote does not
 // take its cycles. `--perf-control FIFO` (with `perf record --control fifo:FIFO -D -1`)
-// enables perf over the measured part only.
+// enables perf over the measured part only. `--warm-up N` first ships an unmeasured
+// flush of N other records through the same sink and waits for their acks: the measured
+// flush is then a running daemon's next one (its code compiled, its buffers pooled)
+// rather than a fresh process's first.
 
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -61,6 +64,8 @@ const { values } = parseArgs({
     'remote-cpu': { type: 'string' },
     /** With --child: a perf control FIFO, sent `enable` and `disable` around the measured part. */
     'perf-control': { type: 'string' },
+    /** Records of an unmeasured flush shipped first (a running daemon's next flush, not its first). */
+    'warm-up': { type: 'string', default: '0' },
   },
 });
 const N = Number(values.records);
@@ -115,11 +120,11 @@ function line(i: number): string {
   });
 }
 
-/** The flush as the daemon encodes it: 1 MiB batches. */
-function batches(n: number): LineBatch[] {
-  const b = new LineBatchBuilder(MB, 8192);
+/** The flush as the daemon encodes it: 1 MiB batches (records from, from + 1, ...). */
+function batches(n: number, from = 0): LineBatch[] {
+  const b = new LineBatchBuilder();
   const out: LineBatch[] = [];
-  for (let i = 0; i < n; i++) {
+  for (let i = from; i < from + n; i++) {
     b.add(line(i));
     if (b.full) out.push(b.finish());
   }
@@ -161,6 +166,18 @@ function procCpuMs(pid: number | undefined): number {
   return (Number(after[11]) + Number(after[12])) * 10;
 }
 
+/**
+ * Time the hypervisor ran something else on this CPU so far (ms: /proc/stat's steal, in
+ * clock ticks of 10 ms): on a shared VM the measured span stretches by it, so a round
+ * whose steal is large is noise, not flowlogd.
+ */
+function stealMs(cpu: number): number {
+  const row = readFileSync('/proc/stat', 'utf8')
+    .split('\n')
+    .find((l) => l.startsWith(`cpu${cpu} `));
+  return row === undefined ? Number.NaN : Number(row.trim().split(/\s+/)[8]) * 10;
+}
+
 async function until(cond: () => boolean, ms = 120_000): Promise<void> {
   const end = Date.now() + ms;
   while (!cond()) {
@@ -185,6 +202,8 @@ interface Row {
   storedTwice: number;
   /** CPU of the remote's process (receiver or nats-server) over the same span: they share the 2 cores. */
   remoteCpuMs: number;
+  /** CPU 0's steal time over the span (see stealMs), with --remote-cpu (the sink pinned to CPU 0). */
+  stealMs: number;
 }
 
 /** The stream NatsTransport would create, held in memory. */
@@ -237,6 +256,15 @@ async function child(kind: string): Promise<Row> {
       });
       sink = net;
     }
+    const warm = Number(values['warm-up']);
+    if (warm > 0) {
+      for (const b of batches(warm, N)) {
+        sink.write(b);
+        await within(sink.flush(), 60_000);
+      }
+      const ns = net;
+      if (ns !== null) await until(() => ns.stats().queuedLines === 0);
+    }
     const all = batches(N);
     gc();
     const rss0 = process.memoryUsage().rss;
@@ -244,6 +272,7 @@ async function child(kind: string): Promise<Row> {
     pinRemote(remotePid);
     const remote0 = procCpuMs(remotePid);
     const cpu0 = process.cpuUsage();
+    const steal0 = stealMs(0);
     const prof = values.profile ? new Session() : null;
     if (prof !== null) {
       prof.connect();
@@ -268,6 +297,7 @@ async function child(kind: string): Promise<Row> {
     else await sink.flush();
     const shipMs = performance.now() - t0;
     const cpu = process.cpuUsage(cpu0);
+    const steal = values['remote-cpu'] === undefined ? Number.NaN : stealMs(0) - steal0;
     perfControl('disable');
     const remoteCpuMs = procCpuMs(remotePid) - remote0;
     if (prof !== null)
@@ -278,17 +308,17 @@ async function child(kind: string): Promise<Row> {
     if (nats !== null) {
       const got = (await nats.messages('FLOWLOGS')).flatMap((m) => m.lines);
       const unique = new Set(got).size;
-      lost = N - unique;
+      lost = N + warm - unique; // the warm-up's records are other lines
       storedTwice = got.length - unique;
     }
     const duplicateAcks = net?.shipStats().duplicates ?? 0;
-    const acked = net?.shipStats().ackedLines ?? N;
+    const acked = (net?.shipStats().ackedLines ?? N + warm) - warm;
     await sink.close();
     const cpuMs = (cpu.user + cpu.system) / 1000;
     const sysMs = cpu.system / 1000;
     return {
       ...{ sink: kind, handMs, shipMs, cpuMs, sysMs, rssAddedMb },
-      ...{ acked, lost, duplicateAcks, storedTwice, remoteCpuMs },
+      ...{ acked, lost, duplicateAcks, storedTwice, remoteCpuMs, stealMs: steal },
     };
   } finally {
     receiver?.kill('SIGKILL');
@@ -345,6 +375,7 @@ if (values.child !== undefined) {
 const oneCore = values['one-core'] === 'true';
 const run = (what: string) => {
   const args = ['--max-semi-space-size=8', self, '--child', what, '--records', String(N)];
+  if (what !== 'spool') args.push('--warm-up', values['warm-up']);
   if (values['nats-storage'] !== undefined) args.push('--nats-storage', values['nats-storage']);
   if (values.window !== undefined) args.push('--window', values.window);
   const [cmd, argv] = oneCore
@@ -360,18 +391,18 @@ const rows: Record<string, Row[]> = Object.fromEntries(kinds.map((k) => [k, []])
 for (let r = 0; r < Number(values.rounds); r++) for (const k of kinds) rows[k]!.push(run(k) as Row);
 
 console.log(
-  `### Shipping a kind-0 flush of ${N} records (~1 KB lines) on loopback, medians of ${values.rounds}${oneCore ? ', sink on CPU 0 and remote on CPU 1' : ''}\n`,
+  `### Shipping a kind-0 flush of ${N} records (~1 KB lines) on loopback, medians of ${values.rounds}${oneCore ? ', sink on CPU 0 and remote on CPU 1' : ''}${Number(values['warm-up']) > 0 ? `, after an unmeasured flush of ${values['warm-up']}` : ''}\n`,
 );
 console.log(
-  '| sink | flush handed over (ms) | all acknowledged (ms) | records/s acknowledged | CPU (ms) | CPU µs/record | RSS added (MB) | remote CPU (ms) |',
+  '| sink | flush handed over (ms) | all acknowledged (ms) | records/s acknowledged | CPU (ms) | CPU µs/record | RSS added (MB) | remote CPU (ms) | CPU 0 stolen (ms) | runs (ms acknowledged) |',
 );
-console.log('|---|---|---|---|---|---|---|---|');
+console.log('|---|---|---|---|---|---|---|---|---|---|');
 for (const k of kinds) {
   const rs = rows[k]!;
   const ship = med(rs.map((x) => x.shipMs));
   const cpu = med(rs.map((x) => x.cpuMs));
   console.log(
-    `| ${k} | ${f(med(rs.map((x) => x.handMs)))} | ${f(ship)} | ${f(N / (ship / 1000))} | ${f(cpu)} | ${f((cpu * 1000) / N, 1)} | ${f(med(rs.map((x) => x.rssAddedMb)))} | ${f(med(rs.map((x) => x.remoteCpuMs)))} |`,
+    `| ${k} | ${f(med(rs.map((x) => x.handMs)))} | ${f(ship)} | ${f(N / (ship / 1000))} | ${f(cpu)} | ${f((cpu * 1000) / N, 1)} | ${f(med(rs.map((x) => x.rssAddedMb)))} | ${f(med(rs.map((x) => x.remoteCpuMs)))} | ${f(med(rs.map((x) => x.stealMs)))} | ${rs.map((x) => f(x.shipMs)).join(', ')} |`,
   );
 }
 if (values.sinks !== undefined) process.exit(0);
