@@ -285,7 +285,7 @@ async function child(kind: string): Promise<Row> {
     for (const b of all) {
       sink.write(b);
       await within(sink.flush(), 60_000);
-      if (kind === 'nats-outage' && !killed && net!.shipStats().ackedLines >= N * 0.3) {
+      if (kind === 'nats-outage' && !killed && net!.shipStats().ackedLines - warm >= N * 0.3) {
         killed = true;
         await nats!.kill();
         setTimeout(() => void nats!.start().then(() => pinRemote(nats!.pid)), 500);

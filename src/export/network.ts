@@ -6,7 +6,7 @@
 // the spool's bounds drop it (counted by reason). write() never blocks: the flush only
 // waits (flush()) for its batches to be on disk, never for the network.
 
-import { LINE_BATCH_LINES, type LineBatch } from './batch.ts';
+import { LINE_BATCH_BYTES, LINE_BATCH_LINES, type LineBatch } from './batch.ts';
 import { BufferPool } from './buffer-pool.ts';
 import { newSinkStats, type Sink, type SinkLogger, type SinkStats, silentSinkLogger } from './sink.ts';
 import type { Spool, SpoolEntry, SpoolStats } from './spool.ts';
@@ -20,7 +20,7 @@ export interface NetworkSinkOptions {
   readonly retry?: RetryOptions;
   /** Lines per batch; default LINE_BATCH_LINES (batch.ts). */
   readonly maxBatchLines?: number;
-  /** Bytes per batch (at least one line); default 1 MiB. */
+  /** Bytes per batch (at least one line); default LINE_BATCH_BYTES (1 MiB). */
   readonly maxBatchBytes?: number;
   /** Batches in flight at once; default 4. */
   readonly window?: number;
@@ -89,7 +89,7 @@ export class NetworkSink implements Sink {
     this.#node = o.node;
     this.#retrier = new Retrier(o.retry);
     this.#maxLines = Math.max(1, o.maxBatchLines ?? LINE_BATCH_LINES);
-    this.#maxBytes = Math.max(1, o.maxBatchBytes ?? 1 << 20);
+    this.#maxBytes = Math.max(1, o.maxBatchBytes ?? LINE_BATCH_BYTES);
     this.#window = Math.max(1, o.window ?? 4);
     this.#closeTimeoutMs = o.closeTimeoutMs ?? 5000;
     this.#log = o.logger ?? silentSinkLogger;
