@@ -2,9 +2,11 @@
 // standard traffic in a lab of pods (lab). See src/bench/. The bench's modules (and zod,
 // which checks its JSON) are imported when a bench command runs: every other command,
 // `run` above all, would otherwise carry them resident (zod alone is ~15 MB).
-import { existsSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SCENARIOS } from '../bench/scenarios.ts';
+import { makeDirectory } from '../common/make-directory.ts';
 
 const QUICK = { rounds: 1, seconds: 1 } as const;
 
@@ -106,6 +108,14 @@ export function addBenchCommand(program: Command): void {
         const seconds = o.quick ? QUICK.seconds : o.seconds;
         const command =
           `flowlogd bench lab ${process.argv.slice(process.argv.indexOf('lab') + 1).join(' ')}`.trim();
+        // The output's directory is made (and checked writable) before a run of minutes,
+        // not after it, where an ENOENT threw the whole run away.
+        try {
+          await makeDirectory(dirname(o.output));
+          accessSync(dirname(o.output), constants.W_OK);
+        } catch (err) {
+          throw new Error(`--output ${JSON.stringify(o.output)}: ${(err as Error).message}`);
+        }
         const { benchLab } = await import('../bench/lab.ts');
         const { labChart } = await import('../bench/chart.ts');
         const { labTable } = await import('../bench/report.ts');
@@ -117,10 +127,15 @@ export function addBenchCommand(program: Command): void {
           command,
           objects: o.object,
         });
-        writeFileSync(o.output, `${JSON.stringify(r, null, 2)}\n`);
-        const svg = `${o.output.replace(/\.json$/, '')}.svg`;
-        writeFileSync(svg, labChart(r));
+        // On screen first: a write that fails now (a full disk) still leaves the figures.
         process.stdout.write(o.json ? `${JSON.stringify(r, null, 2)}\n` : labTable(r));
+        const svg = `${o.output.replace(/\.json$/, '')}.svg`;
+        try {
+          writeFileSync(o.output, `${JSON.stringify(r, null, 2)}\n`);
+          writeFileSync(svg, labChart(r));
+        } catch (err) {
+          throw new Error(`--output ${JSON.stringify(o.output)}: ${(err as Error).message}`);
+        }
         process.stderr.write(`bench: wrote ${o.output} and ${svg}\n`);
       },
     );

@@ -8,7 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { gunzipSync } from 'node:zlib';
-import { addExtension, Packr, UnpackrStream, unpackMultiple } from 'msgpackr';
+import { addExtension, Packr, unpackMultiple } from 'msgpackr';
 
 /** EventTime (ext type 0: uint32 seconds, uint32 nanoseconds) as seconds with a fraction. */
 addExtension({
@@ -17,6 +17,108 @@ addExtension({
 });
 
 const packr = new Packr({ useRecords: false });
+
+// Bytes of the length field after the type byte, for the types that have one (bin, str,
+// ext, array and map at 8, 16 and 32 bits), and the fixed body of the others.
+const LENGTH_BYTES = new Map<number, number>([
+  ...[0xc4, 0xd9, 0xc7].map((t) => [t, 1] as const), // bin 8, str 8, ext 8
+  ...[0xc5, 0xda, 0xc8, 0xdc, 0xde].map((t) => [t, 2] as const), // … 16, array 16, map 16
+  ...[0xc6, 0xdb, 0xc9, 0xdd, 0xdf].map((t) => [t, 4] as const), // … 32, array 32, map 32
+]);
+const FIXED_BODY = new Map<number, number>([
+  ...[0xc0, 0xc2, 0xc3].map((t) => [t, 0] as const), // nil, false, true
+  ...[0xcc, 0xd0].map((t) => [t, 1] as const), // uint 8, int 8
+  ...[0xcd, 0xd1].map((t) => [t, 2] as const),
+  ...[0xca, 0xce, 0xd2].map((t) => [t, 4] as const), // float 32, uint 32, int 32
+  ...[0xcb, 0xcf, 0xd3].map((t) => [t, 8] as const),
+  ...[0xd4, 0xd5, 0xd6, 0xd7, 0xd8].map((t, i) => [t, 1 + 2 ** i] as const), // fixext 1..16, type byte first
+]);
+
+/**
+ * Walks MessagePack headers from `pos` with `todo` values left to pass, skipping each bin,
+ * str or ext payload by its length, and stops when none is left, at a header not all
+ * before `end` (to resume there), or past `end` (a payload still arriving). Returns the
+ * position and the values left: the walk resumes where it stopped, so a value that
+ * arrives a byte at a time is walked once.
+ */
+export function msgpackWalk(b: Uint8Array, pos: number, end: number, todo: number): [number, number] {
+  while (todo > 0 && pos < end) {
+    const t = b[pos]!;
+    let head = 1;
+    let body = 0;
+    let items = 0;
+    if (t <= 0x7f || t >= 0xe0) {
+      // fixint
+    } else if (t >= 0xa0 && t <= 0xbf) body = t & 0x1f;
+    else if (t >= 0x90 && t <= 0x9f) items = t & 0x0f;
+    else if (t >= 0x80 && t <= 0x8f) items = 2 * (t & 0x0f);
+    else if (FIXED_BODY.has(t)) body = FIXED_BODY.get(t)!;
+    else {
+      const k = LENGTH_BYTES.get(t);
+      if (k === undefined) throw new Error(`forward receiver: 0x${t.toString(16)} is not a MessagePack type`);
+      if (pos + 1 + k > end) break;
+      let n = 0;
+      for (let i = 1; i <= k; i++) n = n * 256 + b[pos + i]!;
+      head += k;
+      if (t >= 0xdc) items = t >= 0xde ? 2 * n : n;
+      else body = t >= 0xc7 && t <= 0xc9 ? n + 1 : n; // an ext's payload follows its type byte
+    }
+    todo += items - 1;
+    pos += head + body;
+  }
+  return [pos, todo];
+}
+
+/** Where the MessagePack value at `pos` ends, or -(bytes needed at least) while it is incomplete. */
+export function msgpackEnd(b: Uint8Array, pos: number, end: number): number {
+  const [p, todo] = msgpackWalk(b, pos, end, 1);
+  if (todo === 0 && p <= end) return p;
+  return -(todo > 0 ? Math.max(p, end) + 1 : p);
+}
+
+/**
+ * Cuts a byte stream into whole MessagePack values, each byte copied once (into one
+ * buffer that grows to the largest message) and walked once; a value is handed out as a
+ * view that is valid until the next push.
+ */
+export class Frames {
+  #b = Buffer.allocUnsafe(1 << 16);
+  #start = 0; // the value under way begins here
+  #end = 0;
+  #open = false;
+  #pos = 0; // the walk's state in the value under way
+  #todo = 0;
+
+  *push(chunk: Buffer): Generator<Buffer> {
+    if (!this.#open && this.#start === this.#end) this.#start = this.#end = 0;
+    if (this.#end + chunk.length > this.#b.length) {
+      const kept = this.#end - this.#start;
+      const into =
+        kept + chunk.length > this.#b.length ? Buffer.allocUnsafe(2 * (kept + chunk.length)) : this.#b;
+      this.#b.copy(into, 0, this.#start, this.#end); // overlapping when into is #b: copy is memmove
+      this.#pos -= this.#start;
+      this.#b = into;
+      this.#start = 0;
+      this.#end = kept;
+    }
+    chunk.copy(this.#b, this.#end);
+    this.#end += chunk.length;
+    for (;;) {
+      if (!this.#open) {
+        if (this.#start === this.#end) return;
+        this.#open = true;
+        this.#pos = this.#start;
+        this.#todo = 1;
+      }
+      [this.#pos, this.#todo] = msgpackWalk(this.#b, this.#pos, this.#end, this.#todo);
+      if (this.#todo > 0 || this.#pos > this.#end) return;
+      const frame = this.#b.subarray(this.#start, this.#pos);
+      this.#start = this.#pos;
+      this.#open = false;
+      yield frame;
+    }
+  }
+}
 
 export interface ReceivedEvent {
   readonly tag: string;
@@ -103,15 +205,19 @@ export class ForwardReceiver {
     const authSalt = this.#o.users ? randomBytes(16) : Buffer.alloc(0);
     let authed = this.#o.sharedKey === undefined;
     if (!authed) s.write(packr.pack(['HELO', { nonce, auth: authSalt, keepalive: true }]));
-    const decoder = new UnpackrStream({ useRecords: false, mapsAsObjects: true });
-    s.pipe(decoder);
-    decoder.on('error', () => s.destroy());
-    decoder.on('data', (m: unknown[]) => {
-      if (!authed) {
-        authed = this.#ping(s, m, nonce, authSalt);
-        return;
+    // Acks are small writes after each message: not held back for the client's ACK.
+    s.setNoDelay(true);
+    const frames = new Frames();
+    s.on('data', (chunk: Buffer) => {
+      try {
+        for (const f of frames.push(chunk)) {
+          const m = packr.unpack(f) as unknown[];
+          if (!authed) authed = this.#ping(s, m, nonce, authSalt);
+          else this.#event(s, m);
+        }
+      } catch {
+        s.destroy();
       }
-      this.#event(s, m);
     });
   }
 
@@ -149,12 +255,13 @@ export class ForwardReceiver {
       option = m[2] as typeof option;
     } else if (m[1] instanceof Uint8Array || typeof m[1] === 'string') {
       option = m[2] as typeof option;
-      const raw = Buffer.from(m[1] as Uint8Array);
       const gz = option?.compressed === 'gzip';
       mode = gz ? 'CompressedPackedForward' : 'PackedForward';
       if (this.#o.keepEvents === false) {
         this.received += Number(option?.size ?? 0);
       } else {
+        // A copy: the frame is a view of the connection's buffer, reused by the next read.
+        const raw = Buffer.from(m[1] as Uint8Array);
         entries = gz ? gunzipSync(raw) : raw;
         for (const [time, record] of unpackMultiple(entries) as [number, Record<string, unknown>][])
           this.events.push({ tag, time, record });

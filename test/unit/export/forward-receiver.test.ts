@@ -1,0 +1,92 @@
+// The test receiver's framing (src/lab/forward-receiver.ts): it cuts the stream into
+// MessagePack values by walking their headers, so every type's length must be right
+// and every split of the stream must give the same values.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { addExtension, Packr, unpackMultiple } from 'msgpackr';
+import { Frames, msgpackEnd } from '../../../src/lab/forward-receiver.ts';
+
+class Ext3 {
+  readonly b: Buffer;
+  constructor(b: Buffer) {
+    this.b = b;
+  }
+}
+addExtension({
+  Class: Ext3,
+  type: 9,
+  pack: (x: Ext3) => x.b,
+  unpack: (b: Buffer) => new Ext3(Buffer.from(b)),
+});
+
+// variableMapSize: fixmap, map 16 and map 32 by size (the default writes every map as map 16).
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+const map = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i]));
+// One of each MessagePack type and length class.
+const VALUES: unknown[] = [
+  null,
+  true,
+  false,
+  7,
+  -7,
+  200,
+  -100,
+  40_000,
+  -40_000,
+  3_000_000_000,
+  -3_000_000_000,
+  2 ** 53 - 1,
+  1.5,
+  'a',
+  'x'.repeat(40),
+  'y'.repeat(300),
+  'z'.repeat(70_000),
+  Buffer.alloc(10, 1),
+  Buffer.alloc(300, 2),
+  Buffer.alloc(70_000, 3),
+  new Ext3(Buffer.from([1])),
+  new Ext3(Buffer.from([1, 2])),
+  new Ext3(Buffer.from([1, 2, 3])),
+  new Ext3(Buffer.alloc(8, 4)),
+  new Ext3(Buffer.alloc(16, 5)),
+  new Ext3(Buffer.alloc(100, 6)),
+  new Ext3(Buffer.alloc(300, 7)),
+  new Ext3(Buffer.alloc(70_000, 8)),
+  [1, [2, [3, 'four']], {}],
+  Array.from({ length: 20 }, (_, i) => i),
+  Array.from({ length: 70_000 }, () => 0),
+  map(3),
+  map(20),
+  map(70_000),
+  ['calico.flowlogs', Buffer.alloc(1 << 20, 9), { chunk: 'abc', size: 8192 }],
+];
+
+test('msgpackEnd: the end of every type, and "incomplete" with a true lower bound for every prefix', () => {
+  for (const v of VALUES) {
+    const b = packr.pack(v);
+    assert.equal(msgpackEnd(b, 0, b.length), b.length, JSON.stringify(v)?.slice(0, 40));
+    // After other bytes too: the end is an offset, not a length.
+    const c = Buffer.concat([Buffer.from([0xc0, 0xc0]), b, Buffer.from([0xc3])]);
+    assert.equal(msgpackEnd(c, 2, c.length), 2 + b.length);
+    const cuts = Math.min(b.length, 400); // every prefix of a short value, 400 of a long one
+    for (let i = 0; i < cuts; i++) {
+      const at = b.length < 400 ? i : Math.floor((i * b.length) / cuts);
+      const need = -msgpackEnd(b, 0, at);
+      assert.ok(need > at && need <= b.length, `${typeof v} cut at ${at} of ${b.length}: needs ${need}`);
+    }
+  }
+  assert.throws(() => msgpackEnd(Buffer.from([0xc1]), 0, 1), /0xc1 is not a MessagePack type/);
+});
+
+test('Frames: any split of the stream gives the same values as decoding it whole', () => {
+  const stream = Buffer.concat(VALUES.map((v) => packr.pack(v)));
+  const whole = unpackMultiple(stream);
+  for (const size of [1, 7, 4096, 65_536, 1 << 20]) {
+    const frames = new Frames();
+    const got: unknown[] = [];
+    for (let i = 0; i < stream.length; i += size)
+      for (const f of frames.push(stream.subarray(i, i + size))) got.push(packr.unpack(Buffer.from(f)));
+    assert.equal(got.length, VALUES.length, `chunks of ${size}`);
+    assert.deepEqual(got, whole, `chunks of ${size}`);
+  }
+});
