@@ -277,6 +277,7 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
       ct.Set("known", Napi::Number::New(env, double(s.ct.known)));
       ct.Set("rcvbufBytes", Napi::Number::New(env, double(s.ct.rcvbuf_bytes)));
       ct.Set("busyNs", Napi::Number::New(env, double(s.ct.busy_ns)));
+      ct.Set("reads", Napi::Number::New(env, double(s.ct.reads)));
       o.Set("conntrack", ct);
     }
     Napi::Object drops = Napi::Object::New(env);

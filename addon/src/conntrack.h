@@ -46,6 +46,7 @@ struct ConntrackStats {
   uint64_t known = 0;         // live entries the listener knows now
   uint32_t rcvbuf_bytes = 0;  // what the kernel granted (doubled, as SO_RCVBUF reports it)
   uint64_t busy_ns = 0;       // time spent reading and converting (not waiting)
+  uint64_t reads = 0;         // wake-ups that found events (each one JavaScript's wake-up too)
 };
 
 class ConntrackListener {
@@ -63,6 +64,9 @@ class ConntrackListener {
   void start();
   // Ends the thread (idempotent); a push waiting on a full ring is abandoned.
   void stop();
+  // Reads what is queued now instead of at the end of the coalescing wait (a flush's
+  // drain is about to be taken: its connections' events should be in before it).
+  void poke();
   ConntrackStats stats() const;
 
  private:
@@ -78,13 +82,15 @@ class ConntrackListener {
   bool dump();         // a full dump + reconcile; false when stopping
   bool handle(const nlmsghdr* h, Source src);
   bool push(const ring_conntrack_record& rec);
+  void coalesce();  // the wait after a read that found events
+  void consume_wake();
 
   ConntrackOptions opts_;
   RecordRing& ring_;
   Notify notify_;
   int ev_fd_ = -1;    // subscribed to NEW and DESTROY
   int dump_fd_ = -1;  // requests
-  int wake_fd_ = -1;
+  int wake_fd_ = -1;  // stop() and poke()
   int timer_fd_ = -1;
   uint32_t seq_ = 0;
   std::thread thread_;

@@ -68,7 +68,12 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink) : sink_(std::mov
 
 Datapath::~Datapath() { close(); }
 
-uint64_t Datapath::request_drain(bool rotate) { return worker_->request_drain(rotate); }
+uint64_t Datapath::request_drain(bool rotate) {
+  // The conntrack events queued now go to the ring before the drain's records, as they
+  // did when each was read on arrival (the listener coalesces them otherwise).
+  if (ct_) ct_->poke();
+  return worker_->request_drain(rotate);
+}
 
 size_t Datapath::read_records(uint8_t* out, size_t max_records) { return ring_.pop(out, max_records); }
 

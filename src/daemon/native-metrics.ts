@@ -56,7 +56,7 @@ export function registerNativeMetrics(r: Registry, dp: NativeStatsSource): void 
   nativeCounter(
     r,
     'flowlogd_conntrack_total',
-    'Conntrack listener counters: eventsNew, eventsDestroy, dumped, overruns (netlink ENOBUFS: events lost, a re-dump follows), resyncs, syntheticDestroys, parseErrors, busyNs',
+    'Conntrack listener counters: eventsNew, eventsDestroy, dumped, overruns (netlink ENOBUFS: events lost, a re-dump follows), resyncs, syntheticDestroys, parseErrors, busyNs, reads (wake-ups that found events)',
     (set) => numbers(conntrackOf(dp), (k, v) => CONNTRACK_GAUGES.has(k) || set(k, v)),
   );
   new Gauge({

@@ -51,6 +51,8 @@ export interface NativeConntrackStats {
   known: number;
   rcvbufBytes: number;
   busyNs: number;
+  /** Wake-ups that found events: the listener waits a few ms after each, so one takes many. */
+  reads: number;
 }
 
 export interface NativeStats {

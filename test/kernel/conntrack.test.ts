@@ -551,6 +551,40 @@ describe('conntrack events, Services and denied traffic', { skip }, () => {
     }
   });
 
+  test('a burst of new connections is read in few wake-ups: at most one per coalescing wait', async () => {
+    const [client, server] = podPair('co');
+    const p = pipelineOf([client, server], { kinds: [0] });
+    try {
+      await lab.serve(server, 8081);
+      await until('the listener is up', () => p.dp.stats().conntrack !== undefined);
+      const c0 = p.dp.stats().conntrack!;
+      const t0 = performance.now();
+      const flows = 300;
+      const r = await lab.traffic(
+        client,
+        cli('udp', { host: server.ipv4, port: 8081, flows: String(flows), datagrams: 1, size: 20 }),
+      );
+      // Connections, not flows: a source port used again while conntrack holds its entry is one.
+      const n = new Set((r.line as { udp: { sport: number }[] }).udp.map((x) => x.sport)).size;
+      // Every NEW of the burst read (other traffic on the host only adds events).
+      await until('the burst read', () => p.dp.stats().conntrack!.eventsNew - c0.eventsNew >= n);
+      const windowMs = performance.now() - t0;
+      const c1 = p.dp.stats().conntrack!;
+      const reads = c1.reads - c0.reads;
+      // After each read that found events the listener waits 5 ms (kCoalesceMs) unless
+      // poked (nothing here syncs): so no more reads than 5 ms steps in the window, where
+      // reading each event on arrival took ~200 wake-ups for 300.
+      const bound = Math.floor(windowMs / 5) + 1;
+      console.log(
+        `coalescing: ${c1.eventsNew - c0.eventsNew} NEW events in ${reads} reads over ${windowMs.toFixed(0)} ms (bound ${bound})`,
+      );
+      assert.ok(reads >= 1 && reads <= bound, `${reads} reads, at most ${bound}`);
+      assert.ok(reads < n / 3, `${reads} reads for ${n} connections`);
+    } finally {
+      await p.close();
+    }
+  });
+
   test('connections open before start are counted from start and complete correctly', async () => {
     const [client, server] = podPair('pre');
     await lab.serve(server, 9090);
