@@ -4,8 +4,10 @@
 #include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <pthread.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 
@@ -34,6 +36,38 @@ std::string load_hint(std::initializer_list<int> needed, const char* names, cons
   return std::string(" (needs ") + names + ", or CAP_SYS_ADMIN; missing " + missing + ")";
 }
 
+// Asynchronous signals held back from this thread while the verifier runs. It gives up
+// with EAGAIN when the loading thread has a signal pending (kernel/bpf/verifier.c,
+// do_check), and libbpf tries a load only five times: under a sampling profiler (node
+// --cpu-prof sends the main thread SIGPROF every millisecond) the flow programs never
+// loaded. A held signal stays pending and is delivered when the load returns.
+class SignalsHeld {
+ public:
+  SignalsHeld() {
+    sigset_t all;
+    sigfillset(&all);
+    // A fault raised while blocked would kill the process without its handler.
+    for (int s : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGTRAP, SIGABRT, SIGSYS}) sigdelset(&all, s);
+    pthread_sigmask(SIG_BLOCK, &all, &old_);
+  }
+  ~SignalsHeld() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  SignalsHeld(const SignalsHeld&) = delete;
+  SignalsHeld& operator=(const SignalsHeld&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
+int load_flow_programs(flow_tc_bpf* o) {
+  SignalsHeld held;
+  return flow_tc_bpf__load(o);
+}
+
+int load_drop_program(drop_trace_bpf* o) {
+  SignalsHeld held;
+  return drop_trace_bpf__load(o);
+}
+
 }  // namespace
 
 BpfObjects::BpfObjects(const LoadOptions& opts) {
@@ -60,7 +94,7 @@ BpfObjects::BpfObjects(const LoadOptions& opts) {
                                                             {m.flow_overflow_1, "flow_overflow_1"}},
                                      true);
     }
-    int err = flow_tc_bpf__load(flows_);
+    int err = load_flow_programs(flows_);
     if (err)
       throw sys_error("ERR_BPF_LOAD", -err,
                       "loading the flow programs" + load_hint({kCapBpf, kCapPerfmon, kCapNetAdmin},
@@ -91,7 +125,7 @@ BpfObjects::BpfObjects(const LoadOptions& opts) {
       drop_pins_ = std::make_unique<Pins>(
           opts.pin_dir, std::vector<PinnedMap>{{drops_->maps.drops_0, "drops_0"}, {drops_->maps.drops_1, "drops_1"}},
           false);
-    err = drop_trace_bpf__load(drops_);
+    err = load_drop_program(drops_);
     if (err)
       throw sys_error("ERR_DROP_TRACE", -err,
                       "loading the drop tracing program (tp_btf/kfree_skb)" +

@@ -2,7 +2,9 @@
 // exactly as it was, nothing of ours left behind, a crashed run's leftovers removed.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FlowDatapath, type InterfaceEvent } from '../../src/datapath/datapath.ts';
@@ -228,5 +230,40 @@ describe('attach, follow, detach', { skip }, () => {
       dp.close();
     }
     assert.equal(tcState(pod.hostIf), beforeState);
+  });
+
+  test('the programs load in a process taking a signal every 50 µs (a sampling profiler)', async () => {
+    // node --cpu-prof sends the main thread SIGPROF at each sample; the verifier gives up
+    // with EAGAIN while a signal is pending, so every load attempt failed before the
+    // loader held signals back (addon/src/loader.cc).
+    const pod = lab.addPod({ namespace: 'default', name: `${lab.prefix}-sig` });
+    const profiles = mkdtempSync(join(tmpdir(), 'flowlogd-prof-'));
+    const child = spawn(
+      process.execPath,
+      ['--cpu-prof', '--cpu-prof-interval', '50', '--cpu-prof-dir', profiles, HOLD, pod.hostIf, 'tcx'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let err = '';
+    child.stderr.on('data', (c) => {
+      err += c;
+    });
+    try {
+      const line = await new Promise<string>((resolve, reject) => {
+        child.stdout.once('data', (c) => resolve(String(c)));
+        child.once('exit', (code) => reject(new Error(`hold-datapath exited ${code}: ${err}`)));
+      });
+      const ready = (JSON.parse(line) as { ready: { name: string; mode: string }[] }).ready;
+      assert.deepEqual(
+        ready.map((i) => [i.name, i.mode]),
+        [[pod.hostIf, 'tcx']],
+      );
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGKILL');
+        await exited;
+      }
+      rmSync(profiles, { recursive: true, force: true });
+    }
   });
 });
