@@ -424,6 +424,10 @@ export class Spool {
     if (this.#dir === null) return;
     await this.#closeActive();
     await Promise.all(this.#closingSegments);
+    // The active segment was synced as it closed: a pending fsync timer has nothing left
+    // to do, and would keep the process alive until it fired (60 s with a long interval).
+    if (this.#syncTimer !== null) clearTimeout(this.#syncTimer);
+    this.#syncTimer = null;
     for (const seg of this.#segments) await seg.file?.close().catch(() => {});
     this.#stateDirty = true;
     await this.#saveState();

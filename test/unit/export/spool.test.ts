@@ -268,6 +268,8 @@ test('a closed segment is fdatasynced and closed beside the next writes, and clo
     },
   };
   // 1,000-byte batches in 2,500-byte segments: the third batch starts a second segment.
+  const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+  const timers0 = timers();
   const s = await Spool.open({ directory: dir, segmentBytes: 2500, fsyncIntervalMs: 60_000, fs });
   for (let i = 0; i < 3; i++) {
     s.append(payload(10, i * 10), 10, 0);
@@ -294,6 +296,8 @@ test('a closed segment is fdatasynced and closed beside the next writes, and clo
   }
   await closing;
   assert.equal(closed.length, 2);
+  // No fsync timer left behind by close() (it kept the process alive for the 60 s).
+  assert.equal(timers(), timers0);
 });
 
 test('a pooled batch buffer goes back to its pool only once acknowledged and no longer being sent', async () => {
