@@ -2,9 +2,10 @@
 // MessagePack values by walking their headers, so every type's length must be right
 // and every split of the stream must give the same values.
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { test } from 'node:test';
 import { addExtension, Packr, unpackMultiple } from 'msgpackr';
-import { Frames, msgpackEnd } from '../../../src/lab/forward-receiver.ts';
+import { ForwardReceiver, Frames, msgpackEnd } from '../../../src/lab/forward-receiver.ts';
 
 class Ext3 {
   readonly b: Buffer;
@@ -88,5 +89,27 @@ test('Frames: any split of the stream gives the same values as decoding it whole
       for (const f of frames.push(stream.subarray(i, i + size))) got.push(packr.unpack(Buffer.from(f)));
     assert.equal(got.length, VALUES.length, `chunks of ${size}`);
     assert.deepEqual(got, whole, `chunks of ${size}`);
+  }
+});
+
+test('ForwardReceiver: what it keeps outlives the buffer its frames are views of', async () => {
+  // Message mode, [tag, time, record]: the records' bin values, read in separate chunks.
+  const rx = new ForwardReceiver();
+  const port = await rx.listen();
+  const sock = net.connect(port, '127.0.0.1');
+  try {
+    await new Promise((r) => sock.once('connect', r));
+    for (const fill of [0x41, 0x5a]) {
+      sock.write(packr.pack(['t', 1, { b: Buffer.alloc(4, fill) }]));
+      const n = rx.events.length;
+      for (let i = 0; i < 200 && rx.events.length === n; i++) await new Promise((r) => setTimeout(r, 5));
+    }
+    assert.deepEqual(
+      rx.events.map((e) => Buffer.from(e.record.b as Uint8Array).toString()),
+      ['AAAA', 'ZZZZ'],
+    );
+  } finally {
+    sock.destroy();
+    await rx.close();
   }
 });
