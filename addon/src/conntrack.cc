@@ -33,8 +33,11 @@ constexpr size_t kRecvBuf = 1 << 20;  // one recv() returns many events
 // before it polls again, so events queue in the socket and one wake-up of this thread,
 // and one of JavaScript's, takes them all. Read as they came, 10k new connections a
 // second were ~20k wake-ups of each: half a core in context switches (BENCHMARKS.md,
-// bench lab tcp-rr). 5 ms of events fit the receive buffer many times over.
+// bench lab tcp-rr). Only with a receive buffer of kCoalesceMinRcvbuf or more (the
+// default asks 64 MiB; granted less, as without CAP_NET_ADMIN in a user namespace, 5 ms
+// at 100k events a second could overrun it), and not right after an overrun.
 constexpr int kCoalesceMs = 5;
+constexpr uint32_t kCoalesceMinRcvbuf = 8u << 20;
 
 DatapathError ct_error(int err, const std::string& what) { return sys_error("ERR_CONNTRACK", err, what); }
 
@@ -132,6 +135,7 @@ ConntrackListener::ConntrackListener(const ConntrackOptions& opts, RecordRing& r
     socklen_t len = sizeof(granted);
     getsockopt(ev_fd_, SOL_SOCKET, SO_RCVBUF, &granted, &len);
     stats_.rcvbuf_bytes = uint32_t(granted);
+    coalesce_ = uint32_t(granted) >= kCoalesceMinRcvbuf;
     wake_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) throw ct_error(errno, "creating eventfd");
     if (opts_.resync_interval_ms) {
@@ -259,6 +263,7 @@ bool ConntrackListener::read_events() {
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) {
+        overran_ = true;
         {
           std::lock_guard<std::mutex> lock(mu_);
           stats_.overruns++;
@@ -419,8 +424,9 @@ void ConntrackListener::run() {
       }
       notify_(Notice::Records, 0, "");
       pushed_ = false;
-      if (ok && !stop_.load()) coalesce();
+      if (ok && !stop_.load() && !overran_ && coalesce_) coalesce();
     }
+    overran_ = false;
   }
 }
 

@@ -46,7 +46,7 @@ struct ConntrackStats {
   uint64_t known = 0;         // live entries the listener knows now
   uint32_t rcvbuf_bytes = 0;  // what the kernel granted (doubled, as SO_RCVBUF reports it)
   uint64_t busy_ns = 0;       // time spent reading and converting (not waiting)
-  uint64_t reads = 0;         // wake-ups that found events (each one JavaScript's wake-up too)
+  uint64_t reads = 0;         // wake-ups that pushed records: events, or a resync's dump (each one JavaScript's too)
 };
 
 class ConntrackListener {
@@ -103,7 +103,9 @@ class ConntrackListener {
   std::unordered_set<uint32_t> seen_;  // ids in the dump being read
   mutable std::mutex mu_;              // guards stats_
   ConntrackStats stats_;
-  bool pushed_ = false;  // records pushed since the last notify
+  bool pushed_ = false;    // records pushed since the last notify
+  bool overran_ = false;   // this wake-up's reads met ENOBUFS: no coalescing wait after it
+  bool coalesce_ = false;  // the receive buffer granted is big enough to wait (kCoalesceMinRcvbuf)
 };
 
 }  // namespace flowlogd

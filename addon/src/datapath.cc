@@ -69,8 +69,10 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink) : sink_(std::mov
 Datapath::~Datapath() { close(); }
 
 uint64_t Datapath::request_drain(bool rotate) {
-  // The conntrack events queued now go to the ring before the drain's records, as they
-  // did when each was read on arrival (the listener coalesces them otherwise).
+  // The listener reads what is queued now instead of at the end of its coalescing wait.
+  // Not an ordering guarantee (the two threads push independently, as before), but the
+  // drain's flip and grace period take longer than that read, so in practice a flush's
+  // drain comes after the events queued when it was asked for.
   if (ct_) ct_->poke();
   return worker_->request_drain(rotate);
 }

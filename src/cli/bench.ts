@@ -2,7 +2,7 @@
 // standard traffic in a lab of pods (lab). See src/bench/. The bench's modules (and zod,
 // which checks its JSON) are imported when a bench command runs: every other command,
 // `run` above all, would otherwise carry them resident (zod alone is ~15 MB).
-import { accessSync, constants, existsSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, statSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { type Command, InvalidArgumentError } from 'commander';
 import { SCENARIOS } from '../bench/scenarios.ts';
@@ -113,6 +113,8 @@ export function addBenchCommand(program: Command): void {
         try {
           await makeDirectory(dirname(o.output));
           accessSync(dirname(o.output), constants.W_OK);
+          if (existsSync(o.output) && statSync(o.output).isDirectory())
+            throw new Error('is a directory (name the JSON file to write)');
         } catch (err) {
           throw new Error(`--output ${JSON.stringify(o.output)}: ${(err as Error).message}`);
         }
