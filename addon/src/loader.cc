@@ -58,16 +58,6 @@ class SignalsHeld {
   sigset_t old_;
 };
 
-int load_flow_programs(flow_tc_bpf* o) {
-  SignalsHeld held;
-  return flow_tc_bpf__load(o);
-}
-
-int load_drop_program(drop_trace_bpf* o) {
-  SignalsHeld held;
-  return drop_trace_bpf__load(o);
-}
-
 }  // namespace
 
 BpfObjects::BpfObjects(const LoadOptions& opts) {
@@ -94,7 +84,11 @@ BpfObjects::BpfObjects(const LoadOptions& opts) {
                                                             {m.flow_overflow_1, "flow_overflow_1"}},
                                      true);
     }
-    int err = load_flow_programs(flows_);
+    int err;
+    {
+      SignalsHeld held;
+      err = flow_tc_bpf__load(flows_);
+    }
     if (err)
       throw sys_error("ERR_BPF_LOAD", -err,
                       "loading the flow programs" + load_hint({kCapBpf, kCapPerfmon, kCapNetAdmin},
@@ -125,7 +119,10 @@ BpfObjects::BpfObjects(const LoadOptions& opts) {
       drop_pins_ = std::make_unique<Pins>(
           opts.pin_dir, std::vector<PinnedMap>{{drops_->maps.drops_0, "drops_0"}, {drops_->maps.drops_1, "drops_1"}},
           false);
-    err = load_drop_program(drops_);
+    {
+      SignalsHeld held;
+      err = drop_trace_bpf__load(drops_);
+    }
     if (err)
       throw sys_error("ERR_DROP_TRACE", -err,
                       "loading the drop tracing program (tp_btf/kfree_skb)" +

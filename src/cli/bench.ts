@@ -108,6 +108,8 @@ export function addBenchCommand(program: Command): void {
         const seconds = o.quick ? QUICK.seconds : o.seconds;
         const command =
           `flowlogd bench lab ${process.argv.slice(process.argv.indexOf('lab') + 1).join(' ')}`.trim();
+        const outputError = (err: unknown) =>
+          new Error(`--output ${JSON.stringify(o.output)}: ${(err as Error).message}`);
         // The output's directory is made (and checked writable) before a run of minutes,
         // not after it, where an ENOENT threw the whole run away.
         try {
@@ -116,7 +118,7 @@ export function addBenchCommand(program: Command): void {
           if (existsSync(o.output) && statSync(o.output).isDirectory())
             throw new Error('is a directory (name the JSON file to write)');
         } catch (err) {
-          throw new Error(`--output ${JSON.stringify(o.output)}: ${(err as Error).message}`);
+          throw outputError(err);
         }
         const { benchLab } = await import('../bench/lab.ts');
         const { labChart } = await import('../bench/chart.ts');
@@ -136,7 +138,7 @@ export function addBenchCommand(program: Command): void {
           writeFileSync(o.output, `${JSON.stringify(r, null, 2)}\n`);
           writeFileSync(svg, labChart(r));
         } catch (err) {
-          throw new Error(`--output ${JSON.stringify(o.output)}: ${(err as Error).message}`);
+          throw outputError(err);
         }
         process.stderr.write(`bench: wrote ${o.output} and ${svg}\n`);
       },

@@ -51,7 +51,7 @@ export interface NativeConntrackStats {
   known: number;
   rcvbufBytes: number;
   busyNs: number;
-  /** Wake-ups that found events: the listener waits a few ms after each, so one takes many. */
+  /** Wake-ups that pushed records (events, or a resync's dump): the listener waits 5 ms after each. */
   reads: number;
 }
 

@@ -73,13 +73,6 @@ export function msgpackWalk(b: Uint8Array, pos: number, end: number, todo: numbe
   return [pos, todo];
 }
 
-/** Where the MessagePack value at `pos` ends, or -(bytes needed at least) while it is incomplete. */
-export function msgpackEnd(b: Uint8Array, pos: number, end: number): number {
-  const [p, todo] = msgpackWalk(b, pos, end, 1);
-  if (todo === 0 && p <= end) return p;
-  return -(todo > 0 ? Math.max(p, end) + 1 : p);
-}
-
 /**
  * Cuts a byte stream into whole MessagePack values, each byte copied once (into one
  * buffer that grows to the largest message) and walked once; a value is handed out as a

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
 import { addExtension, Packr, unpackMultiple } from 'msgpackr';
-import { ForwardReceiver, Frames, msgpackEnd } from '../../../src/lab/forward-receiver.ts';
+import { ForwardReceiver, Frames, msgpackWalk } from '../../../src/lab/forward-receiver.ts';
 
 class Ext3 {
   readonly b: Buffer;
@@ -62,21 +62,26 @@ const VALUES: unknown[] = [
   ['calico.flowlogs', Buffer.alloc(1 << 20, 9), { chunk: 'abc', size: 8192 }],
 ];
 
-test('msgpackEnd: the end of every type, and "incomplete" with a true lower bound for every prefix', () => {
+test('msgpackWalk: the end of every type, and every prefix incomplete, never walked past the true end', () => {
   for (const v of VALUES) {
     const b = packr.pack(v);
-    assert.equal(msgpackEnd(b, 0, b.length), b.length, JSON.stringify(v)?.slice(0, 40));
+    assert.deepEqual(msgpackWalk(b, 0, b.length, 1), [b.length, 0], JSON.stringify(v)?.slice(0, 40));
     // After other bytes too: the end is an offset, not a length.
     const c = Buffer.concat([Buffer.from([0xc0, 0xc0]), b, Buffer.from([0xc3])]);
-    assert.equal(msgpackEnd(c, 2, c.length), 2 + b.length);
+    assert.deepEqual(msgpackWalk(c, 2, c.length, 1), [2 + b.length, 0]);
     const cuts = Math.min(b.length, 400); // every prefix of a short value, 400 of a long one
     for (let i = 0; i < cuts; i++) {
       const at = b.length < 400 ? i : Math.floor((i * b.length) / cuts);
-      const need = -msgpackEnd(b, 0, at);
-      assert.ok(need > at && need <= b.length, `${typeof v} cut at ${at} of ${b.length}: needs ${need}`);
+      // Incomplete: values still to walk, or a payload past what has arrived; and the
+      // position reached is never past where the value really ends.
+      const [pos, todo] = msgpackWalk(b, 0, at, 1);
+      assert.ok(
+        (todo > 0 || pos > at) && pos <= b.length,
+        `${typeof v} cut at ${at} of ${b.length}: ${pos}, ${todo}`,
+      );
     }
   }
-  assert.throws(() => msgpackEnd(Buffer.from([0xc1]), 0, 1), /0xc1 is not a MessagePack type/);
+  assert.throws(() => msgpackWalk(Buffer.from([0xc1]), 0, 1, 1), /0xc1 is not a MessagePack type/);
 });
 
 test('Frames: any split of the stream gives the same values as decoding it whole', () => {
