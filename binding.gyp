@@ -16,6 +16,7 @@
         "addon/src/conntrack.cc",
         "addon/src/json_msgpack.cc",
         "addon/src/crc32c.cc",
+        "addon/src/binding_codecs.cc",
         "addon/src/binding.cc"
       ],
       "include_dirs": [
