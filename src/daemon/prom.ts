@@ -24,7 +24,8 @@ export type Histogram<T extends string = string> = Prom.Histogram<T>;
  * `nodejs_eventloop_lag_seconds` stays: measured at each scrape, as prom-client does, by
  * how long a setImmediate takes to run. The process CPU counters are registered below, not
  * by prom-client's module: that one loads @opentelemetry/api for exemplars (trace ids the
- * daemon has none of), 0.7 MiB of anonymous memory in the running daemon (7 MiB with only pino and prom-client loaded; the rest the daemon loads anyway).
+ * daemon has none of): 0.7 MiB of anonymous memory in the running daemon (7 MiB with only
+ * pino and prom-client loaded; the rest of it the daemon touches anyway).
  */
 const DEFAULT_METRICS = [
   'processStartTime',
