@@ -9,8 +9,12 @@
 // A/B: --variant NAME=PATH (repeatable) runs each PATH/bin/flowlogd (another checkout,
 // built) in the same lab, rounds interleaved with the order rotated, medians per variant.
 // --node-flags NAME='FLAGS' runs this checkout's dist under node with other flags.
+// --load tcp-rr: the load is request/response TCP instead, a new connection a request
+// (16 in flight, `flowlogd bench lab`'s tcp-rr, conntrack on): the many-new-connections
+// case, where what the daemon holds between flushes grows (RSS at the window's end too).
 // Needs root. Usage: node dist/bench/idle.bench.js [--idle S] [--seconds S] [--pps N]
-//   [--flows N] [--rounds N] [--settle S] [--variant NAME=CHECKOUT]... [--node-flags NAME=FLAGS]...
+//   [--flows N] [--load udp|tcp-rr] [--rounds N] [--settle S] [--variant NAME=CHECKOUT]...
+//   [--node-flags NAME=FLAGS]...
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -27,6 +31,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '60' },
     pps: { type: 'string', default: '10000' },
     flows: { type: 'string', default: '100' },
+    load: { type: 'string', default: 'udp' },
     rounds: { type: 'string', default: '1' },
     settle: { type: 'string', default: '5' },
     variant: { type: 'string', multiple: true, default: [] },
@@ -82,6 +87,8 @@ function switches(pid: number): Map<string, { comm: string; n: number }> {
 interface WindowResult {
   cpuShare: number;
   rssMedianMiB: number;
+  /** The window's last sample: what grows shows here. */
+  rssEndMiB: number;
   anonMiB: number;
   fileMiB: number;
   /** Wake-ups a second by thread name (threads of one name summed: V8Worker ×4). */
@@ -114,6 +121,7 @@ async function window(pid: number, seconds: number): Promise<WindowResult> {
   return {
     cpuShare: (cpuSeconds(pid)! - c0) / s,
     rssMedianMiB: med(rss),
+    rssEndMiB: rss.at(-1)! / 2 ** 20,
     anonMiB: med(anon),
     fileMiB: med(file),
     wakeups,
@@ -131,11 +139,21 @@ let daemon: ChildProcess | undefined;
 const results = new Map<string, { idle: WindowResult[]; load: WindowResult[] }>(
   variants.map((v) => [v.name, { idle: [], load: [] }]),
 );
+const tcpRr = values.load === 'tcp-rr';
+if (!tcpRr && values.load !== 'udp')
+  throw new Error(`--load: ${JSON.stringify(values.load)} is not udp or tcp-rr`);
 try {
   const client = lab.addPod({ namespace: 'bench', name: `${lab.prefix}-c` });
   const server = lab.addPod({ namespace: 'bench', name: `${lab.prefix}-s` });
   const sink = lab.spawn(server, BENCHTOOL, ['sink', '5001']);
   await firstLine(sink, 'benchtool sink');
+  if (tcpRr) {
+    // As `flowlogd bench lab` sets up tcp-rr (src/bench/lab.ts).
+    lab.enableConntrack();
+    lab.exec(client, 'sysctl', ['-qw', 'net.ipv4.tcp_tw_reuse=1']);
+    lab.exec(client, 'sysctl', ['-qw', 'net.ipv4.ip_local_port_range=1024 65000']);
+    await firstLine(lab.spawn(server, BENCHTOOL, ['serve', '-c', '1', '5002']), 'benchtool serve');
+  }
   const rounds = Number(values.rounds);
   for (let round = 0; round < rounds; round++) {
     for (let i = 0; i < variants.length; i++) {
@@ -158,17 +176,14 @@ try {
       // Start-up settles (conntrack dump, the first GCs): the figures are the settled daemon's.
       await new Promise((r) => setTimeout(r, Number(values.settle) * 1000));
       const idle = await window(daemon.pid!, Number(values.idle));
-      const gen = lab.spawn(client, BENCHTOOL, [
-        'blast',
-        '-c',
-        '0',
-        server.ipv4,
-        '5001',
-        values.flows,
-        '18',
-        String(Number(values.seconds) + Number(values.settle) + 5),
-        values.pps,
-      ]);
+      const genSeconds = String(Number(values.seconds) + Number(values.settle) + 5);
+      const gen = lab.spawn(
+        client,
+        BENCHTOOL,
+        tcpRr
+          ? ['tcprr', '-c', '0', server.ipv4, '5002', '16', genSeconds]
+          : ['blast', '-c', '0', server.ipv4, '5001', values.flows, '18', genSeconds, values.pps],
+      );
       await new Promise((r) => setTimeout(r, Number(values.settle) * 1000));
       const load = await window(daemon.pid!, Number(values.seconds));
       gen.kill();
@@ -189,7 +204,7 @@ try {
       .map(([n, x]) => `${n} ${x.toFixed(1)}`)
       .join(', ');
     const m = (f: (w: WindowResult) => number) => median(ws.map(f));
-    return `| ${name} | ${state} | ${(m((w) => w.cpuShare) * 100).toFixed(2)}% | ${m((w) => w.rssMedianMiB).toFixed(1)} (${m((w) => w.anonMiB).toFixed(1)} + ${m((w) => w.fileMiB).toFixed(1)}) | ${ws.map((w) => w.rssMedianMiB.toFixed(1)).join(', ')} | ${wake} |`;
+    return `| ${name} | ${state} | ${(m((w) => w.cpuShare) * 100).toFixed(2)}% | ${m((w) => w.rssMedianMiB).toFixed(1)} (${m((w) => w.anonMiB).toFixed(1)} + ${m((w) => w.fileMiB).toFixed(1)}) | ${ws.map((w) => w.rssMedianMiB.toFixed(1)).join(', ')} | ${ws.map((w) => w.rssEndMiB.toFixed(1)).join(', ')} | ${wake} |`;
   };
   if (values.json) {
     process.stdout.write(`${JSON.stringify(Object.fromEntries(results), null, 1)}\n`);
@@ -199,13 +214,16 @@ try {
       '',
       `Command: \`node dist/bench/idle.bench.js ${process.argv.slice(2).join(' ')}\``,
       '',
-      '| variant | state | CPU (share of one core) | RSS MiB, median (anon + file) | RSS by round | wake-ups/s by thread |',
-      '|---|---|---|---|---|---|',
+      '| variant | state | CPU (share of one core) | RSS MiB, median (anon + file) | RSS by round | RSS at the end, by round | wake-ups/s by thread |',
+      '|---|---|---|---|---|---|---|',
     ];
     for (const v of variants) {
       const r = results.get(v.name)!;
       lines.push(row(v.name, `idle, ${values.idle} s`, r.idle));
-      lines.push(row(v.name, `${pps} over ${values.flows} flows, ${values.seconds} s`, r.load));
+      const load = tcpRr
+        ? 'request/response TCP, a new connection a request'
+        : `${pps} over ${values.flows} flows`;
+      lines.push(row(v.name, `${load}, ${values.seconds} s`, r.load));
     }
     process.stdout.write(`${lines.join('\n')}\n`);
   }
