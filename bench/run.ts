@@ -29,7 +29,13 @@ for (const n of names) {
   process.stderr.write(`bench: ${n}\n`);
   const r = spawnSync(
     process.execPath,
-    ['--expose-gc', '--max-semi-space-size=8', '--heap-growing-percent=50', `${here}${n}.bench${ext}`, ...passOn],
+    [
+      '--expose-gc',
+      '--max-semi-space-size=8',
+      '--heap-growing-percent=50',
+      `${here}${n}.bench${ext}`,
+      ...passOn,
+    ],
     {
       stdio: 'inherit',
     },
