@@ -30,8 +30,10 @@ const char* kStatNames[FLOW_STAT_MAX] = {
 };
 static_assert(FLOW_STAT_MAX == 21, "name every flow_stat in kStatNames");
 
-const char* kEventNames[] = {"records", "cycle",   "attached",          "detached",          "attach-failed",
-                             "error",   "stopped", "conntrack-overrun", "leftover-unchecked"};
+const char* kEventNames[] = {"records", "cycle",   "attached",          "detached",           "attach-failed",
+                             "error",   "stopped", "conntrack-overrun", "leftover-unchecked", "journal-full"};
+static_assert(sizeof(kEventNames) / sizeof(kEventNames[0]) == DatapathEvent::JournalFull + 1,
+              "name every DatapathEvent kind in kEventNames");
 
 Napi::Error to_js(Napi::Env env, const DatapathError& e) {
   Napi::Error err = Napi::Error::New(env, e.message);
@@ -118,6 +120,11 @@ flowlogd::DatapathOptions datapath_options(Napi::Env env, Napi::Value arg) {
   if (!(g >= -1 && g <= 4294967295.0 && std::floor(g) == g))
     throw bad_option(env, "journalLastGeneration", last, "an integer from -1 to 4294967295");
   opts.journal_last_generation = int64_t(g);
+  Napi::Value max = o.Get("journalMaxBytes");
+  double m = max.IsNumber() ? max.As<Napi::Number>().DoubleValue() : -1;
+  if (!(m >= 0 && m <= 9007199254740991.0 && std::floor(m) == m))
+    throw bad_option(env, "journalMaxBytes", max, "an integer from 0 (no bound) to 2^53 - 1");
+  opts.journal_max_bytes = uint64_t(m);
   return opts;
 }
 
@@ -262,6 +269,9 @@ class DatapathHandle : public Napi::ObjectWrap<DatapathHandle> {
     o.Set("cacheMergeLost", Napi::Number::New(env, double(s.drain.cache_merge_lost)));
     o.Set("journalBytes", Napi::Number::New(env, double(s.drain.journal_bytes)));
     o.Set("journalErrors", Napi::Number::New(env, double(s.drain.journal_errors)));
+    o.Set("journalSkippedCycles", Napi::Number::New(env, double(s.drain.journal_skipped_cycles)));
+    o.Set("journalSkippedRecords", Napi::Number::New(env, double(s.drain.journal_skipped_records)));
+    o.Set("journalDiskBytes", Napi::Number::New(env, double(s.drain.journal_disk_bytes)));
     o.Set("restartDiscarded", Napi::Number::New(env, double(s.drain.restart_discarded)));
     o.Set("attachFailures", Napi::Number::New(env, double(s.attach_failures)));
     if (s.conntrack) {

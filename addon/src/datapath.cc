@@ -33,7 +33,7 @@ Datapath::Datapath(const DatapathOptions& opts, EventSink sink) : sink_(std::mov
   auto emit = [this](DatapathEvent&& ev) { this->emit(std::move(ev)); };
   try {
     bpf_ = std::make_unique<BpfObjects>(opts.load);
-    if (!opts.journal_dir.empty()) journal_ = std::make_unique<Journal>(opts.journal_dir);
+    if (!opts.journal_dir.empty()) journal_ = std::make_unique<Journal>(opts.journal_dir, opts.journal_max_bytes);
     drainer_ = std::make_unique<Drainer>(*bpf_, ring_, closed_, emit, journal_.get());
     tcx_ = opts.attach_mode == AttachMode::Auto ? tcx_supported() : opts.attach_mode == AttachMode::Tcx;
     if (opts.conntrack_events) {

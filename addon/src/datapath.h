@@ -48,6 +48,7 @@ struct DatapathOptions {
   bool conntrack_events;  // run the conntrack listener (conntrack.h)
   ConntrackOptions conntrack;
   std::string journal_dir;          // drain journal (journal.h); "" = none
+  uint64_t journal_max_bytes;       // its bound on disk (journal.h); 0 = none
   int64_t journal_last_generation;  // the last complete cycle's generation there, or -1
 };
 

@@ -68,6 +68,9 @@ DrainCounters Drainer::counters() const {
   if (journal_) {
     c.journal_bytes = journal_->bytes_written();
     c.journal_errors = journal_->write_errors();
+    c.journal_skipped_cycles = journal_->skipped_cycles();
+    c.journal_skipped_records = journal_->skipped_records();
+    c.journal_disk_bytes = journal_->disk_bytes();
   }
   return c;
 }
@@ -79,6 +82,15 @@ void Drainer::drain(uint32_t generation, uint64_t cycle, bool rotate) {
   mono_to_unix_ns_ = clock_ns(CLOCK_REALTIME) - clock_ns(CLOCK_MONOTONIC);
   // Without a journal nothing needs the entries after they are read.
   bool del = journal_ == nullptr;
+  bool became_full = false;
+  if (journal_ && !journal_->begin_cycle(became_full) && became_full) {
+    DatapathEvent ev{DatapathEvent::JournalFull};
+    ev.message = "the drain journal holds " + std::to_string(journal_->disk_bytes() >> 20) +
+                 " MiB, StateDirectoryMaxSizeMB's bound of " + std::to_string(journal_->max_bytes() >> 20) +
+                 ": drain cycles are not journaled until a flush removes the segments it covers (a crash "
+                 "meanwhile loses their counts; nothing is lost without one)";
+    emit_(std::move(ev));
+  }
   read_cache(gen);
   const flow_tc_bpf* s = bpf_.flows();
   bool ok = read_flows(bpf_map__fd(gen ? s->maps.flows4_1 : s->maps.flows4_0), true, del) &&

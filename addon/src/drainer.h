@@ -29,13 +29,16 @@ struct DrainCounters {
   uint64_t records_drained = 0;
   uint64_t drain_ns_total = 0;  // time spent in batched map reads
   uint64_t ring_full_waits = 0;
-  uint64_t cache_merged = 0;          // cache slots added to their entries before a drain
-  uint64_t cache_merged_packets = 0;  // and the packets they held (counted as cache hits)
-  uint64_t cache_merge_lost = 0;      // packets of slots whose entry was gone (never expected)
-  uint64_t overflow_records = 0;      // overflow records (interface, protocol, family) drained
-  uint64_t journal_bytes = 0;         // written to the journal
-  uint64_t journal_errors = 0;        // cycles the journal could not hold (a crash would lose them)
-  uint64_t restart_discarded = 0;     // adopted entries a complete journal cycle held already
+  uint64_t cache_merged = 0;             // cache slots added to their entries before a drain
+  uint64_t cache_merged_packets = 0;     // and the packets they held (counted as cache hits)
+  uint64_t cache_merge_lost = 0;         // packets of slots whose entry was gone (never expected)
+  uint64_t overflow_records = 0;         // overflow records (interface, protocol, family) drained
+  uint64_t journal_bytes = 0;            // written to the journal
+  uint64_t journal_errors = 0;           // cycles the journal could not hold (a crash would lose them)
+  uint64_t journal_skipped_cycles = 0;   // cycles not journaled: the journal at its bound
+  uint64_t journal_skipped_records = 0;  // and their records
+  uint64_t journal_disk_bytes = 0;       // the segments on disk at the last cycle's start
+  uint64_t restart_discarded = 0;        // adopted entries a complete journal cycle held already
 };
 
 class Drainer {

@@ -19,6 +19,7 @@ struct DatapathEvent {
     Stopped,
     ConntrackOverrun,
     LeftoverUnchecked,  // message: Attachment::unchecked_leftovers()
+    JournalFull,        // message: the journal reached its bound (journal.h)
   } kind;
   uint64_t cycle = 0;  // Cycle: number of the drain that completed
   int ifindex = 0;

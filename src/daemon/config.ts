@@ -103,6 +103,8 @@ export interface Config extends ShipConfig {
   readonly bpfPinDirectory: string | null;
   /** Where the drain journal lives (drained counts not yet flushed); null = none. */
   readonly stateDirectory: string | null;
+  /** The journal's bound on disk, MB: past it drain cycles are not journaled until a flush (journal.h). */
+  readonly stateDirectoryMaxSizeMB: number;
   /** Config file used, if any. */
   readonly configFile: string | null;
   /** Where each setting's value came from. */
@@ -225,6 +227,17 @@ export const SETTINGS = [
   },
   own('bpfPinDirectory', 'BpfPinDirectory', 'path', 'FLOWLOGD_BPF_PIN_DIRECTORY', '--bpf-pin-directory'),
   own('stateDirectory', 'StateDirectory', 'path', 'FLOWLOGD_STATE_DIRECTORY', '--state-directory'),
+  {
+    ...own(
+      'stateDirectoryMaxSizeMB',
+      'StateDirectoryMaxSizeMB',
+      'posint',
+      'FLOWLOGD_STATE_DIRECTORY_MAX_SIZE_MB',
+      '--state-directory-max-size-mb',
+    ),
+    min: 1,
+    max: 1_048_576,
+  },
 ];
 
 // Every entry is a SettingDef; the table is not annotated as one so that each entry keeps
@@ -304,6 +317,10 @@ const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
   // the DaemonSet sets both (README, "Restarts").
   bpfPinDirectory: null,
   stateDirectory: null,
+  // The journal grows 128 B a drained record: at the 5-minute flush, 384 MB for 10k active
+  // connections, 3.8 GB for 100k (BENCHMARKS.md, drain journal). 512 MB holds a whole
+  // interval up to ~13k, and keeps a node's disk from filling past that.
+  stateDirectoryMaxSizeMB: 512,
 };
 
 export class ConfigError extends Error {

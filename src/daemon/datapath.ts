@@ -38,7 +38,7 @@ export interface DaemonDatapath {
     listener: (e: InterfaceEvent) => void,
   ): unknown;
   on(
-    event: 'datapath-error' | 'conntrack-overrun',
+    event: 'datapath-error' | 'conntrack-overrun' | 'journal-full',
     listener: (e: { errno?: number; message?: string }) => void,
   ): unknown;
   /** A drain cycle completed (the addon's drain thread is alive: /livez). */

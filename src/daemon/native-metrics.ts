@@ -17,6 +17,8 @@ export interface NativeStatsSource {
  * lets rate() survive a restart; a gauge would not).
  */
 export const CONNTRACK_GAUGES: ReadonlySet<string> = new Set(['known', 'rcvbufBytes']);
+/** The drain loop's one level (a gauge of its own): the journal's bytes on disk. */
+export const DATAPATH_GAUGES: ReadonlySet<string> = new Set(['journalDiskBytes']);
 
 function numbers(o: unknown, set: (k: string, v: number) => void): void {
   if (typeof o !== 'object' || o === null) return;
@@ -50,9 +52,18 @@ export function registerNativeMetrics(r: Registry, dp: NativeStatsSource): void 
   nativeCounter(
     r,
     'flowlogd_datapath_total',
-    'Datapath drain counters from the addon: drainCycles, drainSleeps (the drain thread went to sleep: nothing to drain), recordsDrained, drainNs, ringFullWaits, cacheMerged, cacheMergeLost, journalBytes, journalErrors, restartDiscarded, attachFailures',
-    (set) => numbers(dp.stats(), set),
+    'Datapath drain counters from the addon: drainCycles, drainSleeps (the drain thread went to sleep: nothing to drain), recordsDrained, drainNs, ringFullWaits, cacheMerged, cacheMergeLost, journalBytes, journalErrors, journalSkippedCycles and journalSkippedRecords (cycles not journaled: the journal at StateDirectoryMaxSizeMB), restartDiscarded, attachFailures',
+    (set) => numbers(dp.stats(), (k, v) => DATAPATH_GAUGES.has(k) || set(k, v)),
   );
+  new Gauge({
+    name: 'flowlogd_datapath_state',
+    help: "Datapath levels: journalDiskBytes (the drain journal's segments on disk at the last drain cycle's start; 0 without a journal)",
+    labelNames: ['value'],
+    registers: [r],
+    collect() {
+      numbers(dp.stats(), (value, v) => DATAPATH_GAUGES.has(value) && this.set({ value }, v));
+    },
+  });
   nativeCounter(
     r,
     'flowlogd_conntrack_total',

@@ -138,6 +138,7 @@ export function openDaemonDatapath(
       pinDirectory: c.bpfPinDirectory ?? '',
       journalDirectory: state.journalDir ?? '',
       journalLastGeneration: state.journal?.lastGeneration ?? -1,
+      journalMaxBytes: c.stateDirectoryMaxSizeMB * 1024 * 1024,
     },
     (u) => {
       aggregator.observe(u);
@@ -192,4 +193,5 @@ export function logDatapathEvents(datapath: DaemonDatapath, log: Logger): void {
   datapath.on('conntrack-overrun', (e) =>
     log.warn({ errno: e.errno }, e.message ?? 'conntrack events lost: resyncing'),
   );
+  datapath.on('journal-full', (e) => log.warn(e.message ?? 'the drain journal is full'));
 }

@@ -51,6 +51,8 @@ export interface DatapathOptions {
   journalDirectory?: string;
   /** Generation of the journal's last complete cycle (readJournal), or -1. */
   journalLastGeneration?: number;
+  /** The journal's bound on disk (addon/src/journal.h); 0 = none. */
+  journalMaxBytes?: number;
 }
 
 export interface InterfaceEvent {
@@ -164,6 +166,7 @@ export function validateDatapathOptions(o: DatapathOptions): NativeOptions {
     pinDirectory: o.pinDirectory ?? '',
     journalDirectory: o.journalDirectory ?? '',
     journalLastGeneration: intIn('journalLastGeneration', o.journalLastGeneration ?? -1, -1, 0xffffffff),
+    journalMaxBytes: intIn('journalMaxBytes', o.journalMaxBytes ?? 0, 0, Number.MAX_SAFE_INTEGER),
   };
 }
 
@@ -394,6 +397,9 @@ export class FlowDatapath extends EventEmitter {
       case 'leftover-unchecked':
         // Filters at our handle that may be a crashed run's, left attached (see the message).
         this.emit('leftover-unchecked', info as InterfaceEvent);
+        return;
+      case 'journal-full':
+        this.emit('journal-full', info);
         return;
       case 'stopped':
         this.#held = false;

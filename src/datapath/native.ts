@@ -11,7 +11,8 @@ export type NativeEventKind =
   | 'error'
   | 'stopped'
   | 'conntrack-overrun'
-  | 'leftover-unchecked';
+  | 'leftover-unchecked'
+  | 'journal-full';
 
 export interface NativeEventInfo {
   cycle?: number;
@@ -38,6 +39,7 @@ export interface NativeOptions {
   pinDirectory: string;
   journalDirectory: string;
   journalLastGeneration: number;
+  journalMaxBytes: number;
 }
 
 export interface NativeConntrackStats {
@@ -71,6 +73,11 @@ export interface NativeStats {
   /** Bytes written to the drain journal, cycles it could not hold, and adopted entries a journal cycle held already. */
   journalBytes: number;
   journalErrors: number;
+  /** Drain cycles not journaled (and their records): the journal held StateDirectoryMaxSizeMB. */
+  journalSkippedCycles: number;
+  journalSkippedRecords: number;
+  /** The journal's segments on disk at the last cycle's start (0 without a bound). */
+  journalDiskBytes: number;
   restartDiscarded: number;
   attachFailures: number;
   conntrack?: NativeConntrackStats;

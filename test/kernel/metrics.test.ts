@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { Registry } from 'prom-client';
 import { registerMetrics } from '../../src/daemon/metrics.ts';
-import { CONNTRACK_GAUGES } from '../../src/daemon/native-metrics.ts';
+import { CONNTRACK_GAUGES, DATAPATH_GAUGES } from '../../src/daemon/native-metrics.ts';
 import { FlowDatapath } from '../../src/datapath/datapath.ts';
 import type { Lab, Pod } from '../../src/lab/lab.ts';
 import { kernelSkipReason, suiteLab } from './helpers.ts';
@@ -66,6 +66,7 @@ describe('metrics', { skip: kernelSkipReason() }, () => {
         const group = leaf.slice(0, Math.max(0, dot));
         const key = leaf.slice(dot + 1);
         if (group === 'conntrack' && CONNTRACK_GAUGES.has(key)) return `flowlogd_conntrack_state{${key}}`;
+        if (group === '' && DATAPATH_GAUGES.has(key)) return `flowlogd_datapath_state{${key}}`;
         return `${GROUP_METRIC[group]}{${key}}`;
       };
       const missing = [...native.keys()].filter((k) => !exported.has(sampleOf(k)));

@@ -245,6 +245,9 @@ test('ranges: metrics port, resync interval (0 = off), durations over a day', ()
   assert.deepEqual(problems(['--metrics-port', '65536']), [
     '--metrics-port=65536 (command line): must be an integer from 1 to 65535',
   ]);
+  assert.deepEqual(problems(['--state-directory-max-size-mb', '0']), [
+    '--state-directory-max-size-mb=0 (command line): must be an integer from 1 to 1048576',
+  ]);
   assert.deepEqual(problems(['--conntrack-resync-interval', '500ms']), [
     '--conntrack-resync-interval=500ms (command line): must be from 1s to 3600s (or 0 for off)',
   ]);

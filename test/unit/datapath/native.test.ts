@@ -23,6 +23,7 @@ test('every option validateDatapathOptions fills in is one the binding requires'
     'interfaces',
     'journalDirectory',
     'journalLastGeneration',
+    'journalMaxBytes',
     'maxDropFlows',
     'maxFlows',
     'pinDirectory',
@@ -51,6 +52,10 @@ test('a mistyped option is a TypeError naming the field and the value', () => {
     [{ useConntrack: 'yes' }, 'Datapath option useConntrack must be true or false (got "yes")'],
     [{ attachMode: 'xdp' }, `Datapath option attachMode must be 'auto', 'tcx' or 'clsact' (got "xdp")`],
     [{ interfaces: ['eth0', 3] }, 'Datapath option interfaces must be an array of strings (got an array)'],
+    [
+      { journalMaxBytes: -1 },
+      'Datapath option journalMaxBytes must be an integer from 0 (no bound) to 2^53 - 1 (got -1)',
+    ],
   ];
   for (const [change, message] of cases) {
     assert.throws(() => new native.Datapath({ ...full, ...change } as NativeOptions, noEvents), {
