@@ -179,6 +179,7 @@ export class FlowAggregator {
       this.#ct.joinNew(c, u);
     } else if (c.closed && isNewTcpOpen(u)) {
       c.restart(u); // the 5-tuple was reused for a new connection
+      this.#ct.rejoin(c, u);
     }
 
     // Same orientation as the connection? The key's side says so without formatting an

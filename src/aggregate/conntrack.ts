@@ -76,6 +76,16 @@ export class CtEntry<C extends object> {
     else this.#conns = [cs, c];
   }
 
+  /** Takes a connection off the entry (it is another connection's now). */
+  remove(c: C): void {
+    const cs = this.#conns;
+    if (cs === c) this.#conns = null;
+    else if (Array.isArray(cs)) {
+      const i = cs.indexOf(c);
+      if (i >= 0) cs.splice(i, 1);
+    }
+  }
+
   /** Calls `f` for each connection joined to the entry. */
   forEach(f: (c: C) => void): void {
     const cs = this.#conns;
@@ -174,6 +184,21 @@ export class ConntrackJoin {
       this.#pending.set(tk, list);
     }
     list.push(c);
+  }
+
+  /**
+   * A closed connection's 4-tuple opened again (Conn.restart: a client's tcp_tw_reuse, a
+   * port reused after RST). Conntrack ended the old entry and made a new one (DESTROY,
+   * NEW), usually heard before the drain brings the SYN: the connection leaves the old
+   * entry and joins the one of its tuple now, whose DESTROY ends it. Joined to the old one
+   * it would be ended by nothing but its FINs or the TCP idle timeout.
+   */
+  rejoin(c: Conn, u: ConnectionUpdate): void {
+    if (c.ct !== null) {
+      c.ct.remove(c);
+      c.ct = null;
+    }
+    this.joinNew(c, u);
   }
 
   /** The connection ended or is forgotten: it waits for no entry any more. */

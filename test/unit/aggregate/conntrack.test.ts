@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { FlowAggregator } from '../../../src/aggregate/aggregator.ts';
 import { tupleKey } from '../../../src/aggregate/conntrack.ts';
-import { type ConntrackEvent, ConntrackEventType, Hook } from '../../../src/datapath/types.ts';
+import { type ConntrackEvent, ConntrackEventType, Hook, TcpFlag } from '../../../src/datapath/types.ts';
 import { AT_DST, AT_SRC, BACKEND, CIP, CLIENT, md, resolverWith, T0, upd } from './helpers.ts';
 
 function ct(p: Partial<ConntrackEvent> & { origSrc: string; origDst: string }): ConntrackEvent {
@@ -411,4 +411,57 @@ test('UDP and ICMP flows in the start dump are carried in; ones that begin later
   assert.deepEqual(started('icmp', 7), [[1, 0]], 'open before start: carried in');
   assert.deepEqual(started('udp', 40001), [[1, 1]], 'began after start (NEW)');
   assert.deepEqual(started('udp', 40002), [[1, 1]], 'dumped by a resync, not at start: began in this run');
+});
+
+test("a 4-tuple reused for a new TCP connection joins conntrack's new entry, whose DESTROY ends it", () => {
+  const agg = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(md),
+    startTimeMs: T0,
+    kindForAllowed: 0,
+  });
+  const tuple = { origSrc: CLIENT, origSport: 41000, origDst: BACKEND, origDport: 8080 };
+  const conn = (flags: number, replyFlags: number, at: number) =>
+    upd({
+      srcIp: CLIENT,
+      srcPort: 41000,
+      dstIp: BACKEND,
+      dstPort: 8080,
+      origPackets: 2,
+      origBytes: 120,
+      replyPackets: 2,
+      replyBytes: 120,
+      origTcpFlags: flags,
+      replyTcpFlags: replyFlags,
+      firstSeenMs: at,
+      lastSeenMs: at,
+      ...AT_SRC,
+    });
+  const SYN = TcpFlag.SYN;
+  const FIN = TcpFlag.FIN | TcpFlag.ACK;
+  agg.observeConntrack(ct({ ...tuple, id: 1 }));
+  agg.observe(conn(SYN, TcpFlag.SYN | TcpFlag.ACK, T0 + 1000));
+  agg.observe(conn(FIN, FIN, T0 + 2000)); // closed by FIN both ways
+  assert.deepEqual(
+    agg.flush(T0 + 10_000).map((r) => [r.num_flows_started, r.num_flows_completed]),
+    [[1, 1]],
+  );
+  // The client reuses the port (tcp_tw_reuse): conntrack ends the TIME_WAIT entry and
+  // makes a new one; then the new connection's SYN is drained.
+  agg.observeConntrack(ct({ ...tuple, type: ConntrackEventType.destroy, id: 1 }));
+  agg.observeConntrack(ct({ ...tuple, id: 2 }));
+  agg.observe(conn(SYN, TcpFlag.SYN | TcpFlag.ACK, T0 + 11_000));
+  assert.equal(agg.stats().conntrackJoined, 2, 'the new connection joined the new entry');
+  assert.deepEqual(
+    agg.flush(T0 + 20_000).map((r) => [r.num_flows_started, r.num_flows_completed]),
+    [[1, 0]],
+  );
+  // Its FINs went unseen here (another path): the new entry's DESTROY ends it.
+  agg.observeConntrack(ct({ ...tuple, type: ConntrackEventType.destroy, id: 2 }));
+  assert.deepEqual(
+    agg.flush(T0 + 30_000).map((r) => [r.num_flows_started, r.num_flows_completed]),
+    [[0, 1]],
+  );
+  assert.equal(agg.stats().conntrackCompleted, 1);
+  assert.equal(agg.stats().conntrackEntries, 0);
 });
