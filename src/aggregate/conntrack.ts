@@ -166,14 +166,17 @@ export class ConntrackJoin {
     this.#forget(entry);
   }
 
-  /** Joins a new connection to its conntrack entry, or waits for one until the next flush. */
-  joinNew(c: Conn, u: ConnectionUpdate): void {
+  /**
+   * Joins a new connection to its conntrack entry, or waits for one until the next flush.
+   * `notEntry`: an entry it must not join (the ended connection's, still held: rejoin).
+   */
+  joinNew(c: Conn, u: ConnectionUpdate, notEntry: CtEntry<Conn> | null = null): void {
     if (this.#stats.lifecycleSource !== 'conntrack') return; // no conntrack events at all
     const icmp = isIcmp(c.proto);
     const id = icmp ? (u.icmpId ?? 0) : 0;
     const tk = tupleKey(c.proto, c.cIp, icmp ? id : c.cPort, c.sIp, icmp ? id : c.sPort);
     const entry = this.#ct.get(tk);
-    if (entry !== undefined) {
+    if (entry !== undefined && entry !== notEntry) {
       this.#join(c, entry, tk);
       return;
     }
@@ -192,13 +195,24 @@ export class ConntrackJoin {
    * NEW), usually heard before the drain brings the SYN: the connection leaves the old
    * entry and joins the one of its tuple now, whose DESTROY ends it. Joined to the old one
    * it would be ended by nothing but its FINs or the TCP idle timeout.
+   * - Its server side is set back to what this interface sees (the update's destination):
+   *   a DNAT'd connection was renamed to the old entry's backend, and the reused tuple may
+   *   be balanced to another one, which the new entry names.
+   * - The old entry still held (the drain brought the SYN before conntrack's DESTROY and
+   *   NEW were read) is not joined: its DESTROY would end the new connection. It waits for
+   *   the NEW, which ends the old entry and joins it.
    */
   rejoin(c: Conn, u: ConnectionUpdate): void {
-    if (c.ct !== null) {
-      c.ct.remove(c);
+    const old = c.ct;
+    if (old !== null) {
+      old.remove(c);
       c.ct = null;
     }
-    this.joinNew(c, u);
+    if (u.srcIp === c.cIp && u.srcPort === c.cPort) {
+      c.sIp = u.dstIp;
+      c.sPort = u.dstPort;
+    }
+    this.joinNew(c, u, old);
   }
 
   /** The connection ended or is forgotten: it waits for no entry any more. */

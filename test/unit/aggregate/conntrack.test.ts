@@ -465,3 +465,78 @@ test("a 4-tuple reused for a new TCP connection joins conntrack's new entry, who
   assert.equal(agg.stats().conntrackCompleted, 1);
   assert.equal(agg.stats().conntrackEntries, 0);
 });
+
+test('a reused 4-tuple: balanced to another backend it names the new one; its SYN drained before the events waits for the NEW', () => {
+  const OTHER = '10.0.9.9'; // a second backend of the Service
+  const SYN = TcpFlag.SYN;
+  const FIN = TcpFlag.FIN | TcpFlag.ACK;
+  const conn = (dstIp: string, dstPort: number, flags: number, replyFlags: number, at: number) =>
+    upd({
+      interfaceName: 'caliC',
+      srcIp: CLIENT,
+      srcPort: 41000,
+      dstIp,
+      dstPort,
+      origPackets: 1,
+      origBytes: 60,
+      replyPackets: 1,
+      replyBytes: 60,
+      origTcpFlags: flags,
+      replyTcpFlags: replyFlags,
+      firstSeenMs: at,
+      lastSeenMs: at,
+      ...AT_SRC,
+    });
+  const viaService = (id: number, backend: string, type: ConntrackEventType = ConntrackEventType.new) =>
+    ct({
+      type,
+      id,
+      origSrc: CLIENT,
+      origSport: 41000,
+      origDst: CIP,
+      origDport: 80,
+      replySrc: backend,
+      replySport: 8080,
+    });
+  const rows = (agg: FlowAggregator, at: number) =>
+    agg.flush(at).map((r) => [r.dest_ip, r.num_flows_started, r.num_flows_completed]);
+
+  // DNAT to another backend: the client's veth sees the ClusterIP both times.
+  const agg = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(md),
+    startTimeMs: T0,
+    kindForAllowed: 0,
+  });
+  agg.observeConntrack(viaService(1, BACKEND));
+  agg.observe(conn(CIP, 80, SYN, SYN | TcpFlag.ACK, T0 + 1000));
+  agg.observe(conn(CIP, 80, FIN, FIN, T0 + 2000));
+  assert.deepEqual(rows(agg, T0 + 10_000), [[BACKEND, 1, 1]]);
+  agg.observeConntrack(viaService(1, BACKEND, ConntrackEventType.destroy));
+  agg.observeConntrack(viaService(2, OTHER));
+  agg.observe(conn(CIP, 80, SYN, SYN | TcpFlag.ACK, T0 + 11_000));
+  assert.equal(agg.stats().conntrackJoined, 2);
+  assert.deepEqual(rows(agg, T0 + 20_000), [[OTHER, 1, 0]], 'the new backend');
+  agg.observeConntrack(viaService(2, OTHER, ConntrackEventType.destroy));
+  assert.deepEqual(rows(agg, T0 + 30_000), [[OTHER, 0, 1]]);
+
+  // The SYN drained before conntrack's DESTROY and NEW were read.
+  const early = new FlowAggregator({
+    nodeName: 'node1',
+    resolver: resolverWith(md),
+    startTimeMs: T0,
+    kindForAllowed: 0,
+  });
+  early.observeConntrack(viaService(1, BACKEND));
+  early.observe(conn(CIP, 80, SYN, SYN | TcpFlag.ACK, T0 + 1000));
+  early.observe(conn(CIP, 80, FIN, FIN, T0 + 2000));
+  assert.deepEqual(rows(early, T0 + 10_000), [[BACKEND, 1, 1]]);
+  early.observe(conn(CIP, 80, SYN, SYN | TcpFlag.ACK, T0 + 11_000));
+  early.observeConntrack(viaService(1, BACKEND, ConntrackEventType.destroy)); // the old one's: not the new connection's end
+  early.observeConntrack(viaService(2, BACKEND));
+  assert.equal(early.stats().conntrackJoined, 2, 'joined at the NEW');
+  assert.deepEqual(rows(early, T0 + 20_000), [[BACKEND, 1, 0]], 'started, not ended by the old DESTROY');
+  early.observeConntrack(viaService(2, BACKEND, ConntrackEventType.destroy));
+  assert.deepEqual(rows(early, T0 + 30_000), [[BACKEND, 0, 1]]);
+  assert.equal(early.stats().conntrackCompleted, 1);
+});
