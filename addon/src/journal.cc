@@ -82,11 +82,12 @@ bool Journal::begin_cycle(bool& became_full) {
   if (max_bytes_ == 0) return true;
   // A stat() a closed segment a cycle: each flush removes the segments it covers, so
   // there are one or two.
-  disk_bytes_ = segment_bytes_ + closed_segment_bytes();
+  uint64_t disk = segment_bytes_ + closed_segment_bytes();
+  disk_bytes_.store(disk, std::memory_order_relaxed);
   bool was = skipping_;
-  skipping_ = disk_bytes_ >= max_bytes_;
+  skipping_ = disk >= max_bytes_;
   if (skipping_) {
-    skipped_cycles_++;
+    skipped_cycles_.fetch_add(1, std::memory_order_relaxed);
     became_full = !was;
   }
   return !skipping_;
@@ -94,7 +95,7 @@ bool Journal::begin_cycle(bool& became_full) {
 
 void Journal::append(const ring_flow_record& rec, uint32_t generation) {
   if (skipping_) {
-    skipped_records_++;
+    skipped_records_.fetch_add(1, std::memory_order_relaxed);
     return;
   }
   if (used_ == buf_.size()) write_buffer();
@@ -110,19 +111,19 @@ void Journal::write_buffer() {
   size_t off = 0;
   if (fd_ < 0 && used_ > 0 && !failed_) {  // a segment that could not be opened
     failed_ = true;
-    errors_++;
+    errors_.fetch_add(1, std::memory_order_relaxed);
   }
   while (off < used_ && !failed_) {
     ssize_t n = ::write(fd_, &buf_[off], used_ - off);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       failed_ = true;
-      errors_++;
+      errors_.fetch_add(1, std::memory_order_relaxed);
       last_errno_ = n < 0 ? errno : EIO;
       break;
     }
     off += size_t(n);
-    bytes_ += uint64_t(n);
+    bytes_.fetch_add(uint64_t(n), std::memory_order_relaxed);
     segment_bytes_ += uint64_t(n);
   }
   used_ = 0;
@@ -150,7 +151,8 @@ uint64_t Journal::rotate() {
   fd_ = -1;
   closed_.push_back(closed);
   segment_++;
-  if (!open_segment()) errors_++;  // cycles fail (not complete) until a rotation opens one
+  if (!open_segment())
+    errors_.fetch_add(1, std::memory_order_relaxed);  // cycles fail (not complete) until a rotation opens one
   return closed;
 }
 

@@ -18,6 +18,7 @@
 // cycle's start, so the journal passes its bound by at most one cycle.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -48,12 +49,12 @@ class Journal {
   bool end_cycle(ring_cycle_record& c);
   // Closes the current segment and opens the next; returns the closed one's number.
   uint64_t rotate();
-  uint64_t bytes_written() const { return bytes_; }
-  uint64_t write_errors() const { return errors_; }
-  uint64_t skipped_cycles() const { return skipped_cycles_; }
-  uint64_t skipped_records() const { return skipped_records_; }
+  uint64_t bytes_written() const { return bytes_.load(std::memory_order_relaxed); }
+  uint64_t write_errors() const { return errors_.load(std::memory_order_relaxed); }
+  uint64_t skipped_cycles() const { return skipped_cycles_.load(std::memory_order_relaxed); }
+  uint64_t skipped_records() const { return skipped_records_.load(std::memory_order_relaxed); }
   // The segments' bytes on disk at the last cycle's start (this run's and a previous one's).
-  uint64_t disk_bytes() const { return disk_bytes_; }
+  uint64_t disk_bytes() const { return disk_bytes_.load(std::memory_order_relaxed); }
   uint64_t max_bytes() const { return max_bytes_; }
   int last_errno() const { return last_errno_; }
 
@@ -73,14 +74,16 @@ class Journal {
   uint64_t segment_bytes_ = 0;    // written to the open segment
   std::vector<uint64_t> closed_;  // numbers of the segments in dir_ other than the open one
   bool skipping_ = false;         // this cycle is not journaled
-  uint64_t skipped_cycles_ = 0;
-  uint64_t skipped_records_ = 0;
-  uint64_t disk_bytes_ = 0;
+  // The counters are read by the JavaScript thread (Drainer::counters) while the drain
+  // thread writes them.
+  std::atomic<uint64_t> skipped_cycles_{0};
+  std::atomic<uint64_t> skipped_records_{0};
+  std::atomic<uint64_t> disk_bytes_{0};
   std::vector<uint8_t> buf_;
   size_t used_ = 0;
   bool failed_ = false;  // a write of the current cycle failed
-  uint64_t bytes_ = 0;
-  uint64_t errors_ = 0;
+  std::atomic<uint64_t> bytes_{0};
+  std::atomic<uint64_t> errors_{0};
   int last_errno_ = 0;
 };
 

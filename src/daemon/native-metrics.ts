@@ -57,7 +57,7 @@ export function registerNativeMetrics(r: Registry, dp: NativeStatsSource): void 
   );
   new Gauge({
     name: 'flowlogd_datapath_state',
-    help: "Datapath levels: journalDiskBytes (the drain journal's segments on disk at the last drain cycle's start; 0 without a journal)",
+    help: "Datapath levels: journalDiskBytes (the drain journal's segments on disk at the last drain cycle's start, so not updated while the drain thread sleeps; 0 without a journal or its bound)",
     labelNames: ['value'],
     registers: [r],
     collect() {

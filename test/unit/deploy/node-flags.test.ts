@@ -4,6 +4,7 @@
 // the daemon's memory (BENCHMARKS.md): one of them drifting makes figures that are not
 // the shipped daemon's.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -38,4 +39,7 @@ test('bin/flowlogd, the image and npm run bench start Node with the same flags',
   assert.deepEqual(flags, ['--expose-gc', '--max-semi-space-size=8', '--heap-growing-percent=50']);
   assert.deepEqual(imageFlags(), flags, 'Dockerfile ENTRYPOINT');
   assert.deepEqual(benchFlags(), flags, 'bench/run.ts');
+  // And this Node takes them: a flag V8 dropped would stop the daemon from starting.
+  const run = spawnSync(process.execPath, [...flags, '-e', '0'], { encoding: 'utf8' });
+  assert.equal(run.status, 0, `node ${flags.join(' ')}: ${run.stderr}`);
 });
