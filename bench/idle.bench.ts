@@ -68,15 +68,16 @@ for (const v of values['node-flags']) {
   });
 }
 
-/** Context switches of every thread, by thread id (and its name). */
-function switches(pid: number): Map<string, { comm: string; n: number }> {
-  const out = new Map<string, { comm: string; n: number }>();
+/** Context switches and CPU seconds of every thread, by thread id (and its name). */
+function switches(pid: number): Map<string, { comm: string; n: number; cpu: number }> {
+  const out = new Map<string, { comm: string; n: number; cpu: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
       const comm = readFileSync(`/proc/${pid}/task/${tid}/comm`, 'utf8').trim();
       const st = readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
       const n = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+)`, 'm').exec(st)?.[1] ?? 0);
-      out.set(tid, { comm, n: n('voluntary_ctxt_switches') + n('nonvoluntary_ctxt_switches') });
+      const cpu = cpuSeconds(pid, tid) ?? 0;
+      out.set(tid, { comm, n: n('voluntary_ctxt_switches') + n('nonvoluntary_ctxt_switches'), cpu });
     } catch {
       // thread gone
     }
@@ -93,6 +94,8 @@ interface WindowResult {
   fileMiB: number;
   /** Wake-ups a second by thread name (threads of one name summed: V8Worker ×4). */
   wakeups: Record<string, number>;
+  /** Share of one core by thread name (summed as wakeups). */
+  cpuByThread: Record<string, number>;
 }
 
 async function window(pid: number, seconds: number): Promise<WindowResult> {
@@ -113,9 +116,12 @@ async function window(pid: number, seconds: number): Promise<WindowResult> {
   const s = (performance.now() - t0) / 1000;
   const s1 = switches(pid);
   const wakeups: Record<string, number> = {};
-  for (const [tid, { comm, n }] of s1) {
+  const cpuByThread: Record<string, number> = {};
+  for (const [tid, { comm, n, cpu }] of s1) {
     const w = (n - (s0.get(tid)?.n ?? 0)) / s;
     if (w > 0) wakeups[comm] = (wakeups[comm] ?? 0) + w;
+    const c = (cpu - (s0.get(tid)?.cpu ?? 0)) / s;
+    if (c > 0) cpuByThread[comm] = (cpuByThread[comm] ?? 0) + c;
   }
   const med = (a: number[]) => [...a].sort((x, y) => x - y)[a.length >> 1]! / 2 ** 20;
   return {
@@ -125,6 +131,7 @@ async function window(pid: number, seconds: number): Promise<WindowResult> {
     anonMiB: med(anon),
     fileMiB: med(file),
     wakeups,
+    cpuByThread,
   };
 }
 
@@ -203,8 +210,15 @@ try {
       .sort((a, b) => b[1] - a[1])
       .map(([n, x]) => `${n} ${x.toFixed(1)}`)
       .join(', ');
+    const threads = [...new Set(ws.flatMap((w) => Object.keys(w.cpuByThread)))];
+    const cpu = threads
+      .map((n) => [n, median(ws.map((w) => w.cpuByThread[n] ?? 0))] as const)
+      .filter(([, x]) => x >= 0.0005)
+      .sort((a, b) => b[1] - a[1])
+      .map(([n, x]) => `${n} ${(x * 100).toFixed(1)}%`)
+      .join(', ');
     const m = (f: (w: WindowResult) => number) => median(ws.map(f));
-    return `| ${name} | ${state} | ${(m((w) => w.cpuShare) * 100).toFixed(2)}% | ${m((w) => w.rssMedianMiB).toFixed(1)} (${m((w) => w.anonMiB).toFixed(1)} + ${m((w) => w.fileMiB).toFixed(1)}) | ${ws.map((w) => w.rssMedianMiB.toFixed(1)).join(', ')} | ${ws.map((w) => w.rssEndMiB.toFixed(1)).join(', ')} | ${wake} |`;
+    return `| ${name} | ${state} | ${(m((w) => w.cpuShare) * 100).toFixed(2)}% | ${m((w) => w.rssMedianMiB).toFixed(1)} (${m((w) => w.anonMiB).toFixed(1)} + ${m((w) => w.fileMiB).toFixed(1)}) | ${ws.map((w) => w.rssMedianMiB.toFixed(1)).join(', ')} | ${ws.map((w) => w.rssEndMiB.toFixed(1)).join(', ')} | ${wake} | ${cpu || '–'} |`;
   };
   if (values.json) {
     process.stdout.write(`${JSON.stringify(Object.fromEntries(results), null, 1)}\n`);
@@ -214,8 +228,8 @@ try {
       '',
       `Command: \`node dist/bench/idle.bench.js ${process.argv.slice(2).join(' ')}\``,
       '',
-      '| variant | state | CPU (share of one core) | RSS MiB, median (anon + file) | RSS by round | RSS at the end, by round | wake-ups/s by thread |',
-      '|---|---|---|---|---|---|---|',
+      '| variant | state | CPU (share of one core) | RSS MiB, median (anon + file) | RSS by round | RSS at the end, by round | wake-ups/s by thread | CPU by thread |',
+      '|---|---|---|---|---|---|---|---|',
     ];
     for (const v of variants) {
       const r = results.get(v.name)!;

@@ -6,9 +6,12 @@ import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 const TICKS_PER_SECOND = 100; // USER_HZ: fixed at 100 on every Linux ABI Node supports
 
 /** User + system CPU seconds of the whole process (all threads), or null if it is gone. */
-export function cpuSeconds(pid: number): number | null {
+export function cpuSeconds(pid: number, tid?: string): number | null {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(
+      tid === undefined ? `/proc/${pid}/stat` : `/proc/${pid}/task/${tid}/stat`,
+      'utf8',
+    );
     // Fields after the command (which may hold spaces and parentheses): state is field 3.
     const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     return (Number(f[11]) + Number(f[12])) / TICKS_PER_SECOND; // utime, stime (fields 14, 15)
