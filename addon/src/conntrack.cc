@@ -28,7 +28,10 @@ static_assert(offsetof(ring_conntrack_record, orig) == 16 && offsetof(ring_connt
 
 namespace {
 
-constexpr size_t kRecvBuf = 1 << 20;  // one recv() returns many events
+// A dump's recv() returns many entries; on the event socket (multicast) each event is a
+// datagram, one a recv() (8.8k recvfrom a second for 8.8k events; recvmmsg() batches of
+// 64 measured no cheaper: BENCHMARKS.md, issue 12).
+constexpr size_t kRecvBuf = 1 << 20;
 // After a read that found events the thread waits this long (unless poked or stopped)
 // before it polls again, so events queue in the socket and one wake-up of this thread,
 // and one of JavaScript's, takes them all. Read as they came, 10k new connections a
