@@ -242,6 +242,11 @@ export class FlowAggregator {
     const hostSide = !workload && !(deny && this.#localPods.has(localIp));
     if (size >= this.#maxConnections) {
       this.#stats.droppedTableFull++;
+      if (!deny) {
+        // Counted, not lost: the interface's overflow records take it (overflow.ts).
+        this.#overflow.observeUntracked(u, localIsInitiator, localIp, this.#allow, this.#nums, this.#unkeyed);
+        return null;
+      }
       this.#stats.droppedPackets += u.origPackets + u.replyPackets;
       this.#stats.droppedBytes += u.origBytes + u.replyBytes;
       return null;

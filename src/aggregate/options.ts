@@ -32,7 +32,11 @@ export interface AggregatorOptions {
   readonly tcpIdleTimeoutMs?: number;
   /** Globs of workload (pod veth host-side) interface names. */
   readonly workloadInterfaces?: readonly string[];
-  /** Connection table bound; updates of new connections beyond it are dropped and counted. */
+  /**
+   * Connection table bound (MaxConnections): an allowed new connection beyond it goes to
+   * its interface's overflow records (counted, not lost); a denied one is dropped and
+   * counted.
+   */
   readonly maxConnections?: number;
   /**
    * Called when the lifecycle source is decided or changes: 'conntrack' once conntrack
@@ -60,7 +64,10 @@ export type ReconfigurableOptions = Pick<
 
 export const DEFAULT_IDLE_TIMEOUT_MS = 60_000;
 export const DEFAULT_TCP_IDLE_TIMEOUT_MS = 3_600_000;
-export const DEFAULT_MAX_CONNECTIONS = 1_000_000;
+// The daemon holds ~0.65 KB a connection between flushes and up to ~1.2 KB during a
+// kind-0 flush (BENCHMARKS.md, 100k connections: 146 MB median, 198 peak, 81 idle):
+// 300k stay under the DaemonSet's 512 MiB limit with headroom; a million would not.
+export const DEFAULT_MAX_CONNECTIONS = 300_000;
 
 export interface AggregatorStats {
   /** Updates passed to observe(). */
@@ -75,7 +82,11 @@ export interface AggregatorStats {
   ignoredHostInterface: number;
   /** Updates on host interfaces for traffic that is not the host's own (forwarded pod traffic). */
   forwarded: number;
-  /** Updates of new connections dropped because the table was full, and what they carried. */
+  /**
+   * Updates of new connections the table had no room for (MaxConnections); an allowed
+   * one's counts are in overflow records (overflowPackets), a denied one's are dropped
+   * (droppedPackets, droppedBytes).
+   */
   droppedTableFull: number;
   droppedPackets: number;
   droppedBytes: number;
@@ -112,7 +123,7 @@ export interface AggregatorStats {
   policyHttpUnchecked: number;
   /** Evaluations (as policyEvaluations) whose enforcing end is a host endpoint: not evaluated, an empty trace. */
   policyHostEndpointUnevaluated: number;
-  /** Packets and bytes of overflow updates (connections the kernel map had no room for) in overflow records. */
+  /** Packets and bytes in overflow records: of connections the kernel map or the table had no room for. */
   overflowPackets: number;
   overflowBytes: number;
   lifecycleSource: LifecycleSource;

@@ -9,11 +9,13 @@
 // the connections are not known. It carries the packets and bytes, and no flows
 // (num_flows, started and completed 0: how many connections they were is not known).
 // So the sums of packets and bytes over an interval's records still equal the traffic.
+// Connections the aggregator's own table had no room for (MaxConnections) go to the same
+// records (observeUntracked), so a full table loses no counts either.
 
 import type { ConnectionUpdate } from '../datapath/types.ts';
 import type { Endpoint } from '../enrich/resolver.ts';
 import { Conn, type ConnNumbers } from './connections.ts';
-import type { InterfaceClassifier, InterfaceRole } from './interfaces.ts';
+import type { InterfaceClassifier } from './interfaces.ts';
 import type { AggregatorStats } from './options.ts';
 
 /** The peer of an overflow record: connections whose peers were not recorded. */
@@ -69,29 +71,53 @@ export class OverflowRecords {
     this.#stats.overflowBytes += u.origBytes + u.replyBytes;
     // Of the update's family: a pod's IPv6 link-local neighbour discovery is no IPv4 record's local side.
     const localIp = this.#localIp.get(`${u.interfaceName}|${u.family}`) ?? '';
-    observeOverflow(u, role, localIp, table, nums, created);
+    // orig* is what the ingress hook counted, reply* egress. On a pod's veth (host side),
+    // ingress is what the pod sent; on a host interface, what the host received.
+    const w = role === 'workload';
+    const [sentP, sentB, recvP, recvB] = w
+      ? [u.origPackets, u.origBytes, u.replyPackets, u.replyBytes]
+      : [u.replyPackets, u.replyBytes, u.origPackets, u.origBytes];
+    observeOverflow(u, sentP, sentB, recvP, recvB, localIp, table, nums, created);
+  }
+
+  /**
+   * A connection update the aggregator's table had no room for (MaxConnections): its
+   * counts go to its interface's overflow records, sent and received by its local side
+   * (`localIsInitiator`), instead of being dropped.
+   */
+  observeUntracked(
+    u: ConnectionUpdate,
+    localIsInitiator: boolean,
+    localIp: string,
+    table: Map<string, Conn>,
+    nums: ConnNumbers,
+    created: Conn[],
+  ): void {
+    this.#stats.overflowPackets += u.origPackets + u.replyPackets;
+    this.#stats.overflowBytes += u.origBytes + u.replyBytes;
+    const [sentP, sentB, recvP, recvB] = localIsInitiator
+      ? [u.origPackets, u.origBytes, u.replyPackets, u.replyBytes]
+      : [u.replyPackets, u.replyBytes, u.origPackets, u.origBytes];
+    observeOverflow(u, sentP, sentB, recvP, recvB, localIp, table, nums, created);
   }
 }
 
 /**
- * Adds one overflow update to its two records' connections (sent from and received by the
- * local endpoint), making them when needed (and adding those to `created`). `localIp` is
- * the interface's last local address ('' if none yet).
+ * Adds one update's counts sent from and received by the local endpoint to its
+ * interface's two overflow records' connections, making them when needed (and adding
+ * those to `created`). `localIp` names the local side of a record it makes ('' if none).
  */
 function observeOverflow(
   u: ConnectionUpdate,
-  role: InterfaceRole,
+  sentP: number,
+  sentB: number,
+  recvP: number,
+  recvB: number,
   localIp: string,
   table: Map<string, Conn>,
   nums: ConnNumbers,
   created: Conn[],
 ): void {
-  // orig* is what the ingress hook counted, reply* egress. On a pod's veth (host side),
-  // ingress is what the pod sent; on a host interface, what the host received.
-  const sentP = role === 'workload' ? u.origPackets : u.replyPackets;
-  const sentB = role === 'workload' ? u.origBytes : u.replyBytes;
-  const recvP = role === 'workload' ? u.replyPackets : u.origPackets;
-  const recvB = role === 'workload' ? u.replyBytes : u.origBytes;
   for (const out of [true, false]) {
     const p = out ? sentP : recvP;
     if (p === 0) continue;

@@ -26,6 +26,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_WORKLOAD_INTERFACES } from '../aggregate/interfaces.ts';
 import {
   DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
   DEFAULT_TCP_IDLE_TIMEOUT_MS,
   type ReconfigurableOptions,
 } from '../aggregate/options.ts';
@@ -99,6 +100,8 @@ export interface Config extends ShipConfig {
   readonly dropTracing: boolean;
   /** Entries of each kernel flow map generation (README, "When the kernel map is full"). */
   readonly flowMapSize: number;
+  /** Connections the aggregator holds between flushes; beyond it, overflow records (README, Faults). */
+  readonly maxConnections: number;
   /** bpffs directory the kernel maps are pinned in and adopted from at restart; null = not pinned. */
   readonly bpfPinDirectory: string | null;
   /** Where the drain journal lives (drained counts not yet flushed); null = none. */
@@ -225,6 +228,11 @@ export const SETTINGS = [
     min: FLOW_MAP_SIZE_MIN,
     max: FLOW_MAP_SIZE_MAX,
   },
+  {
+    ...own('maxConnections', 'MaxConnections', 'posint', 'FLOWLOGD_MAX_CONNECTIONS', '--max-connections'),
+    min: 1000,
+    max: 100_000_000,
+  },
   own('bpfPinDirectory', 'BpfPinDirectory', 'path', 'FLOWLOGD_BPF_PIN_DIRECTORY', '--bpf-pin-directory'),
   own('stateDirectory', 'StateDirectory', 'path', 'FLOWLOGD_STATE_DIRECTORY', '--state-directory'),
   {
@@ -313,6 +321,7 @@ const DEFAULTS: Readonly<Partial<Record<keyof Config, unknown>>> = {
   dropTracing: true,
   ...SHIP_DEFAULTS,
   flowMapSize: DEFAULT_FLOW_MAP_SIZE,
+  maxConnections: DEFAULT_MAX_CONNECTIONS,
   // Off for a plain daemon (no bpffs assumed, nothing written outside the log directory);
   // the DaemonSet sets both (README, "Restarts").
   bpfPinDirectory: null,

@@ -73,6 +73,7 @@ export async function startPipeline(
     ...aggregationSettings(c),
     hostEndpoints: c.flowLogsEnableHostEndpoint,
     workloadInterfaces: c.workloadInterfaces,
+    maxConnections: c.maxConnections,
     onLifecycleSource: (source) =>
       log.info(
         { lifecycle: source },

@@ -261,17 +261,63 @@ describe('counting across intervals', () => {
     );
   });
 
-  test('disabled action and full table are counted, nothing else changes', () => {
+  test('disabled action is counted; past the full table an allowed connection goes to overflow records, a denied one is dropped', () => {
     const a = k0(resolverWith(), { enabledForDenied: false, maxConnections: 1 });
     a.observe(upd({ srcIp: '10.0.0.1', dstIp: '10.0.0.2' }), 'deny');
-    a.observe(upd({ srcIp: '10.0.0.1', dstIp: '10.0.0.2' }));
-    a.observe(upd({ srcIp: '10.0.0.1', dstIp: '10.0.0.3', origPackets: 2, origBytes: 99 }));
+    a.observe(upd({ srcIp: '10.0.0.1', dstIp: '10.0.0.2', origPackets: 1, origBytes: 10 }));
+    // Table full: seen at egress of the pod's veth from its initiator, so the local side
+    // (the pod, 10.0.0.3) received orig and sent reply.
+    const full = {
+      srcIp: '10.0.0.1',
+      dstIp: '10.0.0.3',
+      origPackets: 2,
+      origBytes: 99,
+      replyPackets: 1,
+      replyBytes: 7,
+    };
+    a.observe(upd(full));
+    a.observe(upd({ ...full, srcPort: 40001 })); // another one: the same two records
     const s = a.stats();
     assert.deepEqual(
-      [s.updates, s.ignoredDisabled, s.droppedTableFull, s.droppedPackets, s.droppedBytes, s.connections],
-      [3, 1, 1, 2, 99, 1],
+      [
+        s.updates,
+        s.ignoredDisabled,
+        s.droppedTableFull,
+        s.droppedPackets,
+        s.droppedBytes,
+        s.overflowPackets,
+        s.overflowBytes,
+      ],
+      [4, 1, 2, 0, 0, 6, 212],
     );
-    assert.equal(a.flush(F1).length, 1);
+    const recs = a.flush(F1);
+    assert.deepEqual(
+      recs.map((r) => [
+        r.dest_name_aggr,
+        r.source_name_aggr,
+        r.reporter,
+        r.packets_in,
+        r.bytes_in,
+        r.packets_out,
+        r.bytes_out,
+        r.num_flows,
+      ]),
+      [
+        ['pvt', 'pvt', 'dst', 1, 10, 0, 0, 1],
+        ['overflow', 'pvt', 'src', 0, 0, 2, 14, 0],
+        ['pvt', 'overflow', 'dst', 4, 198, 0, 0, 0],
+      ],
+      'the connection, then what the full table sent into the overflow records: the sums equal the traffic',
+    );
+    // The deny side has no overflow records: dropped and counted.
+    const d = k0(resolverWith(), { maxConnections: 1 });
+    d.observe(upd({ srcIp: '10.0.0.1', dstIp: '10.0.0.2', origPackets: 1, origBytes: 10 }), 'deny');
+    d.observe(upd({ srcIp: '10.0.0.1', dstIp: '10.0.0.3', origPackets: 2, origBytes: 99 }), 'deny');
+    const ds = d.stats();
+    assert.deepEqual(
+      [ds.droppedTableFull, ds.droppedPackets, ds.droppedBytes, ds.overflowPackets],
+      [1, 2, 99, 0],
+    );
   });
 
   test('end_time never equals start_time', () => {

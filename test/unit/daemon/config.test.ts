@@ -245,6 +245,9 @@ test('ranges: metrics port, resync interval (0 = off), durations over a day', ()
   assert.deepEqual(problems(['--metrics-port', '65536']), [
     '--metrics-port=65536 (command line): must be an integer from 1 to 65535',
   ]);
+  assert.deepEqual(problems(['--max-connections', '999']), [
+    '--max-connections=999 (command line): must be an integer from 1000 to 100000000',
+  ]);
   assert.deepEqual(problems(['--state-directory-max-size-mb', '0']), [
     '--state-directory-max-size-mb=0 (command line): must be an integer from 1 to 1048576',
   ]);
